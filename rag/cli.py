@@ -1,0 +1,274 @@
+"""`python -m rag`: ingest, ask, list and delete from the command line, over the same `Rag` core."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.errors import RagError
+
+
+def _top_k(value: str) -> int:
+    try:
+        k = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"top-k must be a whole number, not {value!r}") from None
+    if not 1 <= k <= 100:
+        raise argparse.ArgumentTypeError(f"top-k must be between 1 and 100, not {k}")
+    return k
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rag", description="Chat with your documents over Milvus.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_collection(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--collection", "-c", help="collection (knowledge base); default RAG_COLLECTION or 'documents'")
+        return p
+
+    p = with_collection(sub.add_parser("ingest", help="index files or folders"))
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = with_collection(sub.add_parser("ask", help="ask a question (or --questions-file)"))
+    p.add_argument("question", nargs="?")
+    p.add_argument("--questions-file", type=Path, help="a JSON list of questions, answered in one process")
+    p.add_argument("--top-k", "-k", type=_top_k, help="passages to retrieve (1-100)")
+    p.add_argument("--retrieve-only", action="store_true", help="no LLM: answer with the passages")
+    p.add_argument("--json", action="store_true", help='print {"answer", "sources"} as JSON')
+
+    p = with_collection(sub.add_parser("docs", help="list a collection's documents"))
+    p.add_argument("--json", action="store_true")
+
+    p = with_collection(sub.add_parser("delete", help="delete a document from a collection"))
+    p.add_argument("doc", metavar="DOC", help="document id, as `docs` lists it")
+
+    p = sub.add_parser("collections", help="list collections")
+    p.add_argument("--json", action="store_true")
+
+    sub.add_parser("info", help="show the configuration in use")
+
+    p = sub.add_parser("bench-ingest", help="benchmark ingestion and retrieval (see README)")
+    p.add_argument("--chunks", type=int, default=2000, help="minimum corpus size in chunks")
+    p.add_argument("--search-chunks", type=int, default=10000, help="collection size for the retrieval latency test")
+    p.add_argument("--questions", type=int, default=200)
+    p.add_argument("--skip-tutorial", action="store_true", help="skip the tutorial's from_documents baseline")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        from pydantic import ValidationError
+
+        from rag.config import Settings
+
+        try:
+            settings = Settings()
+        except ValidationError as exc:
+            raise RagError(_settings_error(exc)) from None
+        return COMMANDS[args.command](args, settings)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _settings_error(exc: Any) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+    return f"invalid setting {where}: {first.get('msg', '').removeprefix('Value error, ')}"
+
+
+def _rag(settings):
+    from rag.service import Rag
+
+    return Rag(settings)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def cmd_ingest(args, settings) -> int:
+    from tqdm import tqdm
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise RagError(f"{missing[0]}: no such file or folder")
+    rag = _rag(settings)
+    bar = tqdm(total=0, unit="chunk", file=sys.stderr, disable=args.json or not sys.stderr.isatty())
+
+    def progress(state) -> None:
+        bar.total = max(state.chunks_total, state.chunks_done)
+        bar.n = state.chunks_done
+        bar.set_postfix_str(f"{state.files_done}/{state.files_total} files")
+        bar.refresh()
+
+    report = rag.ingest(args.paths, args.collection, progress)
+    bar.close()
+    if args.json:
+        _print_json(
+            {
+                "collection": report.collection,
+                "seconds": round(report.seconds, 2),
+                "chunks": report.chunks,
+                "aborted": report.aborted or None,
+                "files": [vars(r) for r in report.results],
+            }
+        )
+    else:
+        for r in report.results:
+            detail = r.error if r.status == "failed" else f"{r.chunks} chunks"
+            print(f"{r.status:9} {r.doc_id}: {detail}")
+        print(f"{report.chunks} chunks into {report.collection!r} in {report.seconds:.1f} s")
+        if report.aborted:
+            print(f"stopped early: {report.aborted}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def _questions(args) -> list[str]:
+    if args.questions_file and args.question:
+        raise RagError("give either a QUESTION or --questions-file, not both")
+    if args.questions_file:
+        try:
+            data = json.loads(args.questions_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RagError(f"{args.questions_file}: no such file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RagError(f"{args.questions_file}: not a JSON file ({exc})") from None
+        if not isinstance(data, list) or not all(isinstance(q, str) for q in data) or not data:
+            raise RagError(f"{args.questions_file}: expected a non-empty JSON list of strings")
+        return data
+    if args.question is None:
+        raise RagError("give a QUESTION or --questions-file")
+    return [args.question]
+
+
+def cmd_ask(args, settings) -> int:
+    from rag.answer import Done, Failure, Sources, Token
+
+    questions = _questions(args)
+    rag = _rag(settings)
+    if not args.json and not args.retrieve_only and rag.info.llm.note:
+        print(f"note: {rag.info.llm.note}", file=sys.stderr)
+    answers = []
+    for question in questions:
+        if args.json:
+            answers.append(rag.ask(question, args.collection, args.top_k, args.retrieve_only))
+            continue
+        if len(questions) > 1:
+            print(f"\n## {question}")
+        for event in rag.stream_ask(question, args.collection, args.top_k, args.retrieve_only):
+            if isinstance(event, Token):
+                print(event.text, end="", flush=True)
+            elif isinstance(event, Failure):
+                print(f"\nerror: {event.message}", file=sys.stderr)
+            elif isinstance(event, Done):
+                print()
+                _print_sources(event.answer.sources)
+            elif isinstance(event, Sources) and args.retrieve_only:
+                print("(retrieval only: the passages below are the answer)")
+        answers.append(None)
+    if args.json:
+        data = [a.to_json() for a in answers]
+        _print_json(data if args.questions_file else data[0])
+        return 1 if any(a.error for a in answers) else 0
+    return 0
+
+
+def _print_sources(sources) -> None:
+    print("\nSources:")
+    for i, s in enumerate(sources, 1):
+        page = f", page {s.page}" if s.page is not None else ""
+        snippet = " ".join(s.text.split())[:160]
+        print(f"  [{i}] {s.file}{page} (score {s.score:.3f}): {snippet}")
+
+
+def cmd_docs(args, settings) -> int:
+    docs = _rag(settings).documents(args.collection)
+    if args.json:
+        _print_json([{k: v for k, v in vars(d).items() if k not in ("owner", "previous")} for d in docs])
+        return 0
+    if not docs:
+        print("no documents")
+        return 0
+    width = max(len(d.doc_id) for d in docs)
+    for d in docs:
+        extra = f"  {d.error}" if d.error else ""
+        print(f"{d.doc_id:<{width}}  {d.status:8}  {d.chunks:6} chunks{extra}")
+    return 0
+
+
+def cmd_delete(args, settings) -> int:
+    record = _rag(settings).delete(args.doc, args.collection)
+    print(f"deleted {record.doc_id} ({record.chunks} chunks)")
+    return 0
+
+
+def cmd_collections(args, settings) -> int:
+    rag = _rag(settings)
+    infos = rag.collections()
+    if args.json:
+        _print_json([vars(c) for c in infos])
+    elif not infos:
+        print("no collections yet: `python -m rag ingest PATH` creates one")
+    else:
+        for c in infos:
+            print(f"{c.name}  ({c.embed_model}, {c.embed_dim}-d, created {c.created_at})")
+    return 0
+
+
+def cmd_info(args, settings) -> int:
+    from rag.llm import llm_info
+
+    info = llm_info(settings)
+    print(f"Milvus:     {settings.milvus_display}")
+    print(f"Embedding:  {settings.embed_model}")
+    print(f"LLM:        {info.label}")
+    if info.note:
+        print(f"            {info.note}")
+    print(f"Collection: {settings.collection}")
+    print(f"Data:       {settings.data_dir.resolve()}")
+    return 0
+
+
+def cmd_bench_ingest(args, settings) -> int:
+    from rag.bench_ingest import run_cli
+
+    return run_cli(args, settings)
+
+
+COMMANDS = {
+    "ingest": cmd_ingest,
+    "ask": cmd_ask,
+    "docs": cmd_docs,
+    "delete": cmd_delete,
+    "collections": cmd_collections,
+    "info": cmd_info,
+    "bench-ingest": cmd_bench_ingest,
+}
+
+
+def _quiet_libraries() -> None:
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="milvus_lite")
+    warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+    logging.getLogger("llama_index").setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass

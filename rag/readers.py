@@ -1,0 +1,156 @@
+"""Turn a file into text sections (one per PDF page), with a clear reason when that is impossible."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.errors import ParseError
+
+
+@dataclass(frozen=True)
+class Section:
+    """A piece of a document's text and where it sits: PDFs have one per page."""
+
+    text: str
+    page: int | None = None  # physical page, 1-based: what a viewer opens
+    page_label: str | None = None  # the printed label ("iv", "T-2", "8")
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """Decode bytes as text: UTF-8 first, then the most likely legacy encoding; refuse binaries."""
+    if not data.strip():
+        raise ParseError(f"{name}: the file is empty")
+    if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ParseError(f"{name}: this looks like a binary file, not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise ParseError(f"{name}: cannot tell the text encoding; save it as UTF-8 and upload again")
+    return str(best)
+
+
+def read_text(path: Path) -> list[Section]:
+    return [Section(decode_text(path.read_bytes(), path.name))]
+
+
+def read_html(path: Path) -> list[Section]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(decode_text(path.read_bytes(), path.name), "html.parser")
+    for tag in soup(["script", "style", "noscript", "template"]):
+        tag.decompose()
+    return [Section(soup.get_text("\n"))]
+
+
+def read_csv(path: Path) -> list[Section]:
+    """One line per row, `column: value` pairs, so a chunk keeps the meaning of its cells."""
+    text = decode_text(path.read_bytes(), path.name)
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    rows = list(csv.reader(io.StringIO(text), dialect))
+    if not rows:
+        return []
+    header, body = rows[0], rows[1:]
+    if not body:
+        return [Section(", ".join(header))]
+    lines = ["; ".join(f"{h}: {v}" for h, v in zip(header, row) if v.strip()) for row in body]
+    return [Section("\n".join(lines))]
+
+
+def read_json(path: Path) -> list[Section]:
+    text = decode_text(path.read_bytes(), path.name)
+    try:
+        return [Section(json.dumps(json.loads(text), indent=1, ensure_ascii=False))]
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"{path.name}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+
+
+def read_rtf(path: Path) -> list[Section]:
+    from striprtf.striprtf import rtf_to_text
+
+    return [Section(rtf_to_text(decode_text(path.read_bytes(), path.name)))]
+
+
+def read_docx(path: Path) -> list[Section]:
+    import zipfile
+
+    import docx2txt
+
+    try:
+        return [Section(docx2txt.process(str(path)))]
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise ParseError(f"{path.name}: not a valid Word (.docx) file") from exc
+
+
+def read_pdf(path: Path) -> list[Section]:
+    """One section per page, with the physical page number and the printed page label."""
+    import pypdf
+    from pypdf.errors import PdfReadError
+
+    try:
+        pdf = pypdf.PdfReader(str(path))
+        if pdf.is_encrypted and not pdf.decrypt(""):
+            raise ParseError(f"{path.name}: the PDF is password-protected; remove the password and upload again")
+        sections = []
+        for index, page in enumerate(pdf.pages):
+            text = page.extract_text() or ""
+            if text.strip():
+                label = pdf.page_labels[index] if index < len(pdf.page_labels) else str(index + 1)
+                sections.append(Section(text, page=index + 1, page_label=label))
+    except ParseError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise ParseError(f"{path.name}: the PDF is damaged or not a PDF ({exc})") from exc
+    except Exception as exc:  # pypdf raises many types on malformed input; the file is unreadable either way
+        raise ParseError(f"{path.name}: the PDF could not be read ({type(exc).__name__}: {exc})") from exc
+    if not sections:
+        raise ParseError(f"{path.name}: the PDF has no text layer (a scan?); run OCR on it first")
+    return sections
+
+
+READERS: dict[str, Callable[[Path], list[Section]]] = {
+    ".pdf": read_pdf,
+    ".docx": read_docx,
+    ".md": read_text,
+    ".markdown": read_text,
+    ".txt": read_text,
+    ".text": read_text,
+    ".rst": read_text,
+    ".log": read_text,
+    ".html": read_html,
+    ".htm": read_html,
+    ".csv": read_csv,
+    ".tsv": read_csv,
+    ".json": read_json,
+    ".rtf": read_rtf,
+}
+
+SUPPORTED_EXTENSIONS = tuple(sorted(READERS))
+
+
+def read_file(path: Path) -> list[Section]:
+    """The text sections of a file, or ParseError saying why there are none."""
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise ParseError(
+            f"{path.name}: unsupported file type {path.suffix or '(none)'}; "
+            f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
+    if path.stat().st_size == 0:
+        raise ParseError(f"{path.name}: the file is empty")
+    sections = [s for s in reader(path) if s.text.strip()]
+    if not sections:
+        raise ParseError(f"{path.name}: no text found in the file")
+    return sections

@@ -1,0 +1,364 @@
+"""`Rag`: the one entry point the CLI and the pages call.
+
+Every operation is a pair, `x` / `ax`, like LlamaIndex's `query` / `aquery`. The async method is
+the one implementation and always runs on the shared background loop (`rag.loop`), whichever
+thread or loop calls it; the sync method blocks on it. Heavy parts (Milvus connection, embedding
+model, LLM) are created once, on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cached_property, wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from llama_index.core import VectorStoreIndex
+from llama_index.core.node_parser import SentenceSplitter
+
+from rag.answer import Answer, ChatEngine, Done, Event, QueryEngine
+from rag.config import Settings, validate_collection_name
+from rag.embeddings import EmbedInfo, count_tokens, embed_info, load_embed_model
+from rag.errors import ConfigError, DocumentNotFound, RagError
+from rag.ingest import IngestReport, Ingestor, ProgressCallback, Source, collect_sources
+from rag.llm import LLMInfo, build_llm, llm_info
+from rag.loop import BackgroundLoop, shared_loop
+from rag.store import CollectionInfo, DocumentRecord, MilvusStore, check_embedding
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+CHUNK_MARGIN = 8
+_recovered: set[str] = set()  # word pieces kept free for the model's special tokens
+
+
+def on_loop(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Make an async method run on the owner's background loop, whoever awaits it."""
+
+    @wraps(method)
+    async def wrapper(self: "Rag", *args: Any, **kwargs: Any) -> T:
+        return await self._loop.hop(method(self, *args, **kwargs))
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    """What the app runs on, safe to display (no tokens, no keys)."""
+
+    milvus: str
+    milvus_is_server: bool
+    embed_model: str
+    llm: LLMInfo
+    collection: str
+
+
+class Rag:
+    """Documents in, answers out, over one Milvus deployment."""
+
+    def __init__(self, settings: Settings | None = None, loop: BackgroundLoop | None = None) -> None:
+        self.settings = settings or Settings()
+        self._loop = loop or shared_loop()
+        self._store = MilvusStore(self.settings)
+        self._embed_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
+        self._llm: Any = None
+        self._llm_loaded = False
+
+    # Lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._loop.run(self.aclose())
+
+    async def aclose(self) -> None:
+        await self._loop.hop(self._store.aclose())
+        self._embed_executor.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> "Rag":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "Rag":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # Parts, created on first use ------------------------------------------------------------
+
+    @cached_property
+    def embed_model(self):
+        return load_embed_model(self.settings.embed_model, self.settings.embed_batch_size)
+
+    @cached_property
+    def embed_info(self) -> EmbedInfo:
+        return embed_info(self.settings.embed_model, self.embed_model)
+
+    @cached_property
+    def splitter(self) -> SentenceSplitter:
+        """Chunks sized in the embedding model's own word pieces, so no chunk is cut off."""
+        size = self.embed_info.max_tokens - CHUNK_MARGIN
+        overlap = min(self.settings.chunk_overlap, size // 4)
+        return SentenceSplitter(chunk_size=size, chunk_overlap=overlap, tokenizer=count_tokens(self.embed_model))
+
+    @property
+    def llm(self):
+        if not self._llm_loaded:
+            self._llm = build_llm(self.settings)
+            self._llm_loaded = True
+        return self._llm
+
+    @property
+    def info(self) -> SystemInfo:
+        return SystemInfo(
+            milvus=self.settings.milvus_display,
+            milvus_is_server=self.settings.is_milvus_server,
+            embed_model=self.settings.embed_model,
+            llm=llm_info(self.settings),
+            collection=self.settings.collection,
+        )
+
+    def _secrets(self) -> tuple[str, ...]:
+        return (self.settings.openai_api_key.get_secret_value(), self.settings.milvus_token.get_secret_value())
+
+    def _collection(self, name: str | None) -> str:
+        try:
+            return validate_collection_name(name or self.settings.collection)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    async def _connect(self) -> MilvusStore:
+        await self._store.aconnect()
+        uri = self.settings.resolved_milvus_uri
+        if uri not in _recovered:  # once per process and Milvus: before this process ingests anything
+            _recovered.add(uri)
+            await self._recover()
+        return self._store
+
+    async def _recover(self) -> None:
+        """Roll back documents left half-indexed by a process that died mid-ingestion."""
+        host = socket.gethostname()
+        for info in await self._store.alist_collections():
+            for doc in await self._store.adocuments(info.name):
+                if doc.status != "indexing":
+                    continue
+                owner_host, _, pid = doc.owner.rpartition(":")
+                if owner_host != host or _alive(int(pid or 0)):
+                    continue
+                log.warning("rolling back %s/%s, left half-indexed by a stopped process", info.name, doc.doc_id)
+                await self._store.adelete_chunks(info.name, doc.doc_id, only_hash=doc.content_hash)
+                if doc.previous:
+                    await self._store.aput_document(DocumentRecord(**doc.previous))
+                else:
+                    await self._store.aforget_document(info.name, doc.doc_id)
+
+    def _ingestor(self) -> Ingestor:
+        return Ingestor(
+            self._store, self.embed_model, self.embed_info, self.splitter, self._embed_executor,
+            self.settings.embed_batch_size,
+        )
+
+    async def _open(self, collection: str | None) -> CollectionInfo:
+        store = await self._connect()
+        info = await store.aget_collection(self._collection(collection))
+        check_embedding(info, self.embed_info)
+        return info
+
+    async def _retriever(self, collection: str | None, top_k: int | None):
+        top_k = self.settings.top_k if top_k is None else top_k
+        if not 1 <= top_k <= 100:
+            raise ConfigError(f"top-k must be between 1 and 100, not {top_k}")
+        info = await self._open(collection)
+        if not any(d.status == "indexed" for d in await self._store.adocuments(info.name)):
+            raise RagError(f"collection {info.name!r} has no indexed documents yet: ingest some first")
+        index = VectorStoreIndex.from_vector_store(self._store.vector_store(info), embed_model=self.embed_model)
+        return index.as_retriever(similarity_top_k=top_k)
+
+    # Collections ----------------------------------------------------------------------------
+
+    def collections(self) -> list[CollectionInfo]:
+        return self._loop.run(self.acollections())
+
+    @on_loop
+    async def acollections(self) -> list[CollectionInfo]:
+        return await (await self._connect()).alist_collections()
+
+    def create_collection(self, name: str) -> CollectionInfo:
+        return self._loop.run(self.acreate_collection(name))
+
+    @on_loop
+    async def acreate_collection(self, name: str) -> CollectionInfo:
+        return await (await self._connect()).aensure_collection(self._collection(name), self.embed_info)
+
+    def drop_collection(self, name: str) -> None:
+        self._loop.run(self.adrop_collection(name))
+
+    @on_loop
+    async def adrop_collection(self, name: str) -> None:
+        await (await self._connect()).adrop_collection(self._collection(name))
+
+    # Documents --------------------------------------------------------------------------------
+
+    def ingest(
+        self, paths: Iterable[str | Path | Source], collection: str | None = None, progress: ProgressCallback | None = None
+    ) -> IngestReport:
+        return self._loop.run(self.aingest(paths, collection, progress))
+
+    def start_ingest(
+        self, paths: Iterable[str | Path | Source], collection: str | None = None, progress: ProgressCallback | None = None
+    ) -> Future[IngestReport]:
+        """Ingest in the background; the returned future can be polled or cancelled from any thread."""
+        return self._loop.submit(self.aingest(paths, collection, progress))
+
+    @on_loop
+    async def aingest(
+        self, paths: Iterable[str | Path | Source], collection: str | None = None, progress: ProgressCallback | None = None
+    ) -> IngestReport:
+        name = self._collection(collection)
+        items = list(paths)
+        sources = [p for p in items if isinstance(p, Source)] + collect_sources(p for p in items if not isinstance(p, Source))
+        if not sources:
+            raise RagError("no supported files to ingest")
+        await self._connect()
+        return await self._ingestor().run(sources, name, progress)
+
+    def documents(self, collection: str | None = None) -> list[DocumentRecord]:
+        return self._loop.run(self.adocuments(collection))
+
+    @on_loop
+    async def adocuments(self, collection: str | None = None) -> list[DocumentRecord]:
+        info = await (await self._connect()).aget_collection(self._collection(collection))
+        return await self._store.adocuments(info.name)
+
+    def delete(self, doc_id: str, collection: str | None = None) -> DocumentRecord:
+        return self._loop.run(self.adelete(doc_id, collection))
+
+    @on_loop
+    async def adelete(self, doc_id: str, collection: str | None = None) -> DocumentRecord:
+        store = await self._connect()
+        info = await store.aget_collection(self._collection(collection))
+        record = await store.aget_document(info.name, doc_id)
+        if record is None:
+            known = [d.doc_id for d in await store.adocuments(info.name)]
+            hint = f"; documents: {', '.join(known[:10])}" if known else "; the collection is empty"
+            raise DocumentNotFound(f"no document {doc_id!r} in collection {info.name!r}{hint}")
+        await store.adelete_chunks(info.name, doc_id)
+        await store.aforget_document(info.name, doc_id)
+        return record
+
+    def count_chunks(self, collection: str | None = None, doc_id: str | None = None) -> int:
+        """Chunks stored in Milvus itself, not the catalog's figure."""
+        return self._loop.run(self._count(collection, doc_id))
+
+    @on_loop
+    async def _count(self, collection: str | None, doc_id: str | None) -> int:
+        return await (await self._connect()).acount_chunks(self._collection(collection), doc_id)
+
+    # Questions --------------------------------------------------------------------------------
+
+    def ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> Answer:
+        return self._loop.run(self.aask(question, collection, top_k, retrieve_only))
+
+    @on_loop
+    async def aask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> Answer:
+        async for event in self._astream_ask(question, collection, top_k, retrieve_only):
+            if isinstance(event, Done):
+                return event.answer
+        raise RuntimeError("answer stream ended without a result")
+
+    def stream_ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> Iterator[Event]:
+        return self._loop.iterate(self._astream_ask(question, collection, top_k, retrieve_only))
+
+    def astream_ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> AsyncIterator[Event]:
+        return self._loop.hop_iter(self._astream_ask(question, collection, top_k, retrieve_only))
+
+    async def _astream_ask(self, question, collection, top_k, retrieve_only) -> AsyncIterator[Event]:
+        retriever = await self._retriever(collection, top_k)
+        llm = None if retrieve_only else await asyncio.to_thread(lambda: self.llm)
+        async for event in QueryEngine(retriever, llm, self._secrets()).astream(question):
+            yield event
+
+    def chat_session(self, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> "ChatSession":
+        return ChatSession(self, collection, top_k, retrieve_only)
+
+
+class ChatSession:
+    """One conversation: its own memory, so each browser session has its own history."""
+
+    def __init__(self, rag: Rag, collection: str | None, top_k: int | None, retrieve_only: bool) -> None:
+        self._rag = rag
+        self.collection = collection
+        self.top_k = top_k
+        self.retrieve_only = retrieve_only
+        self._engine: ChatEngine | None = None
+
+    async def _get_engine(self) -> ChatEngine:
+        if self._engine is None:
+            retriever = await self._rag._retriever(self.collection, self.top_k)
+            llm = None if self.retrieve_only else await asyncio.to_thread(lambda: self._rag.llm)
+            self._engine = ChatEngine(retriever, llm, self._rag._secrets())
+        return self._engine
+
+    async def _astream(self, message: str) -> AsyncIterator[Event]:
+        engine = await self._get_engine()
+        async for event in engine.astream(message):
+            yield event
+
+    def stream_chat(self, message: str) -> Iterator[Event]:
+        return self._rag._loop.iterate(self._astream(message))
+
+    def astream_chat(self, message: str) -> AsyncIterator[Event]:
+        return self._rag._loop.hop_iter(self._astream(message))
+
+    def chat(self, message: str) -> Answer:
+        return _last_answer(self.stream_chat(message))
+
+    async def achat(self, message: str) -> Answer:
+        result = None
+        async for event in self.astream_chat(message):
+            if isinstance(event, Done):
+                result = event.answer
+        assert result is not None
+        return result
+
+    def reset(self) -> None:
+        """Start a new conversation (same collection and settings)."""
+        if self._engine is not None:
+            self._engine.reset()
+
+    @property
+    def history(self) -> list[tuple[str, str]]:
+        return self._engine.history if self._engine is not None else []
+
+
+def _last_answer(events: Iterable[Event]) -> Answer:
+    answer = None
+    for event in events:
+        if isinstance(event, Done):
+            answer = event.answer
+    if answer is None:
+        raise RuntimeError("answer stream ended without a result")
+    return answer
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return False  # this process is just starting: nothing of its own is in flight yet
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,273 @@
+"""Milvus: the catalog of collections and documents, and one LlamaIndex vector store per collection.
+
+The catalog is a small Milvus collection of its own (`_rag_catalog`), so what a knowledge base
+was built with, and which documents it holds, lives next to the vectors: on Milvus Lite, on a
+server, or on a cluster alike. Every method runs on the shared event loop (see `rag.loop`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from llama_index.vector_stores.milvus import MilvusVectorStore
+from pymilvus import AsyncMilvusClient, DataType, MilvusClient, MilvusException
+
+from rag.config import Settings
+from rag.embeddings import EmbedInfo
+from rag.errors import CollectionNotFound, EmbeddingMismatch, StoreUnavailable
+
+CATALOG = "_rag_catalog"
+INTERNAL_PREFIX = "_rag_"
+QUERY_LIMIT = 16384  # Milvus' cap on offset + limit for one query
+CONNECT_TIMEOUT = 10.0
+
+
+def milvus_str(value: str) -> str:
+    """A string literal for a Milvus filter expression (double quotes, escaped)."""
+    return json.dumps(value)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class CollectionInfo:
+    name: str
+    embed_model: str
+    embed_dim: int
+    created_at: str = ""
+
+
+@dataclass
+class DocumentRecord:
+    """One document of a collection, as the library shows it."""
+
+    collection: str
+    doc_id: str
+    file_name: str
+    file_type: str = ""
+    size: int = 0
+    pages: int | None = None
+    chunks: int = 0
+    content_hash: str = ""
+    status: str = "indexing"  # indexing | indexed | failed
+    error: str = ""
+    indexed_at: str = ""
+    previous: dict[str, Any] | None = None  # the indexed version this one replaces, while indexing
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    @property
+    def key(self) -> str:
+        return f"{self.collection}/{self.doc_id}"
+
+
+def _unavailable(uri_display: str, exc: Exception) -> StoreUnavailable:
+    reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return StoreUnavailable(
+        f"cannot use {uri_display}: {reason.splitlines()[0][:300]}. "
+        "Check that Milvus is running and that MILVUS_URI and MILVUS_TOKEN are right."
+    )
+
+
+class MilvusStore:
+    """One Milvus deployment, opened with the settings' URI and token."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._uri = settings.resolved_milvus_uri
+        self._token = settings.milvus_token.get_secret_value()
+        self._client: AsyncMilvusClient | None = None
+        self._vector_stores: dict[str, MilvusVectorStore] = {}
+
+    @property
+    def display(self) -> str:
+        return self._settings.milvus_display
+
+    def _guard(self, exc: Exception) -> StoreUnavailable:
+        return _unavailable(self.display, exc)
+
+    async def aconnect(self) -> None:
+        """Open the connection and make sure the catalog exists (idempotent)."""
+        if self._client is not None:
+            return
+        if not self._settings.is_milvus_server:
+            self._settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            # The sync client starts Milvus Lite for a file URI and creates the catalog;
+            # both are one-time costs, before any async call.
+            sync = MilvusClient(uri=self._uri, token=self._token, timeout=CONNECT_TIMEOUT)
+            if not sync.has_collection(CATALOG):
+                self._create_catalog(sync)
+            client = AsyncMilvusClient(uri=self._uri, token=self._token, timeout=CONNECT_TIMEOUT)
+            await client.load_collection(CATALOG)
+        except MilvusException as exc:
+            raise self._guard(exc) from exc
+        except Exception as exc:  # grpc and OS errors for unreachable or malformed endpoints
+            raise self._guard(exc) from exc
+        self._client = client
+
+    @staticmethod
+    def _create_catalog(client: MilvusClient) -> None:
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=2048)
+        schema.add_field("kind", DataType.VARCHAR, max_length=16)
+        schema.add_field("collection", DataType.VARCHAR, max_length=256)
+        schema.add_field("info", DataType.JSON)
+        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=2)  # Milvus requires a vector field
+        index = client.prepare_index_params()
+        index.add_index(field_name="vec", index_type="FLAT", metric_type="L2")
+        client.create_collection(CATALOG, schema=schema, index_params=index, consistency_level="Strong")
+
+    @property
+    def client(self) -> AsyncMilvusClient:
+        if self._client is None:
+            raise RuntimeError("MilvusStore used before aconnect()")
+        return self._client
+
+    async def aclose(self) -> None:
+        for store in self._vector_stores.values():
+            if store.aclient is not None:
+                await store.aclient.close()
+            store.client.close()
+        self._vector_stores.clear()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    # Catalog rows -----------------------------------------------------------------------
+
+    async def _put(self, key: str, kind: str, collection: str, info: dict[str, Any]) -> None:
+        row = {"id": key, "kind": kind, "collection": collection, "info": info, "vec": [0.0, 0.0]}
+        try:
+            await self.client.upsert(CATALOG, [row])
+        except MilvusException as exc:
+            raise self._guard(exc) from exc
+
+    async def _rows(self, expr: str) -> list[dict[str, Any]]:
+        try:
+            return await self.client.query(
+                CATALOG, filter=expr, output_fields=["id", "info"], limit=QUERY_LIMIT, consistency_level="Strong"
+            )
+        except MilvusException as exc:
+            raise self._guard(exc) from exc
+
+    async def _delete_rows(self, expr: str) -> None:
+        try:
+            await self.client.delete(CATALOG, filter=expr)
+        except MilvusException as exc:
+            raise self._guard(exc) from exc
+
+    # Collections --------------------------------------------------------------------------
+
+    async def alist_collections(self) -> list[CollectionInfo]:
+        rows = await self._rows('kind == "collection"')
+        infos = [CollectionInfo(**row["info"]) for row in rows]
+        return sorted(infos, key=lambda c: c.name)
+
+    async def aget_collection(self, name: str) -> CollectionInfo:
+        rows = await self._rows(f'kind == "collection" and collection == {milvus_str(name)}')
+        if not rows:
+            names = ", ".join(c.name for c in await self.alist_collections()) or "none yet"
+            raise CollectionNotFound(f"no collection named {name!r} (collections: {names}); ingest documents into it first")
+        return CollectionInfo(**rows[0]["info"])
+
+    async def aensure_collection(self, name: str, embed: EmbedInfo) -> CollectionInfo:
+        """The collection's record, created on first use; refuses a different embedding model."""
+        try:
+            info = await self.aget_collection(name)
+        except CollectionNotFound:
+            info = CollectionInfo(name=name, embed_model=embed.name, embed_dim=embed.dim, created_at=now_iso())
+            await self._put(name, "collection", name, asdict(info))
+            return info
+        check_embedding(info, embed)
+        return info
+
+    async def adrop_collection(self, name: str) -> None:
+        await self.aget_collection(name)
+        store = self._vector_stores.pop(name, None)
+        if store is not None and store.aclient is not None:
+            await store.aclient.close()
+        try:
+            if await self.client.has_collection(name):
+                await self.client.drop_collection(name)
+        except MilvusException as exc:
+            raise self._guard(exc) from exc
+        await self._delete_rows(f"collection == {milvus_str(name)}")
+
+    def vector_store(self, info: CollectionInfo) -> MilvusVectorStore:
+        """The LlamaIndex store for a collection (one per process; creates the Milvus collection)."""
+        store = self._vector_stores.get(info.name)
+        if store is None:
+            try:
+                store = MilvusVectorStore(
+                    uri=self._uri,
+                    token=self._token,
+                    collection_name=info.name,
+                    dim=info.embed_dim,
+                    similarity_metric="IP",  # embeddings are normalised: inner product is cosine
+                    consistency_level=self._settings.consistency_level,
+                    timeout=CONNECT_TIMEOUT,
+                )
+            except MilvusException as exc:
+                raise self._guard(exc) from exc
+            self._vector_stores[info.name] = store
+        return store
+
+    # Documents ------------------------------------------------------------------------------
+
+    async def adocuments(self, collection: str) -> list[DocumentRecord]:
+        rows = await self._rows(f'kind == "document" and collection == {milvus_str(collection)}')
+        docs = [DocumentRecord(**row["info"]) for row in rows]
+        return sorted(docs, key=lambda d: d.doc_id)
+
+    async def aget_document(self, collection: str, doc_id: str) -> DocumentRecord | None:
+        key = f"{collection}/{doc_id}"
+        rows = await self._rows(f"id == {milvus_str(key)}")
+        return DocumentRecord(**rows[0]["info"]) if rows else None
+
+    async def aput_document(self, record: DocumentRecord) -> None:
+        await self._put(record.key, "document", record.collection, asdict(record))
+
+    async def aforget_document(self, collection: str, doc_id: str) -> None:
+        await self._delete_rows(f"id == {milvus_str(f'{collection}/{doc_id}')}")
+
+    async def adelete_chunks(self, collection: str, doc_id: str, *, keep_hash: str | None = None, only_hash: str | None = None) -> None:
+        """Delete a document's chunks: all, all but one version, or one version."""
+        expr = f"doc_id == {milvus_str(doc_id)}"
+        if keep_hash is not None:
+            expr += f" and content_hash != {milvus_str(keep_hash)}"
+        if only_hash is not None:
+            expr += f" and content_hash == {milvus_str(only_hash)}"
+        try:
+            if await self.client.has_collection(collection):
+                await self.client.delete(collection, filter=expr)
+        except MilvusException as exc:
+            raise self._guard(exc) from exc
+
+    async def acount_chunks(self, collection: str, doc_id: str | None = None) -> int:
+        """Chunks actually stored (not the catalog's figure): for checks and recovery."""
+        expr = f"doc_id == {milvus_str(doc_id)}" if doc_id is not None else ""
+        try:
+            if not await self.client.has_collection(collection):
+                return 0
+            rows = await self.client.query(
+                collection, filter=expr, output_fields=["count(*)"], consistency_level="Strong"
+            )
+        except MilvusException as exc:
+            raise self._guard(exc) from exc
+        return int(rows[0]["count(*)"]) if rows else 0
+
+
+def check_embedding(info: CollectionInfo, embed: EmbedInfo) -> None:
+    if info.embed_model != embed.name or info.embed_dim != embed.dim:
+        raise EmbeddingMismatch(
+            f"collection {info.name!r} was built with embedding model {info.embed_model!r} "
+            f"({info.embed_dim}-d), but RAG_EMBED_MODEL is {embed.name!r} ({embed.dim}-d): "
+            f"set RAG_EMBED_MODEL={info.embed_model} to use it, or choose another collection"
+        )
