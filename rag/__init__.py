@@ -1,9 +1,5 @@
 """The shared core of the document-chat app: settings, Milvus, ingestion, answers.
 
-Pages and the CLI call `rag.service.Rag`; nothing here imports Streamlit.
+Pages and the CLI call `rag.service.Rag`; nothing here imports Streamlit. Submodules are
+imported where used, so `python -m rag` starts fast for commands that need no model.
 """
-
-from rag.config import Settings
-from rag.service import ChatSession, Rag
-
-__all__ = ["ChatSession", "Rag", "Settings"]

@@ -158,8 +158,6 @@ def cmd_ask(args, settings) -> int:
 
     questions = _questions(args)
     rag = _rag(settings)
-    if not args.json and not args.retrieve_only and rag.info.llm.note:
-        print(f"note: {rag.info.llm.note}", file=sys.stderr)
     answers = []
     for question in questions:
         if args.json:
@@ -178,6 +176,8 @@ def cmd_ask(args, settings) -> int:
             elif isinstance(event, Sources) and args.retrieve_only:
                 print("(retrieval only: the passages below are the answer)")
         answers.append(None)
+    if not args.json and not args.retrieve_only and rag.info.llm.note:
+        print(f"\nnote: {rag.info.llm.note}", file=sys.stderr)
     if args.json:
         data = [a.to_json() for a in answers]
         _print_json(data if args.questions_file else data[0])
@@ -264,7 +264,8 @@ def _quiet_libraries() -> None:
 
     warnings.filterwarnings("ignore", category=UserWarning, module="milvus_lite")
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
-    logging.getLogger("llama_index").setLevel(logging.ERROR)
+    for name in ("llama_index", "sentence_transformers", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         from transformers.utils import logging as hf_logging
 

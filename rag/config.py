@@ -39,13 +39,16 @@ class Settings(BaseSettings):
 
     # Storage
     data_dir: Path = Field(Path("data"), alias="RAG_DATA_DIR")
-    milvus_uri: str = Field("", alias="MILVUS_URI", description="empty: a Milvus Lite file in the data folder")
+    milvus_uri: str = Field(
+        "", alias="MILVUS_URI", repr=False, description="empty: a Milvus Lite file in the data folder"
+    )  # may hold user:password
     milvus_token: SecretStr = Field(SecretStr(""), alias="MILVUS_TOKEN")
     consistency_level: ConsistencyLevel = Field("Bounded", alias="MILVUS_CONSISTENCY_LEVEL")
     collection: str = Field("documents", alias="RAG_COLLECTION")
 
     # Embedding
     embed_model: str = Field("all-MiniLM-L6-v2", alias="RAG_EMBED_MODEL")
+    hf_offline: bool = Field(True, alias="HF_HUB_OFFLINE", description="never download models at run time")
     embed_batch_size: int = Field(32, ge=1, le=1024, alias="RAG_EMBED_BATCH_SIZE")
     chunk_overlap: int = Field(32, ge=0, le=512, alias="RAG_CHUNK_OVERLAP")
 

@@ -35,21 +35,26 @@ _models: dict[str, HuggingFaceEmbedding] = {}
 _models_lock = threading.Lock()
 
 
-def load_embed_model(name: str, batch_size: int = 32) -> HuggingFaceEmbedding:
-    """Load once per process (a model is ~100 MB to ~1 GB of weights); CPU unless a GPU is present."""
-    key = f"{name}|{batch_size}"
+def load_embed_model(name: str, batch_size: int = 32, offline: bool = True) -> HuggingFaceEmbedding:
+    """Load once per process (a model is ~100 MB to ~1 GB of weights); CPU unless a GPU is present.
+
+    Offline (the default), only local folders and models already in the Hugging Face cache load.
+    """
+    key = f"{name}|{batch_size}|{offline}"
     with _models_lock:
         if key not in _models:
             path = resolve_model_path(name)
             try:
-                _models[key] = HuggingFaceEmbedding(model_name=path, embed_batch_size=batch_size)
+                _models[key] = HuggingFaceEmbedding(
+                    model_name=path, embed_batch_size=batch_size, local_files_only=offline
+                )
             except Exception as exc:  # OSError, ValueError, hub errors: all mean "cannot load"
                 local = Path(path).exists()
                 hint = (
                     "the folder does not hold a sentence-transformers model"
                     if local
-                    else "it is neither a local folder nor a model available offline; "
-                    "download it once with network access or set RAG_EMBED_MODEL to a local path"
+                    else "it is neither a local folder nor a model in the Hugging Face cache; "
+                    "set RAG_EMBED_MODEL to a local path, or allow downloads with HF_HUB_OFFLINE=0"
                 )
                 raise ConfigError(f"cannot load embedding model {name!r}: {hint} ({type(exc).__name__})") from exc
         return _models[key]

@@ -21,6 +21,9 @@ class Section:
     page_label: str | None = None  # the printed label ("iv", "T-2", "8")
 
 
+WESTERN = ("cp1252", "latin_1", "iso8859_15")
+
+
 def decode_text(data: bytes, name: str) -> str:
     """Decode bytes as text: UTF-8 first, then the most likely legacy encoding; refuse binaries."""
     if not data.strip():
@@ -33,10 +36,13 @@ def decode_text(data: bytes, name: str) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    matches = from_bytes(data)
+    best = matches.best()
     if best is None:
         raise ParseError(f"{name}: cannot tell the text encoding; save it as UTF-8 and upload again")
-    return str(best)
+    # Short texts fit several code pages equally well; prefer the most common Western one then.
+    western = [m for m in matches if m.encoding in WESTERN and m.chaos <= best.chaos + 0.01]
+    return str(western[0] if western else best)
 
 
 def read_text(path: Path) -> list[Section]:

@@ -97,7 +97,7 @@ class Rag:
 
     @cached_property
     def embed_model(self):
-        return load_embed_model(self.settings.embed_model, self.settings.embed_batch_size)
+        return load_embed_model(self.settings.embed_model, self.settings.embed_batch_size, self.settings.hf_offline)
 
     @cached_property
     def embed_info(self) -> EmbedInfo:

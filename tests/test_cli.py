@@ -1,0 +1,122 @@
+"""`python -m rag` as a user runs it: real subprocesses, a real Milvus Lite file, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+    data = tmp_path_factory.mktemp("cli-data")
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("MILVUS_", "RAG_", "OPENAI_"))}
+        environ.update({"RAG_DATA_DIR": str(data), **env})
+        return subprocess.run(
+            [sys.executable, "-m", "rag", *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=300
+        )
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def default_collection(cli, corpus):
+    """The default collection exists, so the errors below are about the input alone."""
+    assert cli("ingest", str(corpus["plain.txt"])).returncode == 0
+
+
+def one_line_error(result: subprocess.CompletedProcess, text: str) -> None:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and text in lines[0], result.stderr
+
+
+def test_ingest_ask_docs_delete_round_trip(cli, corpus, tmp_path):
+    result = cli("ingest", str(corpus["manual.pdf"]), str(corpus["report.docx"]), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {f["doc_id"]: f["status"] for f in report["files"]} == {"manual.pdf": "indexed", "report.docx": "indexed"}
+
+    result = cli("ask", "What is the Aurora project budget?", "--json", "--top-k", "2")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert isinstance(answer["answer"], str) and answer["answer"]
+    assert answer["sources"][0]["file"] == "report.docx"
+    assert set(answer["sources"][0]) == {"file", "page", "score", "text"}
+
+    questions = tmp_path / "q.json"
+    questions.write_text(json.dumps(["Zephyr pump pressure", "Aurora budget"]))
+    result = cli("ask", "--questions-file", str(questions), "--retrieve-only", "--json")
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout)
+    assert [a["answer"] for a in answers] == [None, None]
+    assert (answers[0]["sources"][0]["file"], answers[0]["sources"][0]["page"]) == ("manual.pdf", 2)
+    assert answers[1]["sources"][0]["file"] == "report.docx"
+
+    result = cli("docs", "--json")
+    assert [(d["doc_id"], d["status"]) for d in json.loads(result.stdout)] == [
+        ("manual.pdf", "indexed"),
+        ("report.docx", "indexed"),
+    ]
+    assert cli("delete", "manual.pdf").returncode == 0
+    assert [d["doc_id"] for d in json.loads(cli("docs", "--json").stdout)] == ["report.docx"]
+    assert "documents" in cli("collections").stdout
+
+
+def test_human_output_streams_answer_and_sources(cli, corpus):
+    cli("ingest", str(corpus["plain.txt"]), "--collection", "human")
+    result = cli("ask", "When does the cafeteria open?", "-c", "human")
+    assert result.returncode == 0, result.stderr
+    assert "Sources:" in result.stdout and "plain.txt" in result.stdout
+    assert "SmolLM2-135M, is tiny" in result.stderr  # the user is told the default LLM is weak
+
+
+def test_a_failing_file_is_reported_and_exit_is_nonzero(cli, corpus, tmp_path):
+    bad = tmp_path / "broken.pdf"
+    bad.write_bytes(b"not a pdf at all")
+    result = cli("ingest", str(bad), str(corpus["notes.md"]), "-c", "mixed")
+    assert result.returncode == 1
+    assert "failed    broken.pdf: broken.pdf: the PDF is damaged" in result.stdout
+    assert "indexed   notes.md" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        (("ingest", "/no/such/file.pdf"), {}, "no such file or folder"),
+        (("ask", "anything", "-c", "nothing_here"), {}, "no collection named 'nothing_here'"),
+        (("ask", "  "), {}, "the question is empty"),
+        (("ask", "--questions-file", "/no/such.json"), {}, "no such file"),
+        (("docs", "-c", "bad name"), {}, "invalid collection name"),
+        (("delete", "ghost.pdf"), {}, "no document 'ghost.pdf'"),
+        (("docs",), {"MILVUS_URI": "ftp://nowhere"}, "is not a Milvus address"),
+        (("docs",), {"MILVUS_URI": "http://127.0.0.1:1"}, "cannot use Milvus server http://127.0.0.1:1"),
+        (("docs",), {"RAG_TOP_K": "0"}, "RAG_TOP_K"),
+        (("ask", "pump"), {"RAG_GGUF_PATH": "/no/model.gguf"}, "RAG_GGUF_PATH '/no/model.gguf' does not exist"),
+        (("ask", "pump"), {"RAG_EMBED_MODEL": "no-such-org/no-such-model"}, "cannot load embedding model"),
+    ],
+)
+def test_wrong_input_gives_one_line_error(cli, default_collection, args, env, message):
+    one_line_error(cli(*args, **env), message)
+
+
+@pytest.mark.parametrize("top_k", ["0", "10000", "many"])
+def test_bad_top_k_is_a_usage_error(cli, top_k):
+    result = cli("ask", "pump", "--top-k", top_k)
+    assert result.returncode == 2 and "top-k must be" in result.stderr
+
+
+def test_bad_questions_file(cli, tmp_path):
+    path = tmp_path / "q.json"
+    path.write_text('{"not": "a list"}')
+    one_line_error(cli("ask", "--questions-file", str(path)), "expected a non-empty JSON list of strings")
+    path.write_text("[unterminated")
+    one_line_error(cli("ask", "--questions-file", str(path)), "not a JSON file")

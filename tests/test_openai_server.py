@@ -1,0 +1,106 @@
+"""The OpenAI code path against a real OpenAI-compatible server: llama.cpp's, on 127.0.0.1.
+
+It serves the packaged SmolLM2 GGUF, with an API key, so the same client that talks to OpenAI,
+Ollama or vLLM is exercised for real: streaming, a wrong key (401), a server that is down, and a
+timeout. In every failure the passages are still returned.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from rag.answer import Done, Failure, Sources, Token
+from rag.config import Settings
+from rag.llm import packaged_gguf
+from rag.service import Rag
+
+API_KEY = "sk-test-4f9a8b7c6d5e"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llm_server():
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()), "--model_alias", "smollm2",
+            "--host", "127.0.0.1", "--port", str(port), "--api_key", API_KEY, "--n_ctx", "4096", "--verbose", "false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            request = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {API_KEY}"})
+            urllib.request.urlopen(request, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("llama_cpp.server did not start in 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def rag_for(settings: Settings, **env) -> Rag:
+    return Rag(Settings(_env_file=None, RAG_DATA_DIR=settings.data_dir, **env))
+
+
+@pytest.fixture
+def indexed(rag, corpus, collection) -> str:
+    rag.ingest([corpus["manual.pdf"], corpus["plain.txt"]], collection)
+    return collection
+
+
+def test_answers_stream_from_the_openai_compatible_server(settings, llm_server, indexed):
+    rag = rag_for(settings, OPENAI_BASE_URL=llm_server, OPENAI_API_KEY=API_KEY, RAG_OPENAI_MODEL="smollm2")
+    assert rag.info.llm.label == f"smollm2 at {llm_server} (OpenAI-compatible)"
+    events = list(rag.stream_ask("When does the staff cafeteria open?", indexed, top_k=2))
+    assert isinstance(events[0], Sources) and events[0].citations[0].file == "plain.txt"
+    assert sum(isinstance(e, Token) for e in events) > 3
+    assert events[-1].answer.answer and not events[-1].answer.error
+    follow = rag.chat_session(indexed, top_k=2)
+    follow.chat("What does the pump manual say about pressure?")
+    assert follow.chat("And about its seals?").answer
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"OPENAI_API_KEY": "sk-wrong-key-0000"}, "refused the API key"),
+        ({"OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": "http://127.0.0.1:{dead}/v1"}, "cannot reach the LLM server"),
+        ({"OPENAI_API_KEY": API_KEY, "RAG_LLM_TIMEOUT": "0.001"}, "did not answer in time"),
+    ],
+)
+def test_llm_failures_are_readable_and_keep_the_passages(settings, llm_server, indexed, env, message):
+    env = {"OPENAI_BASE_URL": llm_server, "RAG_OPENAI_MODEL": "smollm2", **env}
+    env["OPENAI_BASE_URL"] = env["OPENAI_BASE_URL"].format(dead=free_port())
+    rag = rag_for(settings, **env)
+    for stream in (
+        rag.stream_ask("When does the staff cafeteria open?", indexed, top_k=2),
+        rag.chat_session(indexed, top_k=2).stream_chat("When does the staff cafeteria open?"),
+    ):
+        events = list(stream)
+        failure = next(e for e in events if isinstance(e, Failure))
+        assert message in failure.message
+        assert env["OPENAI_API_KEY"] not in failure.message
+        done = events[-1]
+        assert isinstance(done, Done) and done.answer.error == failure.message
+        assert done.answer.sources and done.answer.sources[0].file == "plain.txt"

@@ -1,0 +1,56 @@
+"""Every supported file type parses to its text; every bad file fails with its own reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.errors import ParseError
+from rag.readers import read_file
+from tests.docs import FACTS, make_bad_files
+
+
+@pytest.mark.parametrize("name", sorted(FACTS))
+def test_each_type_yields_its_fact(corpus, name):
+    text = "\n".join(s.text for s in read_file(corpus[name]))
+    assert FACTS[name].split()[-1].rstrip(".") in text
+
+
+def test_pdf_pages_carry_physical_number_and_printed_label(corpus):
+    sections = read_file(corpus["manual.pdf"])
+    assert [(s.page, s.page_label) for s in sections] == [(1, "i"), (2, "1"), (3, "2")]
+    assert "42 bar" in sections[1].text
+
+
+def test_html_drops_scripts_and_styles(corpus):
+    text = read_file(corpus["page.html"])[0].text
+    assert "should not be indexed" not in text and "color: red" not in text
+    assert "observatory dome" in text
+
+
+def test_csv_rows_keep_their_column_names(corpus):
+    text = read_file(corpus["table.csv"])[0].text
+    assert "city: Tromso; country: Norway; population: 77000" in text
+
+
+def test_legacy_encoding_is_decoded(tmp_path):
+    path = tmp_path / "menu.txt"
+    path.write_bytes("Café crème brûlée, déjà vu, naïve façade: à la carte".encode("cp1252"))
+    assert "crème brûlée" in read_file(path)[0].text
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("empty.txt", "empty"),
+        ("corrupt.pdf", "damaged or not a PDF"),
+        ("encrypted.pdf", "password-protected"),
+        ("scanned.pdf", "no text layer"),
+        ("binary.txt", "binary file"),
+        ("unsupported.xyz", "unsupported file type .xyz"),
+    ],
+)
+def test_bad_files_fail_with_a_clear_reason(tmp_path, name, reason):
+    bad = make_bad_files(tmp_path)
+    with pytest.raises(ParseError, match=reason) as info:
+        read_file(bad[name])
+    assert str(info.value).startswith(name)
