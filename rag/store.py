@@ -167,7 +167,7 @@ class MilvusStore:
 
     async def alist_collections(self) -> list[CollectionInfo]:
         rows = await self._rows('kind == "collection"')
-        infos = [CollectionInfo(**row["info"]) for row in rows]
+        infos = [CollectionInfo(**row["info"]) for row in rows if not row["id"].startswith(INTERNAL_PREFIX)]
         return sorted(infos, key=lambda c: c.name)
 
     async def aget_collection(self, name: str) -> CollectionInfo:
