@@ -178,7 +178,7 @@ class Rag:
         if not 1 <= top_k <= 100:
             raise ConfigError(f"top-k must be between 1 and 100, not {top_k}")
         info = await self._open(collection)
-        if not any(d.status == "indexed" for d in await self._store.adocuments(info.name)):
+        if not await self._store.ahas_indexed(info.name):
             raise RagError(f"collection {info.name!r} has no indexed documents yet: ingest some first")
         index = VectorStoreIndex.from_vector_store(self._store.vector_store(info), embed_model=self.embed_model)
         return index.as_retriever(similarity_top_k=top_k)

@@ -12,10 +12,10 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade "pip==25.3"
 # llama-cpp-python compiles llama.cpp on first install (several minutes on 2 cores; cached after).
-.venv/bin/python -m pip install --quiet -r requirements.txt
+.venv/bin/python -m pip install --quiet -r requirements.txt -c constraints.txt
 
 if [ "${1:-}" = "--dev" ]; then
-  .venv/bin/python -m pip install --quiet -r requirements-dev.txt
+  .venv/bin/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
   if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "installing Chromium for the browser tests (Debian package)..."
