@@ -175,6 +175,10 @@ async def run(settings: Settings, chunks: int, search_chunks: int, questions: in
         started = time.perf_counter()
         report = await rag.aingest(files, e2e)
         seconds = time.perf_counter() - started
+    if report.aborted or report.failed:
+        from rag.errors import RagError
+
+        raise RagError(f"the benchmark ingestion failed: {report.aborted or report.failed[0].error}")
     stored = await store.acount_chunks(e2e)
     phases.append(Phase("end-to-end ingest", seconds, stored, mem.peak_mb, {"failed": len(report.failed)}))
     log(f"end-to-end: {seconds:.1f} s, {stored} chunks stored")
@@ -185,6 +189,7 @@ async def run(settings: Settings, chunks: int, search_chunks: int, questions: in
         splitter = rag.splitter
 
         def tutorial_way() -> tuple[float, int]:
+            asyncio.set_event_loop(asyncio.new_event_loop())  # as in a script's main thread
             vector_store = MilvusVectorStore(
                 uri=settings.resolved_milvus_uri, token=settings.milvus_token.get_secret_value(),
                 collection_name=name, dim=rag.embed_info.dim, overwrite=True,

@@ -25,6 +25,10 @@ CATALOG = "_rag_catalog"
 INTERNAL_PREFIX = "_rag_"
 QUERY_LIMIT = 16384  # Milvus' cap on offset + limit for one query
 CONNECT_TIMEOUT = 10.0
+# Milvus Lite is a local process on a Unix socket: keepalive pings are useless there, and its
+# gRPC server answers pings every 10 s on an idle connection with GOAWAY "too_many_pings",
+# after which reconnecting fails. Seen after ~2 minutes without a request.
+LITE_GRPC_OPTIONS = {"grpc.keepalive_time_ms": 2**31 - 1, "grpc.keepalive_permit_without_calls": 0}
 
 
 def milvus_str(value: str) -> str:
@@ -82,6 +86,9 @@ class MilvusStore:
         self._settings = settings
         self._uri = settings.resolved_milvus_uri
         self._token = settings.milvus_token.get_secret_value()
+        self._client_kwargs: dict[str, Any] = {"timeout": CONNECT_TIMEOUT}
+        if not settings.is_milvus_server:
+            self._client_kwargs["grpc_options"] = LITE_GRPC_OPTIONS
         self._client: AsyncMilvusClient | None = None
         self._vector_stores: dict[str, MilvusVectorStore] = {}
 
@@ -101,10 +108,10 @@ class MilvusStore:
         try:
             # The sync client starts Milvus Lite for a file URI and creates the catalog;
             # both are one-time costs, before any async call.
-            sync = MilvusClient(uri=self._uri, token=self._token, timeout=CONNECT_TIMEOUT)
+            sync = MilvusClient(uri=self._uri, token=self._token, **self._client_kwargs)
             if not sync.has_collection(CATALOG):
                 self._create_catalog(sync)
-            client = AsyncMilvusClient(uri=self._uri, token=self._token, timeout=CONNECT_TIMEOUT)
+            client = AsyncMilvusClient(uri=self._uri, token=self._token, **self._client_kwargs)
             await client.load_collection(CATALOG)
         except MilvusException as exc:
             raise self._guard(exc) from exc
@@ -214,7 +221,7 @@ class MilvusStore:
                     dim=info.embed_dim,
                     similarity_metric="IP",  # embeddings are normalised: inner product is cosine
                     consistency_level=self._settings.consistency_level,
-                    timeout=CONNECT_TIMEOUT,
+                    **self._client_kwargs,
                 )
             except MilvusException as exc:
                 raise self._guard(exc) from exc
