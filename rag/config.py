@@ -48,6 +48,7 @@ class Settings(BaseSettings):
 
     # Embedding
     embed_model: str = Field("all-MiniLM-L6-v2", alias="RAG_EMBED_MODEL")
+    embed_precision: Literal["auto", "float32", "bfloat16"] = Field("auto", alias="RAG_EMBED_PRECISION")
     hf_offline: bool = Field(True, alias="HF_HUB_OFFLINE", description="never download models at run time")
     embed_batch_size: int = Field(32, ge=1, le=1024, alias="RAG_EMBED_BATCH_SIZE")
     chunk_overlap: int = Field(32, ge=0, le=512, alias="RAG_CHUNK_OVERLAP")

@@ -97,7 +97,10 @@ class Rag:
 
     @cached_property
     def embed_model(self):
-        return load_embed_model(self.settings.embed_model, self.settings.embed_batch_size, self.settings.hf_offline)
+        s = self.settings
+        return load_embed_model(
+            s.embed_model, s.embed_batch_size, s.hf_offline, s.embed_precision
+        )
 
     @cached_property
     def embed_info(self) -> EmbedInfo:
