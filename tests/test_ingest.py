@@ -213,3 +213,17 @@ def test_facts_are_all_retrievable(rag, corpus, collection):
     for name, question in questions.items():
         top = rag.ask(question, collection, top_k=1, retrieve_only=True).sources[0]
         assert top.file == name, question
+
+
+def test_bfloat16_embeddings_match_float32(corpus):
+    """RAG_EMBED_PRECISION: bf16 (auto on CPUs with native support) must not change retrieval."""
+    import numpy as np
+
+    from rag.embeddings import load_embed_model
+
+    texts = [corpus["plain.txt"].read_text(), "When does the cafeteria open?", "Zephyr pump pressure"]
+    fp32 = np.array(load_embed_model("all-MiniLM-L6-v2", precision="float32").get_text_embedding_batch(texts))
+    bf16_model = load_embed_model("all-MiniLM-L6-v2", precision="bfloat16")
+    assert bf16_model.precision == "bfloat16"
+    bf16 = np.array(bf16_model.get_text_embedding_batch(texts))
+    assert (fp32 * bf16).sum(axis=1).min() > 0.999
