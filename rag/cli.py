@@ -58,6 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--questions", type=int, default=200)
     p.add_argument("--skip-tutorial", action="store_true", help="skip the tutorial's from_documents baseline")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("bench", help="benchmark sync vs async Milvus through LlamaIndex (the async tutorial's test)")
+    p.add_argument("--counts", default="10,100,1000", help="comma-separated node/query counts (default 10,100,1000)")
+    p.add_argument(
+        "--consistency", nargs="+", default=["Strong"], metavar="LEVEL",
+        help="Strong, Session, Bounded or Eventually; several levels run one after another (default Strong)",
+    )
+    p.add_argument("--concurrency", help="async calls in flight at most (default: all at once, as the tutorial)")
+    p.add_argument("--batch-size", help="nodes per insert in the batched modes (default 100)")
+    p.add_argument("--json", action="store_true", help="print one JSON record per measurement")
+
+    p = sub.add_parser("milvus-server", help="run a local Milvus 2.3.5 server (PyPI package `milvus`) until Ctrl-C")
+    p.add_argument("--port", default="19530", help="client port (default 19530)")
+    p.add_argument("--data", type=Path, help="data folder (default: RAG_DATA_DIR/milvus-server)")
     return parser
 
 
@@ -247,6 +261,22 @@ def cmd_bench_ingest(args, settings) -> int:
     return run_cli(args, settings)
 
 
+def cmd_bench(args, settings) -> int:
+    from rag.bench import run_cli
+
+    return run_cli(args, settings)
+
+
+def cmd_milvus_server(args, settings) -> int:
+    from rag.milvus_server import MilvusServerError, serve
+
+    try:
+        port = int(args.port)
+    except ValueError:
+        raise MilvusServerError(f"--port must be a number, not {args.port!r}") from None
+    return serve(args.data or settings.data_dir / "milvus-server", port)
+
+
 COMMANDS = {
     "ingest": cmd_ingest,
     "ask": cmd_ask,
@@ -255,6 +285,8 @@ COMMANDS = {
     "collections": cmd_collections,
     "info": cmd_info,
     "bench-ingest": cmd_bench_ingest,
+    "bench": cmd_bench,
+    "milvus-server": cmd_milvus_server,
 }
 
 

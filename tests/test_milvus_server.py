@@ -1,0 +1,114 @@
+"""The core against a real Milvus server (standalone 2.3.5, started locally), and a server that is down."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rag.config import Settings
+from rag.errors import StoreUnavailable
+from rag.milvus_server import LocalMilvusServer, MilvusServerError, free_port, port_in_use
+from rag.service import Rag
+from tests import docs
+from tests.conftest import ROOT
+from tests.milvus_fixtures import milvus_server  # noqa: F401  (fixture)
+
+
+def test_the_core_ingests_answers_and_deletes_on_a_server(milvus_server, tmp_path):  # noqa: F811
+    assert milvus_server.running and milvus_server.uri == f"http://127.0.0.1:{milvus_server.port}"
+    corpus = docs.make_corpus(tmp_path / "corpus")
+    settings = Settings(_env_file=None, RAG_DATA_DIR=tmp_path / "data", MILVUS_URI=milvus_server.uri)
+    assert settings.is_milvus_server
+    with Rag(settings) as rag:
+        report = rag.ingest([corpus["manual.pdf"], corpus["notes.md"]], "on_server")
+        assert {r.doc_id: r.status for r in report.results} == {"manual.pdf": "indexed", "notes.md": "indexed"}
+        assert [c.name for c in rag.collections()] == ["on_server"]
+
+        answer = rag.ask("At what pressure does the Zephyr pump operate?", "on_server", top_k=2, retrieve_only=True)
+        assert answer.answer is None
+        assert answer.sources[0].file == "manual.pdf" and answer.sources[0].page == 2
+        assert "42 bar" in answer.sources[0].text
+
+        answer = rag.ask("When does the heron migration start?", "on_server", top_k=1, retrieve_only=True)
+        assert answer.sources[0].file == "notes.md"
+
+        before = rag.count_chunks("on_server")
+        record = rag.delete("manual.pdf", "on_server")
+        assert record.chunks > 0 and rag.count_chunks("on_server") == before - record.chunks
+        assert rag.count_chunks("on_server", "manual.pdf") == 0
+        assert [d.doc_id for d in rag.documents("on_server")] == ["notes.md"]
+
+
+def test_a_server_that_is_down_is_reported_clearly(tmp_path):
+    port = free_port()  # nothing listens there
+    settings = Settings(_env_file=None, RAG_DATA_DIR=tmp_path, MILVUS_URI=f"http://127.0.0.1:{port}")
+    rag = Rag(settings)
+    with pytest.raises(StoreUnavailable) as info:
+        rag.collections()
+    message = str(info.value)
+    assert f"Milvus server http://127.0.0.1:{port}" in message
+    assert "Check that Milvus is running" in message and "\n" not in message
+
+
+def test_a_busy_port_is_refused_with_one_line(milvus_server, tmp_path):  # noqa: F811
+    assert port_in_use(milvus_server.port)
+    with pytest.raises(MilvusServerError, match=f"port {milvus_server.port} is busy"):
+        LocalMilvusServer(tmp_path / "second", port=milvus_server.port).start()
+    with pytest.raises(MilvusServerError, match="between 1 and 65535"):
+        LocalMilvusServer(tmp_path / "third", port=70000)
+
+
+def _environ(data) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MILVUS_", "RAG_", "OPENAI_"))}
+    environ["RAG_DATA_DIR"] = str(data)
+    return environ
+
+
+def test_cli_busy_port_is_a_one_line_error(milvus_server, tmp_path):  # noqa: F811
+    result = subprocess.run(
+        [sys.executable, "-m", "rag", "milvus-server", "--port", str(milvus_server.port)],
+        cwd=ROOT, env=_environ(tmp_path), capture_output=True, text=True, timeout=120,
+    )
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(errors) == 1 and "is busy" in errors[0], result.stderr
+
+
+def test_cli_serves_until_ctrl_c_and_stops_cleanly(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag", "milvus-server", "--port", str(port)],
+        cwd=ROOT, env=_environ(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        assert f"MILVUS_URI=http://127.0.0.1:{port}\n" in [line.strip() + "\n" for line in lines], lines
+        assert (tmp_path / "milvus-server" / "data").is_dir(), "data under RAG_DATA_DIR/milvus-server by default"
+
+        from pymilvus import MilvusClient
+
+        client = MilvusClient(uri=f"http://127.0.0.1:{port}", timeout=30)
+        assert client.get_server_version().startswith("v2.3.5")
+        client.close()
+
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert out.strip().endswith("stopped")
+    assert not port_in_use(port), "the Milvus process is gone"
