@@ -1,0 +1,176 @@
+"""Chat: questions about the active collection; answers stream in above their cited passages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from pages import common
+from rag.answer import Citation, Done, Failure, Sources, Token
+from rag.config import LLMMode
+from rag.errors import RagError
+from rag.service import ChatSession
+
+common.require_shell()
+
+st.set_page_config(layout="centered")  # a readable line length for answers
+
+rag = common.get_rag()
+collection = common.active_collection()
+no_llm = rag.settings.llm_mode is LLMMode.NONE
+
+
+@dataclass
+class Turn:
+    """One message of the transcript, kept in the session so reruns can redraw it."""
+
+    role: str  # user | assistant | notice
+    text: str = ""
+    citations: list[Citation] = field(default_factory=list)
+    error: str = ""  # the LLM failed: readable message, passages kept
+    refused: str = ""  # the question was refused (RagError): nothing else to show
+    retrieve_only: bool = False
+
+
+@dataclass
+class Conversation:
+    """A collection's chat in this browser session: the core's memory plus what is on screen."""
+
+    session: ChatSession
+    options: tuple[int, bool]
+    turns: list[Turn] = field(default_factory=list)
+
+
+def conversation(top_k: int, retrieve_only: bool) -> Conversation:
+    """This session's conversation with the active collection; new settings restart its memory."""
+    chats: dict[str, Conversation] = st.session_state.setdefault("chats", {})
+    options = (top_k, retrieve_only)
+    conv = chats.get(collection)
+    if conv is None:
+        conv = chats[collection] = Conversation(rag.chat_session(collection, top_k, retrieve_only), options)
+    elif conv.options != options:
+        conv.session, conv.options = rag.chat_session(collection, top_k, retrieve_only), options
+        if conv.turns:
+            mode = "retrieval only" if retrieve_only else "with the LLM"
+            conv.turns.append(Turn("notice", f"Settings changed (top-k {top_k}, {mode}): the next question starts a fresh memory."))
+    return conv
+
+
+# Drawing ------------------------------------------------------------------------------------------
+
+
+def citation_label(c: Citation) -> str:
+    page = ""
+    if c.page is not None:
+        page = f" · page {c.page}"
+        if c.page_label and c.page_label != str(c.page):
+            page += f" (printed {common.escape_markdown(c.page_label)})"
+    return f"{common.escape_markdown(c.file or 'unknown file')}{page} · score {c.score:.2f}"
+
+
+def show_sources(citations: list[Citation], expand_first: bool) -> None:
+    if not citations:
+        st.caption("No passages were found for this question.")
+        return
+    st.caption(f"Sources · {len(citations)} passage{'s' if len(citations) > 1 else ''}")
+    for i, citation in enumerate(citations):
+        with st.expander(citation_label(citation), expanded=expand_first and i == 0, icon=":material/description:"):
+            st.text(citation.text)  # document text is data: never rendered as markdown or HTML
+
+
+def show_turn(turn: Turn) -> None:
+    if turn.role == "notice":
+        st.caption(f":material/info: {turn.text}")
+        return
+    with st.chat_message(turn.role):
+        if turn.role == "user":
+            st.markdown(common.safe_markdown(turn.text))
+        else:
+            show_answer(turn)
+
+
+def show_answer(turn: Turn) -> None:
+    if turn.refused:
+        st.error(turn.refused, icon=":material/error:")
+        return
+    if turn.text:
+        st.markdown(common.safe_markdown(turn.text))
+    elif turn.retrieve_only and not turn.error:
+        st.markdown("Retrieval only: the passages closest to your question are below.")
+    if turn.error:
+        st.warning(f"No generated answer: {turn.error}. The retrieved passages are below.", icon=":material/warning:")
+    show_sources(turn.citations, expand_first=not turn.text)
+
+
+def answer(conv: Conversation, question: str) -> None:
+    """Stream one answer into the page, then keep it in the transcript."""
+    user = Turn("user", question)
+    conv.turns.append(user)
+    show_turn(user)
+    turn = Turn("assistant", retrieve_only=conv.options[1])
+    with st.chat_message("assistant"):
+        box = st.empty()
+        box.caption(":material/search: Searching the documents…")
+        try:
+            for event in conv.session.stream_chat(question):
+                if isinstance(event, Sources):
+                    turn.citations = event.citations
+                    if not turn.retrieve_only:
+                        box.caption(":material/edit: Writing the answer…")
+                elif isinstance(event, Token):
+                    turn.text += event.text
+                    box.markdown(common.safe_markdown(turn.text) + " ▌")
+                elif isinstance(event, Failure):
+                    turn.error = event.message
+                elif isinstance(event, Done):
+                    turn.text = event.answer.answer or turn.text.strip()
+                    turn.error = event.answer.error or turn.error
+        except RagError as exc:
+            turn.refused = str(exc)
+        with box.container():
+            show_answer(turn)
+    conv.turns.append(turn)
+
+
+# The page ---------------------------------------------------------------------------------------
+
+st.session_state.setdefault("top_k", min(rag.settings.top_k, 20))
+st.session_state.setdefault("retrieve_only", no_llm)
+st.title(":material/forum: Chat", anchor=False)
+toolbar = st.container(horizontal=True, vertical_alignment="center")
+new_chat = toolbar.button("New chat", icon=":material/add_comment:", help="Forget this conversation and start over")
+with toolbar.popover("Settings", icon=":material/tune:"):
+    top_k = st.slider("Passages per answer (top-k)", 1, 20, key="top_k",
+                      help="How many passages are retrieved and given to the LLM.")
+    retrieve_only = st.toggle("Retrieval only", key="retrieve_only", disabled=no_llm,
+                              help="Skip the LLM: show the closest passages only. Fast, and never wrong about what the documents say.")
+conv = conversation(top_k, retrieve_only or no_llm)
+if new_chat:
+    conv.session.reset()
+    conv.turns.clear()
+
+llm = "retrieval only" if conv.options[1] else rag.info.llm.label
+st.caption(f"Answers from collection **{common.escape_markdown(collection)}** · {common.escape_markdown(llm)}")
+
+ready = common.has_indexed(rag, collection)
+if not ready:
+    if common.get_jobs().active(collection):
+        st.info("Your documents are being indexed. You can ask as soon as the first one is done.", icon=":material/hourglass_top:")
+    else:
+        st.info(f"There are no documents in **{common.escape_markdown(collection)}** yet: upload some first.",
+                icon=":material/folder_off:")
+    st.page_link(common.DOCUMENTS_PAGE, label="Go to Documents to upload files", icon=":material/upload_file:")
+elif not conv.turns:
+    st.caption("Ask anything about your documents. Each answer lists the passages it is based on, with file and page.")
+
+for turn in conv.turns:
+    show_turn(turn)
+
+question = st.chat_input(
+    "Ask a question about your documents" if ready else "Upload documents to start chatting",
+    disabled=not ready,
+    max_chars=4000,
+)
+if question:
+    answer(conv, question)

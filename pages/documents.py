@@ -1,0 +1,274 @@
+"""Documents: upload files, watch them being indexed in the background, manage the library."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pages import common
+from rag.errors import RagError
+from rag.ingest import Source
+from rag.jobs import FileState, JobView
+from rag.readers import SUPPORTED_EXTENSIONS
+from rag.service import Rag
+from rag.store import DocumentRecord
+from rag.uploads import find_upload, remove_upload, safe_file_name, save_upload
+
+common.require_shell()
+
+STATUS_COLORS = {"indexed": "#1e7b3a", "indexing": "#a86400", "failed": "#c62828"}
+FILE_STATUS = {
+    "waiting": (":material/schedule:", "waiting"),
+    "indexing": (":material/progress_activity:", "indexing"),
+    "indexed": (":green[:material/check_circle:]", "indexed"),
+    "replaced": (":green[:material/published_with_changes:]", "updated: the previous version was replaced"),
+    "unchanged": (":blue[:material/task_alt:]", "already in the collection, unchanged: not indexed again"),
+    "failed": (":red[:material/error:]", "failed"),
+    "skipped": (":orange[:material/block:]", "not indexed"),
+}
+
+rag = common.get_rag()
+jobs = common.get_jobs()
+collection = common.active_collection()
+max_mb = st.get_option("server.maxUploadSize")
+
+
+def upload_form() -> None:
+    """Several files at once; on submit they are saved and queued, and the page returns at once."""
+    with st.form("upload", clear_on_submit=True, border=True):
+        files = st.file_uploader(
+            "Add documents",
+            type=[ext.lstrip(".") for ext in SUPPORTED_EXTENSIONS],
+            accept_multiple_files=True,
+            help="PDF pages are cited by page number. Indexing runs in the background: you can go to Chat meanwhile.",
+        )
+        submitted = st.form_submit_button("Upload and index", icon=":material/upload:", type="primary")
+    if submitted:
+        if files:
+            queue_uploads(files)
+        else:
+            st.warning("Choose one or more files first.", icon=":material/upload_file:")
+
+
+def queue_uploads(files: list) -> None:
+    busy = jobs.busy(collection)
+    sources: dict[str, Source] = {}
+    for file in files:
+        doc_id = safe_file_name(file.name)
+        if doc_id in busy:
+            st.warning(f"**{common.escape_markdown(doc_id)}** is being indexed right now: upload it again when that is done.")
+            continue
+        if doc_id in sources:
+            st.warning(f"**{common.escape_markdown(doc_id)}** was chosen twice: indexing the last one.")
+        try:
+            path = save_upload(rag.settings, collection, file.name, file)
+        except (RagError, OSError) as exc:
+            st.error(f"Could not save **{common.escape_markdown(doc_id)}**: {exc}")
+            continue
+        sources[path.name] = Source(path, path.name)
+    if sources:
+        jobs.submit(list(sources.values()), collection)
+        count = f"{len(sources)} files" if len(sources) > 1 else "1 file"
+        st.toast(f"Indexing {count} in the background", icon=":material/sync:")
+
+
+# Jobs -------------------------------------------------------------------------------------------
+
+
+def job_panel(job: JobView) -> None:
+    """One job: overall metrics and bar while running, per-file outcome always."""
+    p = job.progress
+    if job.state == "queued":
+        label, icon = f"Queued: {job.label}", ":material/schedule:"
+    elif job.state == "running":
+        label, icon = f"Indexing {job.label}", ":material/sync:"
+    elif job.state == "done":
+        failed = job.count("failed")
+        label, icon = f"{job.label}: {job.summary()}", ":material/error:" if failed else ":material/check_circle:"
+    else:
+        label, icon = f"{job.label}: {job.state}", ":material/cancel:" if job.state == "cancelled" else ":material/error:"
+    with st.expander(common.escape_markdown(label), icon=icon, expanded=job.active or bool(job.count("failed"))):
+        if job.active:
+            a, b, c, d = st.columns(4)
+            a.metric("Files", f"{p.files_done} / {p.files_total}")
+            b.metric("Chunks", f"{p.chunks_done:,} / {p.chunks_total:,}" if p.chunks_total else f"{p.chunks_done:,}")
+            c.metric("Speed", f"{p.chunks_per_second:.1f} chunks/s")
+            d.metric("Time left", common.duration(p.eta_seconds) if p.chunks_done else "—")
+            fraction = p.chunks_done / p.chunks_total if p.chunks_total else 0.0
+            st.progress(min(fraction, 1.0), text=f"{fraction:.0%} of chunks · {common.duration(p.elapsed)} elapsed")
+        elif job.report is not None:
+            st.caption(f"{job.report.chunks:,} chunks in {common.duration(job.report.seconds)}")
+        if job.error and job.state != "done":
+            st.error(job.error)
+        for file in job.files:
+            file_line(file)
+        if job.active:
+            st.button("Cancel", key=f"cancel-{job.id}", icon=":material/cancel:", on_click=jobs.cancel, args=(job.id,))
+        else:
+            st.button("Dismiss", key=f"dismiss-{job.id}", icon=":material/close:", on_click=jobs.dismiss, args=(job.id,))
+
+
+def file_line(file: FileState) -> None:
+    icon, words = FILE_STATUS[file.status]
+    name = common.escape_markdown(file.doc_id)
+    if file.status in ("indexed", "replaced"):
+        pages = f", {file.pages} pages" if file.pages else ""
+        words = f"{words} ({file.chunks} chunk{'s' if file.chunks != 1 else ''}{pages})"
+    st.markdown(f"{icon} **{name}**: {words}")
+    if file.status in ("failed", "skipped"):
+        st.error(common.escape_markdown(file.error or "unknown reason"))
+
+
+# Library -----------------------------------------------------------------------------------------
+
+
+def library_table(docs: list[DocumentRecord]) -> None:
+    indexed = [d for d in docs if d.status == "indexed"]
+    a, b, c, d = st.columns(4)
+    a.metric("Documents", len(indexed))
+    b.metric("Chunks", f"{sum(x.chunks for x in indexed):,}")
+    c.metric("Pages", f"{sum(x.pages or 0 for x in indexed):,}")
+    d.metric("Failed", sum(x.status == "failed" for x in docs))
+    notes = any(doc.error for doc in docs)
+    frame = pd.DataFrame(
+        [
+            {
+                "File": doc.doc_id,
+                "Type": doc.file_type.upper(),
+                "Pages": str(doc.pages) if doc.pages else "—",
+                "Chunks": doc.chunks,
+                "Size": doc.size,
+                "Indexed at": common.local_time(doc.indexed_at),
+                "Status": doc.status,
+                **({"Note": doc.error} if notes else {}),
+            }
+            for doc in docs
+        ]
+    )
+    styled = frame.style.map(
+        lambda status: f"color: {STATUS_COLORS.get(status, 'inherit')}; font-weight: 600", subset=["Status"]
+    )
+    st.dataframe(
+        styled,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "File": st.column_config.TextColumn(width="medium"),
+            "Type": st.column_config.TextColumn(width="small"),
+            "Pages": st.column_config.TextColumn(width="small", alignment="right"),
+            "Chunks": st.column_config.NumberColumn(width="small"),
+            "Size": st.column_config.NumberColumn(format="bytes", width="small"),
+            "Indexed at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+            "Status": st.column_config.TextColumn(width="small"),
+            "Note": st.column_config.TextColumn(
+                "Reason / note", width="large", help="Why a file failed, or why its last update was not applied"
+            ),
+        },
+    )
+
+
+def library_actions(docs: list[DocumentRecord]) -> None:
+    """Re-index or delete documents picked by name (works for one or many)."""
+    selected = st.multiselect(
+        "Select documents", [d.doc_id for d in docs], key="selected_docs", placeholder="Choose documents to re-index or delete"
+    )
+    left, right, _ = st.columns([1, 1, 4])
+    reindex = left.button("Re-index", icon=":material/refresh:", disabled=not selected, width="stretch")
+    with right.popover("Delete", icon=":material/delete:", disabled=not selected, width="stretch"):
+        st.markdown(f"Delete **{len(selected)}** document(s) and their chunks from **{common.escape_markdown(collection)}**?")
+        delete = st.button("Yes, delete", type="primary", icon=":material/delete_forever:", key="confirm_delete")
+    if reindex:
+        flash(reindex_documents(selected, {d.doc_id: d for d in docs}))
+    elif delete:
+        flash(delete_documents(selected))
+
+
+def reindex_documents(doc_ids: list[str], docs: dict[str, DocumentRecord]) -> list[tuple[str, str]]:
+    """Index the saved uploads again. An indexed copy is deleted first, since an unchanged file
+    would otherwise be skipped."""
+    messages, sources, busy = [], [], jobs.busy(collection)
+    for doc_id in doc_ids:
+        path = find_upload(rag.settings, collection, doc_id)
+        if doc_id in busy:
+            messages.append(("warning", f"**{common.escape_markdown(doc_id)}** is already being indexed."))
+        elif path is None:
+            messages.append(("warning", f"No uploaded copy of **{common.escape_markdown(doc_id)}** is kept "
+                             "(it was added from the command line): upload it again to re-index it."))
+        else:
+            if docs[doc_id].status == "indexed":
+                rag.delete(doc_id, collection)
+            sources.append(Source(path, doc_id))
+    if sources:
+        jobs.submit(sources, collection, label=f"re-index {sources[0].doc_id}" + (f" and {len(sources) - 1} more" if len(sources) > 1 else ""))
+        messages.append(("success", f"Re-indexing {len(sources)} document(s) in the background."))
+    return messages
+
+
+def delete_documents(doc_ids: list[str]) -> list[tuple[str, str]]:
+    messages, busy, deleted = [], jobs.busy(collection), []
+    for doc_id in doc_ids:
+        name = common.escape_markdown(doc_id)
+        if doc_id in busy:
+            messages.append(("warning", f"**{name}** is being indexed: cancel that first, or wait."))
+            continue
+        try:
+            rag.delete(doc_id, collection)
+        except RagError as exc:
+            messages.append(("error", str(exc)))
+            continue
+        remove_upload(rag.settings, collection, doc_id)
+        deleted.append(name)
+    if deleted:
+        messages.append(("success", f"Deleted {', '.join(f'**{n}**' for n in deleted)}."))
+    return messages
+
+
+def flash(messages: list[tuple[str, str]]) -> None:
+    """Keep action results for the next run, clear the selection, and refresh everything."""
+    st.session_state["flash"] = messages
+    st.session_state.pop("selected_docs", None)
+    st.rerun()
+
+
+def show_flash() -> None:
+    for kind, text in st.session_state.pop("flash", []):
+        getattr(st, kind)(text)
+
+
+# The page --------------------------------------------------------------------------------------
+
+st.title(":material/folder_open: Documents", anchor=False)
+st.caption(
+    f"Collection **{common.escape_markdown(collection)}** · PDF, Word, Markdown, text, HTML, CSV, JSON and RTF · "
+    f"up to **{max_mb} MB** per file"
+)
+intro = st.empty()
+upload_form()
+live = bool(jobs.active(collection))  # after the form: a job it just queued is polled at once
+if not live and not common.library(rag, collection):
+    intro.info(
+        "**Start here:** this collection has no documents yet. Upload a few files below; they are "
+        "indexed in the background, and you can ask questions about them on the Chat page.",
+        icon=":material/waving_hand:",
+    )
+
+
+@st.fragment(run_every=common.POLL_SECONDS if live else None)
+def library_panel(rag: Rag) -> None:
+    """Jobs and library, refreshed every second while this collection has something indexing."""
+    job_list = jobs.jobs(collection)
+    if live and not any(j.active for j in job_list):
+        st.rerun()  # everything finished: one full refresh, which also stops the polling
+    show_flash()
+    if job_list:
+        st.subheader("Indexing", anchor=False)
+        for job in reversed(job_list):
+            job_panel(job)
+    docs = common.library(rag, collection)
+    if docs:
+        st.subheader("Library", anchor=False)
+        library_table(docs)
+        library_actions(docs)
+
+
+library_panel(rag)
