@@ -1,0 +1,438 @@
+"""The Streamlit app through `AppTest`, against the real core on a temporary Milvus Lite.
+
+The app keeps one `Rag` and one job registry per process (`st.cache_resource`); each module-
+scoped data folder clears that cache, so the app under test starts the way a fresh server would.
+Upload, library, delete, re-index and chat all go through the pages' own widgets.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from rag.config import Settings
+from rag.errors import ConfigError, RagError
+from rag.ingest import FileResult, IngestProgress, IngestReport, Source
+from rag.jobs import IngestJobs
+from rag.uploads import MAX_NAME_BYTES, find_upload, safe_file_name, save_upload, stored_path
+from tests.docs import FACTS, make_bad_files
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+TIMEOUT = 180  # seconds for one script run: the first loads the models, chat runs the LLM
+PUMP = "At what pressure does the Zephyr pump operate?"
+
+
+# Uploads: safe names, never outside the data folder ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "safe"),
+    [
+        ("manual.pdf", "manual.pdf"),
+        ("../../etc/passwd.txt", "passwd.txt"),
+        ("..\\..\\windows\\notes.md", "notes.md"),
+        ("/abs/path/report.docx", "report.docx"),
+        ("bad\x00na\x1bme\u202e.txt", "badname.txt"),
+        ("..", "upload"),
+        ("...pdf", "upload.pdf"),
+        (".hidden.md", "hidden.md"),
+        ("a<b>c:d|e?.csv", "a_b_c_d_e_.csv"),
+        ("  spaced   out  .txt", "spaced out.txt"),
+    ],
+)
+def test_upload_names_are_made_safe(raw, safe):
+    assert safe_file_name(raw) == safe
+
+
+def test_long_names_are_capped_keeping_the_extension():
+    name = safe_file_name("é" * 300 + ".pdf")
+    assert name.endswith(".pdf") and len(name.encode()) <= MAX_NAME_BYTES
+    assert name[:-4] == "é" * ((MAX_NAME_BYTES - 4) // 2)  # cut between characters, not inside one
+
+
+def test_uploads_stay_in_the_collection_folder(tmp_path):
+    settings = Settings(RAG_DATA_DIR=tmp_path, _env_file=None)
+    path = save_upload(settings, "docs", "../../../evil.txt", b"hello")
+    assert path == (tmp_path / "uploads" / "docs" / "evil.txt").resolve() and path.read_bytes() == b"hello"
+    assert find_upload(settings, "docs", "evil.txt") == path
+    assert find_upload(settings, "docs", "../../milvus.db") is None
+    with pytest.raises(RagError, match="not a valid document name"):
+        stored_path(settings, "docs", "../outside.txt")
+    with pytest.raises(ConfigError, match="invalid collection name"):
+        save_upload(settings, "../x", "a.txt", b"x")
+    assert [p.name for p in (tmp_path / "uploads" / "docs").iterdir()] == ["evil.txt"]  # no temp file left
+
+
+# The job registry, with a stand-in for `Rag.start_ingest` ---------------------------------------
+
+
+class FakeIngest:
+    """Starts 'ingestions' that finish when the test says so, reporting progress like the core."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[list[Source], str]] = []
+        self.release: list[threading.Event] = []
+        self.futures: list[Future] = []
+
+    def __call__(self, sources, collection, progress):
+        future: Future = Future()
+        gate = threading.Event()
+        self.started.append((list(sources), collection))
+        self.release.append(gate)
+        self.futures.append(future)
+
+        def run():
+            state = IngestProgress(files_total=len(sources))
+            state.current = sources[0].name
+            progress(state)
+            gate.wait(10)
+            if future.cancelled():
+                return
+            results = [FileResult(s.doc_id, "failed" if "bad" in s.doc_id else "indexed", 2, error="bad file" if "bad" in s.doc_id else "") for s in sources]
+            state.results.extend(results)
+            state.files_done = len(results)
+            progress(state)
+            future.set_result(IngestReport(collection, results, 0.1))
+
+        threading.Thread(target=run, daemon=True).start()
+        return future
+
+
+def _until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def test_jobs_run_one_at_a_time_with_live_snapshots(tmp_path):
+    fake = FakeIngest()
+    jobs = IngestJobs(fake)
+    try:
+        first = jobs.submit([Source(tmp_path / "a.pdf", "a.pdf"), Source(tmp_path / "bad.txt", "bad.txt")], "c1")
+        second = jobs.submit([Source(tmp_path / "b.md", "b.md")], "c2")
+        _until(lambda: jobs.get(first).state == "running" and fake.started)
+        view = jobs.get(first)
+        assert [f.status for f in view.files] == ["indexing", "waiting"] and view.label == "a.pdf and 1 more"
+        assert jobs.get(second).state == "queued" and len(fake.started) == 1, "jobs are serialised"
+        assert jobs.busy("c1") == {"a.pdf", "bad.txt"} and jobs.busy("c2") == {"b.md"}
+        fake.release[0].set()
+        done = jobs.wait(first, 10)
+        assert done.state == "done" and done.summary() == "1 indexed, 1 failed"
+        assert done.files[1].error == "bad file" and not done.active
+        _until(lambda: len(fake.started) == 2)
+        assert [v.collection for v in jobs.active()] == ["c2"] and jobs.busy("c1") == set()
+        fake.release[1].set()
+        assert jobs.wait(second, 10).summary() == "1 indexed"
+        jobs.dismiss(first)
+        assert [v.id for v in jobs.jobs()] == [second]
+    finally:
+        for gate in fake.release:
+            gate.set()
+        jobs.close()
+
+
+def test_jobs_can_be_cancelled_and_failures_are_reported(tmp_path):
+    fake = FakeIngest()
+    jobs = IngestJobs(fake)
+    try:
+        running = jobs.submit([Source(tmp_path / "a.pdf", "a.pdf")], "c")
+        queued = jobs.submit([Source(tmp_path / "b.pdf", "b.pdf")], "c")
+        _until(lambda: fake.started)
+        assert jobs.cancel(queued) and jobs.get(queued).state == "cancelled"
+        assert jobs.cancel(running)
+        view = jobs.wait(running, 10)
+        assert view.state == "cancelled" and [f.status for f in view.files] == ["skipped"]
+        assert len(fake.started) == 1, "a cancelled queued job never starts"
+
+        def refuse(sources, collection, progress):
+            raise RagError("collection 'c' was built with another embedding model")
+
+        failing = IngestJobs(refuse)
+        job = failing.submit([Source(tmp_path / "a.pdf", "a.pdf")], "c")
+        view = failing.wait(job, 10)
+        assert view.state == "failed" and "another embedding model" in view.error
+        failing.close()
+        with pytest.raises(RagError, match="no files"):
+            jobs.submit([], "c")
+    finally:
+        for gate in fake.release:
+            gate.set()
+        jobs.close()
+
+
+# The app ---------------------------------------------------------------------------------------------
+
+
+def _app_environment(tmp_path_factory, **env: str):
+    """A fresh data folder and environment for the app; yields the core the app will use.
+
+    The app caches its `Rag` and job registry for the process: they are dropped before (so the
+    app starts on this environment) and closed after.
+    """
+    from pages import common
+
+    data = tmp_path_factory.mktemp("app-data")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RAG_LLM", "MILVUS_URI", "MILVUS_TOKEN", "RAG_COLLECTION"):
+            mp.delenv(name, raising=False)
+        mp.setenv("RAG_DATA_DIR", str(data))
+        mp.setenv("RAG_MAX_NEW_TOKENS", "48")
+        for name, value in env.items():
+            mp.setenv(name, value)
+        mp.chdir(tmp_path_factory.mktemp("cwd"))  # no stray `.env` from the working directory
+        st.cache_resource.clear()
+        rag = common.get_rag()
+        try:
+            yield rag
+        finally:
+            common.get_jobs().close()
+            rag.close()
+            st.cache_resource.clear()
+
+
+@pytest.fixture(scope="module")
+def app_rag(tmp_path_factory):
+    yield from _app_environment(tmp_path_factory)
+
+
+@pytest.fixture
+def indexed(app_rag, corpus) -> str:
+    """manual.pdf and report.docx in the default collection, as uploads (a no-op when they are)."""
+    sources = [Source(save_upload(app_rag.settings, "documents", n, corpus[n].read_bytes()), n) for n in ("manual.pdf", "report.docx")]
+    app_rag.ingest(sources, "documents")
+    return "documents"
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    if not at._tree.children:  # switch_page needs one run first, to know the registered pages
+        at.run()
+    return at.switch_page(f"pages/{page}.py").run()
+
+
+def upload(at: AppTest, files: dict[str, bytes]) -> None:
+    """Choose files in the uploader, submit, and wait for the background job to finish."""
+    from pages import common
+
+    before = {j.id for j in common.get_jobs().jobs()}
+    at.file_uploader[0].set_value([(name, data, "application/octet-stream") for name, data in files.items()])
+    at.button(key="FormSubmitter:upload-Upload and index").click().run()
+    assert not at.exception, at.exception
+    for job in common.get_jobs().jobs():
+        if job.id not in before:
+            common.get_jobs().wait(job.id, 120)
+    at.run()
+
+
+def texts(at: AppTest) -> str:
+    """Everything written on the page, for `in` checks."""
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "text", "title") for e in getattr(at, kind)]
+    parts += [e.label for e in at.expander]
+    return "\n".join(str(p) for p in parts)
+
+
+def library_frame(at: AppTest):
+    frames = at.dataframe
+    assert len(frames) == 1, "the library table is shown"
+    value = frames[0].value
+    return value.data if hasattr(value, "data") else value  # a Styler, or a DataFrame
+
+
+def test_a_fresh_data_folder_leads_to_the_documents_page(app_rag):
+    at = new_app().run()
+    assert not at.exception
+    assert at.title[0].value.endswith("Documents")
+    assert any("Start here" in i.value for i in at.info)
+    sidebar = "\n".join(m.value for m in at.sidebar.markdown)
+    assert "Milvus Lite file" in sidebar and "all\\-MiniLM\\-L6\\-v2" in sidebar and "SmolLM2" in sidebar
+    assert any("OPENAI_API_KEY" in i.value for i in at.sidebar.info), "the tiny model's note says how to configure a real one"
+    assert at.selectbox(key="collection").value == "documents"
+    uploader = at.file_uploader[0]
+    assert uploader.accept_multiple_files and {".pdf", ".docx", ".md"} <= set(uploader.allowed_type)
+    assert "200 MB" in at.caption[0].value
+
+    open_page(at, "chat")
+    assert not at.exception
+    assert any("no documents" in i.value for i in at.info)
+    link = at.get("page_link")[0].proto
+    assert "Documents" in link.label
+    assert at._registered_pages[link.page_script_hash]["url_pathname"] == "documents"
+    assert at.chat_input[0].proto.disabled
+
+
+def test_upload_indexes_in_the_background_and_fills_the_library(app_rag, corpus, tmp_path):
+    bad = make_bad_files(tmp_path)
+    at = new_app().run()
+    upload(at, {"manual.pdf": corpus["manual.pdf"].read_bytes(), "report.docx": corpus["report.docx"].read_bytes(),
+                "encrypted.pdf": bad["encrypted.pdf"].read_bytes()})
+    assert not at.exception
+    page = texts(at)
+    assert "2 indexed, 1 failed" in page
+    assert "password" in page, "the failed file's reason is shown"
+    frame = library_frame(at)
+    rows = {r["File"]: r for r in frame.to_dict("records")}
+    assert set(rows) == {"manual.pdf", "report.docx", "encrypted.pdf"}
+    assert rows["manual.pdf"]["Status"] == "indexed" and rows["manual.pdf"]["Pages"] == "3" and rows["manual.pdf"]["Type"] == "PDF"
+    assert rows["manual.pdf"]["Chunks"] >= 1 and rows["manual.pdf"]["Size"] == corpus["manual.pdf"].stat().st_size
+    assert rows["encrypted.pdf"]["Status"] == "failed" and "password" in rows["encrypted.pdf"]["Note"]
+    assert {m.label: m.value for m in at.metric}["Documents"] == "2"
+    assert find_upload(app_rag.settings, "documents", "manual.pdf") is not None, "uploads are kept for re-indexing"
+
+    # The same file again is recognised, not duplicated.
+    chunks = app_rag.count_chunks("documents", "manual.pdf")
+    upload(at, {"manual.pdf": corpus["manual.pdf"].read_bytes()})
+    assert "manual.pdf: 1 already in the collection" in texts(at).replace("\\", "")
+    assert app_rag.count_chunks("documents", "manual.pdf") == chunks
+
+
+def test_chat_retrieval_only_cites_file_and_page(indexed):
+    at = open_page(new_app(), "chat")
+    at.toggle(key="retrieve_only").set_value(True).run()
+    at.chat_input[0].set_value(PUMP).run()
+    assert not at.exception and not at.error
+    answer = at.chat_message[-1]
+    assert answer.name == "assistant"
+    first = answer.expander[0]
+    assert first.label.replace("\\", "").startswith("manual.pdf · page 2")
+    assert FACTS["manual.pdf"] in first.text[0].value, "the passage is shown as plain text"
+    assert "Retrieval only" in answer.markdown[0].value
+
+    at.slider(key="top_k").set_value(1).run()
+    at.chat_input[0].set_value("Aurora project budget").run()
+    assert len(at.chat_message[-1].expander) == 1
+    assert any("Settings changed" in c.value for c in at.caption)
+
+
+def test_chat_streams_an_answer_with_the_local_llm_and_keeps_history(indexed):
+    at = open_page(new_app(), "chat")
+    at.chat_input[0].set_value(PUMP).run()
+    assert not at.exception and not at.error and not at.warning
+    answer = at.chat_message[-1]
+    assert answer.markdown[0].value.strip(), "the LLM wrote an answer"
+    assert answer.expander[0].label.replace("\\", "").startswith("manual.pdf · page 2")
+
+    at.chat_input[0].set_value("And how often must its seals be replaced?").run()
+    assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
+    conversation = at.session_state["chats"]["documents"]
+    assert [role for role, _ in conversation.session.history] == ["user", "assistant", "user", "assistant"]
+
+    at.button[[b.label for b in at.button].index("New chat")].click().run()
+    assert len(at.chat_message) == 0 and conversation.session.history == []
+
+
+def test_questions_the_core_refuses_are_readable_errors(indexed):
+    at = open_page(new_app(), "chat")
+    at.toggle(key="retrieve_only").set_value(True).run()
+    at.chat_input[0].set_value("   ").run()
+    assert not at.exception
+    assert [e.value for e in at.chat_message[-1].error] == ["the question is empty: type a question"]
+    assert at.chat_input[0].proto.max_chars == 4000, "the browser stops what the core would refuse as too long"
+
+
+def test_document_text_is_shown_as_text(app_rag, tmp_path):
+    markup = "# Heading\n\n**Gravel** policy: <b>bold</b> <script>alert(1)</script> [link](http://example.com) $5 and $6"
+    at = open_page(new_app(), "documents")
+    upload(at, {"markup.md": markup.encode()})
+    at = open_page(at, "chat")
+    at.toggle(key="retrieve_only").set_value(True).run()
+    at.chat_input[0].set_value("gravel policy").run()
+    passage = at.chat_message[-1].expander[0]
+    assert passage.label.replace("\\", "").startswith("markup.md")
+    assert "<script>alert(1)</script>" in passage.text[0].value and "**Gravel**" in passage.text[0].value
+    assert not passage.markdown, "document text never goes through markdown"
+
+
+def test_answer_markup_is_escaped():
+    from pages.common import escape_markdown, safe_markdown
+
+    shown = safe_markdown("Costs $5 <img src=x onerror=alert(1)> ![t](http://x/y.png)")
+    assert "<img" not in shown and "&lt;img" in shown and r"\$5" in shown and r"!\[t]" in shown
+    assert escape_markdown("*a*_b_[c](d).md") == r"\*a\*\_b\_\[c\]\(d\)\.md"
+
+
+def test_reindex_and_delete_from_the_library(app_rag, indexed):
+    at = open_page(new_app(), "documents")
+    at.multiselect(key="selected_docs").set_value(["report.docx"]).run()
+    at.button[[b.label for b in at.button].index("Re-index")].click().run()
+    assert not at.exception
+    from pages import common
+
+    for job in common.get_jobs().active("documents"):
+        common.get_jobs().wait(job.id, 120)
+    at.run()
+    assert "Re-indexing 1 document" in texts(at) or "re-index report.docx" in texts(at).replace("\\", "")
+    assert {d.doc_id: d.status for d in app_rag.documents("documents")}["report.docx"] == "indexed"
+
+    at.multiselect(key="selected_docs").set_value(["manual.pdf"]).run()
+    at.button(key="confirm_delete").click().run()
+    assert not at.exception
+    files = set(library_frame(at)["File"])
+    assert "manual.pdf" not in files and "report.docx" in files
+    assert any("Deleted" in s.value for s in at.success)
+    assert find_upload(app_rag.settings, "documents", "manual.pdf") is None
+    answer = app_rag.ask(PUMP, "documents", retrieve_only=True)
+    assert all(s.file != "manual.pdf" for s in answer.sources)
+
+
+def test_collections_are_created_and_switched_from_the_sidebar(app_rag):
+    at = new_app().run()
+    at.sidebar.text_input(key="new_collection_name").set_value("bad name!")
+    at.sidebar.button(key="create_collection").click().run()
+    assert any("invalid collection name" in e.value for e in at.sidebar.error)
+    at.sidebar.text_input(key="new_collection_name").set_value("contracts")
+    at.sidebar.button(key="create_collection").click().run()
+    assert not at.exception
+    assert at.selectbox(key="collection").value == "contracts"
+    assert "contracts" in at.selectbox(key="collection").options
+    at = open_page(at, "chat")
+    assert any("no documents" in i.value and "contracts" in i.value for i in at.info)
+    at = open_page(at, "documents")
+    assert "contracts" in at.caption[0].value and not at.dataframe
+
+
+def test_benchmark_page_is_a_clear_placeholder(app_rag):
+    at = open_page(new_app(), "benchmark")
+    assert not at.exception
+    assert at.title[0].value.endswith("Benchmark")
+    assert any("Coming soon" in i.value for i in at.info)
+    assert "benchmark will measure" in at.markdown[0].value
+
+
+# An LLM that cannot be reached ----------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def broken_llm_rag(tmp_path_factory, corpus, app_rag):
+    # Depends on app_rag so its module-wide environment is torn down after this one.
+    env = {"RAG_LLM": "openai", "OPENAI_BASE_URL": f"http://127.0.0.1:{_closed_port()}/v1", "RAG_LLM_TIMEOUT": "5"}
+    for rag in _app_environment(tmp_path_factory, **env):
+        rag.ingest([corpus["manual.pdf"]], "documents")
+        yield rag
+
+
+def test_an_unreachable_llm_is_a_readable_warning_with_the_passages(broken_llm_rag):
+    at = open_page(new_app(), "chat")
+    assert "(OpenAI-compatible)" in at.caption[0].value.replace("\\", "")
+    at.chat_input[0].set_value(PUMP).run()
+    assert not at.exception and not at.error
+    answer = at.chat_message[-1]
+    assert any("cannot reach the LLM server" in w.value for w in answer.warning)
+    assert answer.expander[0].label.replace("\\", "").startswith("manual.pdf · page 2"), "passages are still shown"
