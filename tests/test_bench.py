@@ -220,6 +220,16 @@ async def _answer() -> int:
     return 42
 
 
+def test_a_server_that_is_down_is_a_clear_error(tmp_path):
+    from rag.errors import StoreUnavailable
+    from rag.milvus_server import free_port
+
+    port = free_port()  # nothing listens there
+    settings = Settings(_env_file=None, RAG_DATA_DIR=tmp_path, MILVUS_URI=f"http://127.0.0.1:{port}")
+    with pytest.raises(StoreUnavailable, match=f"cannot use Milvus server http://127.0.0.1:{port}: .*Check that Milvus"):
+        BenchEngine(settings, BenchOptions(**SMALL)).run()
+
+
 # The command line --------------------------------------------------------------------------------
 
 
