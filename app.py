@@ -19,7 +19,8 @@ def main() -> None:
         rag = common.rag_or_stop()
         common.keep_widget_state("top_k", "retrieve_only")  # chat settings survive a visit to Documents
         common.sidebar(rag)
-        page = st.navigation(_pages(rag), position="top")
+        page = st.navigation(_pages(), position="top")
+        _first_visit(rag, page)
         try:
             page.run()
         except RagError as exc:  # a user-ready message: say it, and nothing else
@@ -30,18 +31,22 @@ def main() -> None:
                      icon=":material/error:")
 
 
-def _pages(rag) -> list:
-    # A new visitor with nothing indexed lands on Documents; once there are documents, on Chat.
-    # Decided once per browser session, so the page does not change under the user's feet.
-    if "start_page" not in st.session_state:
-        st.session_state["start_page"] = "chat" if common.has_indexed(rag, common.active_collection()) else "documents"
-    start = st.session_state["start_page"]
+def _pages() -> list:
+    """Chat is the home page (`/`); Documents and Benchmark have their own URLs."""
     return [
-        st.Page(common.DOCUMENTS_PAGE, title="Documents", icon=":material/folder_open:", url_path="documents",
-                default=start == "documents"),
-        st.Page(common.CHAT_PAGE, title="Chat", icon=":material/forum:", url_path="chat", default=start == "chat"),
+        st.Page(common.DOCUMENTS_PAGE, title="Documents", icon=":material/folder_open:", url_path="documents"),
+        st.Page(common.CHAT_PAGE, title="Chat", icon=":material/forum:", default=True),
         st.Page(common.BENCHMARK_PAGE, title="Benchmark", icon=":material/speed:", url_path="benchmark"),
     ]
+
+
+def _first_visit(rag, page) -> None:
+    """A visitor who lands on Chat with nothing indexed yet is taken to Documents to upload some."""
+    if st.session_state.get("visited"):
+        return
+    st.session_state["visited"] = True
+    if page.title == "Chat" and not common.has_indexed(rag, common.active_collection()):
+        st.switch_page(common.DOCUMENTS_PAGE)
 
 
 if __name__ == "__main__":  # Streamlit runs this file as __main__; pages import it (see common.require_shell)

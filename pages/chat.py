@@ -66,7 +66,7 @@ def citation_label(c: Citation) -> str:
         page = f" · page {c.page}"
         if c.page_label and c.page_label != str(c.page):
             page += f" (printed {common.escape_markdown(c.page_label)})"
-    return f"{common.escape_markdown(c.file or 'unknown file')}{page} · score {c.score:.2f}"
+    return f"{common.escape_markdown(c.file or 'unknown file')}{page} · score {round(c.score, 2) + 0.0:.2f}"
 
 
 def show_sources(citations: list[Citation], expand_first: bool) -> None:
