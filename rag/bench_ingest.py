@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import warnings
+from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,7 +228,10 @@ async def run(settings: Settings, chunks: int, search_chunks: int, questions: in
         log(f"tutorial: {seconds:.1f} s, {count} chunks")
     await _drop(store, e2e)
 
-    # 4. Retrieval latency over `search_chunks` chunks (shorter chunks: same text, more of them).
+    # 4. Chat while a large upload is indexing: time to the sources and to the first token.
+    chat = await _chat_under_load(rag, store, files, log)
+
+    # 5. Retrieval latency over `search_chunks` chunks (shorter chunks: same text, more of them).
     search = await _search_benchmark(rag, store, corpus_dir, search_chunks, questions, log)
 
     await rag.aclose()
@@ -243,6 +247,7 @@ async def run(settings: Settings, chunks: int, search_chunks: int, questions: in
         "ratios": {
             "end_to_end_over_embedding": round(by_name["end-to-end ingest"].seconds / by_name["embedding only"].seconds, 3),
         },
+        "chat_while_indexing": chat,
         "retrieval": search,
         "peak_rss_mb": max(p.peak_rss_mb for p in phases),
     }
@@ -256,6 +261,78 @@ async def _drop(store, name: str) -> None:
     if await store.client.has_collection(name):
         await store.client.drop_collection(name)
     await store._delete_rows(f'collection == "{name}"')
+
+
+CHAT_QUESTIONS = (
+    "How do I list the files in a directory?",
+    "What does a regular expression group return?",
+    "How can I read a JSON file?",
+    "How do I start a subprocess and wait for it?",
+    "What is an ordered dictionary?",
+)
+
+
+async def _first_events(rag, collection: str, question: str, retrieve_only: bool) -> tuple[float, float | None]:
+    """Seconds to the `Sources` event and to the first `Token` (None in retrieval-only mode)."""
+    from rag.answer import Sources, Token
+
+    session = rag.chat_session(collection, retrieve_only=retrieve_only)
+    started = time.perf_counter()
+    to_sources = to_token = None
+    async with aclosing(session.astream_chat(question)) as events:
+        async for event in events:
+            if isinstance(event, Sources) and to_sources is None:
+                to_sources = time.perf_counter() - started
+            if isinstance(event, Token):
+                to_token = time.perf_counter() - started
+                break
+    return to_sources or 0.0, to_token
+
+
+async def _chat_round(rag, collection: str) -> dict[str, list[float]]:
+    sources, tokens = [], []
+    for question in CHAT_QUESTIONS:
+        sources.append((await _first_events(rag, collection, question, True))[0])
+        first = (await _first_events(rag, collection, question, False))[1]
+        if first is not None:
+            tokens.append(first)
+    return {"sources": sources, "first_token": tokens}
+
+
+async def _chat_under_load(rag, store, files: list[Path], log) -> dict[str, Any]:
+    """The same questions with nothing indexing, then while the whole corpus is being ingested."""
+    chat, load = f"{PREFIX}_chat", f"{PREFIX}_load"
+    for name in (chat, load):
+        await _drop(store, name)
+    await rag.aingest(files[:2], chat)
+    await rag._loop.hop(asyncio.to_thread(lambda: rag.llm))  # load the LLM before timing
+    idle = await _chat_round(rag, chat)
+    ingestion = asyncio.ensure_future(rag.aingest(files, load))
+    busy: dict[str, list[float]] = {"sources": [], "first_token": []}
+    while not ingestion.done():
+        round_ = await _chat_round(rag, chat)
+        for key in busy:
+            busy[key].extend(round_[key])
+    await ingestion
+    for name in (chat, load):
+        await _drop(store, name)
+    ms = lambda v: round(percentile(v, 50) * 1000, 1) if v else None  # noqa: E731
+    result = {
+        "questions_idle": len(idle["sources"]),
+        "questions_busy": len(busy["sources"]),
+        "sources_p50_ms_idle": ms(idle["sources"]),
+        "sources_p50_ms_busy": ms(busy["sources"]),
+        "first_token_p50_ms_idle": ms(idle["first_token"]),
+        "first_token_p50_ms_busy": ms(busy["first_token"]),
+    }
+    if result["sources_p50_ms_idle"] and result["sources_p50_ms_busy"]:
+        result["sources_busy_over_idle"] = round(result["sources_p50_ms_busy"] / result["sources_p50_ms_idle"], 2)
+    if result["first_token_p50_ms_idle"] and result["first_token_p50_ms_busy"]:
+        result["first_token_busy_over_idle"] = round(
+            result["first_token_p50_ms_busy"] / result["first_token_p50_ms_idle"], 2
+        )
+    log(f"chat while indexing: {result}")
+    return result
 
 
 async def _search_benchmark(rag, store, corpus_dir: Path, target: int, questions: int, log) -> dict[str, Any]:
@@ -345,6 +422,13 @@ def run_cli(args, settings: Settings) -> int:
         print(f"{p['name']:42} {p['seconds']:8.1f} {p['chunks']:7} {p['chunks'] / p['seconds']:9.1f} {p['peak_rss_mb']:12.0f}")
     for key, value in result["ratios"].items():
         print(f"{key}: {value}")
+    c = result["chat_while_indexing"]
+    print(
+        f"chat while a {result['corpus']['chunks']}-chunk upload is indexing (p50): sources "
+        f"{c['sources_p50_ms_idle']} ms idle vs {c['sources_p50_ms_busy']} ms busy "
+        f"({c.get('sources_busy_over_idle')}x); first token {c['first_token_p50_ms_idle']} ms idle vs "
+        f"{c['first_token_p50_ms_busy']} ms busy ({c.get('first_token_busy_over_idle')}x)"
+    )
     r = result["retrieval"]
     print(
         f"retrieval over {r['chunks']} chunks, {r['questions']} questions, top-{r['top_k']}: "

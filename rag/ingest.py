@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -148,6 +148,7 @@ class Ingestor:
         splitter: SentenceSplitter,
         embed_executor: Executor,
         batch_size: int,
+        wait_turn: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._embed_model = embed_model
@@ -155,6 +156,7 @@ class Ingestor:
         self._splitter = splitter
         self._executor = embed_executor
         self._batch_size = batch_size
+        self._wait_turn = wait_turn  # awaited before each batch: lets questions go first
 
     # Parsing (worker threads) -------------------------------------------------------------
 
@@ -272,6 +274,8 @@ class Ingestor:
             while len(batch) >= self._batch_size or (not producing and batch):
                 items, batch = batch[: self._batch_size], batch[self._batch_size :]
                 texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for _, node in items]
+                if self._wait_turn is not None:
+                    await self._wait_turn()
                 vectors = await loop.run_in_executor(self._executor, self._embed_model.get_text_embedding_batch, texts)
                 for (_, node), vector in zip(items, vectors):
                     node.embedding = vector

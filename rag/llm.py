@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -129,7 +130,12 @@ class LlamaCppChat(LLM):
         from llama_cpp import Llama
 
         try:
-            self._llama = Llama(model_path=self.model_path, n_ctx=self.context_window, verbose=False)
+            self._llama = Llama(
+                model_path=self.model_path,
+                n_ctx=self.context_window,
+                n_threads=os.cpu_count() or 1,  # prompt reading is the wait before the first token
+                verbose=False,
+            )
         except (ValueError, RuntimeError) as exc:
             raise ConfigError(f"cannot load GGUF model {self.model_path!r}: {exc}") from exc
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -80,8 +81,9 @@ class BackgroundLoop:
     async def hop_iter(self, agen: AsyncIterator[T]) -> AsyncIterator[T]:
         """Iterate `agen` on this loop from whatever loop the caller is on."""
         if asyncio.get_running_loop() is self._loop:
-            async for item in agen:
-                yield item
+            async with contextlib.aclosing(agen):
+                async for item in agen:
+                    yield item
             return
 
         async def next_item() -> Any:
@@ -90,8 +92,11 @@ class BackgroundLoop:
             except StopAsyncIteration:
                 return _SENTINEL
 
-        while (item := await self.hop(next_item())) is not _SENTINEL:
-            yield item
+        try:
+            while (item := await self.hop(next_item())) is not _SENTINEL:
+                yield item
+        finally:
+            await self.hop(_await(agen.aclose()))
 
     def close(self) -> None:
         if self._loop.is_closed():

@@ -14,6 +14,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property, wraps
 from pathlib import Path
@@ -37,6 +38,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 CHUNK_MARGIN = 8
+# Ingestion pauses between embedding batches while a question is answered (both are CPU-bound
+# on a small machine), but never longer than this, so a busy chat cannot starve an upload.
+MAX_INGEST_PAUSE = 30.0
 _recovered: set[str] = set()  # word pieces kept free for the model's special tokens
 
 
@@ -71,6 +75,9 @@ class Rag:
         self._embed_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
         self._llm: Any = None
         self._llm_loaded = False
+        self._answering = 0
+        self._quiet = asyncio.Event()  # set while no question is being answered
+        self._quiet.set()
 
     # Lifecycle -------------------------------------------------------------------------------
 
@@ -167,8 +174,26 @@ class Rag:
     def _ingestor(self) -> Ingestor:
         return Ingestor(
             self._store, self.embed_model, self.embed_info, self.splitter, self._embed_executor,
-            self.settings.embed_batch_size,
+            self.settings.embed_batch_size, self._wait_for_quiet,
         )
+
+    async def _wait_for_quiet(self) -> None:
+        try:
+            await asyncio.wait_for(self._quiet.wait(), MAX_INGEST_PAUSE)
+        except TimeoutError:
+            pass
+
+    @asynccontextmanager
+    async def _foreground(self) -> AsyncIterator[None]:
+        """Mark a question in progress: background ingestion yields the CPU to it."""
+        self._answering += 1
+        self._quiet.clear()
+        try:
+            yield
+        finally:
+            self._answering -= 1
+            if not self._answering:
+                self._quiet.set()
 
     async def _open(self, collection: str | None) -> CollectionInfo:
         store = await self._connect()
@@ -285,10 +310,11 @@ class Rag:
         return self._loop.hop_iter(self._astream_ask(question, collection, top_k, retrieve_only))
 
     async def _astream_ask(self, question, collection, top_k, retrieve_only) -> AsyncIterator[Event]:
-        retriever = await self._retriever(collection, top_k)
-        llm = None if retrieve_only else await asyncio.to_thread(lambda: self.llm)
-        async for event in QueryEngine(retriever, llm, self._secrets()).astream(question):
-            yield event
+        async with self._foreground():
+            retriever = await self._retriever(collection, top_k)
+            llm = None if retrieve_only else await asyncio.to_thread(lambda: self.llm)
+            async for event in QueryEngine(retriever, llm, self._secrets()).astream(question):
+                yield event
 
     def chat_session(self, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> "ChatSession":
         return ChatSession(self, collection, top_k, retrieve_only)
@@ -312,9 +338,10 @@ class ChatSession:
         return self._engine
 
     async def _astream(self, message: str) -> AsyncIterator[Event]:
-        engine = await self._get_engine()
-        async for event in engine.astream(message):
-            yield event
+        async with self._rag._foreground():
+            engine = await self._get_engine()
+            async for event in engine.astream(message):
+                yield event
 
     def stream_chat(self, message: str) -> Iterator[Event]:
         return self._rag._loop.iterate(self._astream(message))
