@@ -15,19 +15,20 @@ from rag.errors import RagError
 def main() -> None:
     """The shell around every page: configuration, sidebar, navigation, then the page itself."""
     with common.shell_run():
-        st.set_page_config(page_title="Document chat", page_icon=":material/forum:", layout="wide")
         rag = common.rag_or_stop()
         common.keep_widget_state("top_k", "retrieve_only")  # chat settings survive a visit to Documents
         common.sidebar(rag)
         page = st.navigation(_pages(), position="top")
         _first_visit(rag, page)
+        # One call per run: answers read best in a narrow column, the library needs the width.
+        st.set_page_config(layout="centered" if page.title == "Chat" else "wide")
         try:
             page.run()
         except RagError as exc:  # a user-ready message: say it, and nothing else
-            st.error(str(exc), icon=":material/error:")
+            st.error(common.escape_markdown(str(exc)), icon=":material/error:")
         except Exception as exc:  # a bug: the traceback goes to the server log, the user gets one line
             common.log.exception("page %s failed", page.title)
-            st.error(f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the server log.",
+            st.error(common.escape_markdown(f"Something went wrong ({type(exc).__name__}: {exc}).") + " The details are in the server log.",
                      icon=":material/error:")
 
 

@@ -14,8 +14,6 @@ from rag.service import ChatSession
 
 common.require_shell()
 
-st.set_page_config(layout="centered")  # a readable line length for answers
-
 rag = common.get_rag()
 collection = common.active_collection()
 no_llm = rag.settings.llm_mode is LLMMode.NONE
@@ -92,14 +90,15 @@ def show_turn(turn: Turn) -> None:
 
 def show_answer(turn: Turn) -> None:
     if turn.refused:
-        st.error(turn.refused, icon=":material/error:")
+        st.error(common.escape_markdown(turn.refused), icon=":material/error:")
         return
     if turn.text:
         st.markdown(common.safe_markdown(turn.text))
     elif turn.retrieve_only and not turn.error:
         st.markdown("Retrieval only: the passages closest to your question are below.")
     if turn.error:
-        st.warning(f"No generated answer: {turn.error}. The retrieved passages are below.", icon=":material/warning:")
+        st.warning(f"No generated answer: {common.escape_markdown(turn.error)}. The retrieved passages are below.",
+                   icon=":material/warning:")
     show_sources(turn.citations, expand_first=not turn.text)
 
 

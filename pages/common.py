@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from rag.config import Settings
 from rag.errors import CollectionNotFound, RagError
-from rag.jobs import IngestJobs, JobView
+from rag.jobs import IngestJobs
 from rag.service import Rag
 from rag.store import DocumentRecord
 
@@ -80,10 +80,14 @@ def rag_or_stop() -> Rag:
     try:
         return get_rag()
     except ValidationError as exc:
-        problems = "\n".join(f"- {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        problems = "\n".join(
+            f"- {escape_markdown('.'.join(map(str, e['loc'])) or 'settings')}: "
+            f"{escape_markdown(e['msg'].removeprefix('Value error, '))}"
+            for e in exc.errors()
+        )
         st.error(f"The configuration is invalid (environment or `.env`):\n\n{problems}", icon=":material/settings:")
     except RagError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(str(exc)))
     st.stop()
     raise AssertionError("unreachable")
 
@@ -161,21 +165,26 @@ def local_time(iso: str) -> datetime | None:
 
 
 def sidebar(rag: Rag) -> None:
-    """Collection picker, what the app runs on, and a live line about background indexing."""
+    """Collection picker, what the app runs on, and a live line about background indexing.
+
+    Milvus is first reached here: when it cannot be, the page says so and shows nothing else.
+    """
+    try:
+        names = [c.name for c in rag.collections()]
+    except RagError as exc:
+        st.error(escape_markdown(str(exc)), icon=":material/cloud_off:")
+        with st.sidebar:
+            _system_info(rag)
+        st.stop()
     with st.sidebar:
-        _collection_picker(rag)
+        _collection_picker(rag, names)
         st.divider()
         _system_info(rag)
         _jobs_indicator()
 
 
-def _collection_picker(rag: Rag) -> None:
+def _collection_picker(rag: Rag, names: list[str]) -> None:
     st.subheader(":material/library_books: Knowledge base", anchor=False)
-    try:
-        names = [c.name for c in rag.collections()]
-    except RagError as exc:
-        st.error(str(exc))
-        st.stop()
     if not st.session_state.get("collection"):
         st.session_state["collection"] = rag.settings.collection
     options = sorted({*names, rag.settings.collection, st.session_state["collection"]})
@@ -192,7 +201,7 @@ def _collection_picker(rag: Rag) -> None:
         )
         st.button("Create", key="create_collection", type="primary", on_click=_create_collection, args=(rag,))
         if error := st.session_state.pop("create_collection_error", ""):
-            st.error(error)
+            st.error(escape_markdown(error))
 
 
 def _create_collection(rag: Rag) -> None:
@@ -241,12 +250,6 @@ def _jobs_indicator() -> None:
         st.progress(min(done, 1.0), text=f"{p.files_done}/{p.files_total} files · ETA {duration(p.eta_seconds)}")
 
     indicator()
-
-
-def job_state_counts(jobs: list[JobView]) -> tuple[int, int]:
-    """(files waiting or in progress, files total) over active jobs."""
-    waiting = sum(j.count("waiting", "indexing") for j in jobs)
-    return waiting, sum(len(j.files) for j in jobs)
 
 
 if __name__ == "__main__":  # opened as a page in Streamlit's legacy mode (see require_shell)

@@ -10,7 +10,6 @@ from rag.errors import RagError
 from rag.ingest import Source
 from rag.jobs import FileState, JobView
 from rag.readers import SUPPORTED_EXTENSIONS
-from rag.service import Rag
 from rag.store import DocumentRecord
 from rag.uploads import find_upload, remove_upload, safe_file_name, save_upload
 
@@ -45,31 +44,33 @@ def upload_form() -> None:
         submitted = st.form_submit_button("Upload and index", icon=":material/upload:", type="primary")
     if submitted:
         if files:
-            queue_uploads(files)
+            flash(queue_uploads(files))  # a full rerun, so the sidebar follows the new job too
         else:
             st.warning("Choose one or more files first.", icon=":material/upload_file:")
 
 
-def queue_uploads(files: list) -> None:
-    busy = jobs.busy(collection)
-    sources: dict[str, Source] = {}
+def queue_uploads(files: list) -> list[tuple[str, str]]:
+    """Save the files and queue one job for them; returns what to tell the user."""
+    messages, sources, busy = [], {}, jobs.busy(collection)
     for file in files:
         doc_id = safe_file_name(file.name)
+        name = common.escape_markdown(doc_id)
         if doc_id in busy:
-            st.warning(f"**{common.escape_markdown(doc_id)}** is being indexed right now: upload it again when that is done.")
+            messages.append(("warning", f"**{name}** is being indexed right now: upload it again when that is done."))
             continue
         if doc_id in sources:
-            st.warning(f"**{common.escape_markdown(doc_id)}** was chosen twice: indexing the last one.")
+            messages.append(("warning", f"**{name}** was chosen twice: indexing the last one."))
         try:
             path = save_upload(rag.settings, collection, file.name, file)
         except (RagError, OSError) as exc:
-            st.error(f"Could not save **{common.escape_markdown(doc_id)}**: {exc}")
+            messages.append(("error", f"Could not save **{name}**: {common.escape_markdown(str(exc))}"))
             continue
         sources[path.name] = Source(path, path.name)
     if sources:
         jobs.submit(list(sources.values()), collection)
         count = f"{len(sources)} files" if len(sources) > 1 else "1 file"
-        st.toast(f"Indexing {count} in the background", icon=":material/sync:")
+        messages.append(("toast", f"Indexing {count} in the background"))
+    return messages
 
 
 # Jobs -------------------------------------------------------------------------------------------
@@ -99,7 +100,7 @@ def job_panel(job: JobView) -> None:
         elif job.report is not None:
             st.caption(f"{job.report.chunks:,} chunks in {common.duration(job.report.seconds)}")
         if job.error and job.state != "done":
-            st.error(job.error)
+            st.error(common.escape_markdown(job.error))
         for file in job.files:
             file_line(file)
         if job.active:
@@ -195,8 +196,12 @@ def reindex_documents(doc_ids: list[str], docs: dict[str, DocumentRecord]) -> li
             messages.append(("warning", f"No uploaded copy of **{common.escape_markdown(doc_id)}** is kept "
                              "(it was added from the command line): upload it again to re-index it."))
         else:
-            if docs[doc_id].status == "indexed":
-                rag.delete(doc_id, collection)
+            try:
+                if docs[doc_id].status == "indexed":
+                    rag.delete(doc_id, collection)
+            except RagError as exc:
+                messages.append(("error", common.escape_markdown(str(exc))))
+                continue
             sources.append(Source(path, doc_id))
     if sources:
         jobs.submit(sources, collection, label=f"re-index {sources[0].doc_id}" + (f" and {len(sources) - 1} more" if len(sources) > 1 else ""))
@@ -214,7 +219,7 @@ def delete_documents(doc_ids: list[str]) -> list[tuple[str, str]]:
         try:
             rag.delete(doc_id, collection)
         except RagError as exc:
-            messages.append(("error", str(exc)))
+            messages.append(("error", common.escape_markdown(str(exc))))
             continue
         remove_upload(rag.settings, collection, doc_id)
         deleted.append(name)
@@ -232,7 +237,10 @@ def flash(messages: list[tuple[str, str]]) -> None:
 
 def show_flash() -> None:
     for kind, text in st.session_state.pop("flash", []):
-        getattr(st, kind)(text)
+        if kind == "toast":
+            st.toast(text, icon=":material/sync:")
+        else:
+            getattr(st, kind)(text)
 
 
 # The page --------------------------------------------------------------------------------------
@@ -254,21 +262,29 @@ if not live and not common.library(rag, collection):
 
 
 @st.fragment(run_every=common.POLL_SECONDS if live else None)
-def library_panel(rag: Rag) -> None:
+def library_panel() -> None:
     """Jobs and library, refreshed every second while this collection has something indexing."""
     job_list = jobs.jobs(collection)
     if live and not any(j.active for j in job_list):
         st.rerun()  # everything finished: one full refresh, which also stops the polling
     show_flash()
     if job_list:
-        st.subheader("Indexing", anchor=False)
+        title, clear = st.columns([4, 1], vertical_alignment="bottom")
+        title.subheader("Indexing", anchor=False)
+        if any(not j.active for j in job_list):
+            clear.button("Clear finished", icon=":material/clear_all:", width="stretch",
+                         on_click=jobs.clear_finished, args=(collection,))
         for job in reversed(job_list):
             job_panel(job)
-    docs = common.library(rag, collection)
+    try:
+        docs = common.library(rag, collection)
+    except RagError as exc:  # a fragment rerun is outside app.py's safety net
+        st.error(common.escape_markdown(str(exc)), icon=":material/error:")
+        return
     if docs:
         st.subheader("Library", anchor=False)
         library_table(docs)
         library_actions(docs)
 
 
-library_panel(rag)
+library_panel()

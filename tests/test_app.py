@@ -172,11 +172,12 @@ def test_jobs_can_be_cancelled_and_failures_are_reported(tmp_path):
 # The app ---------------------------------------------------------------------------------------------
 
 
-def _app_environment(tmp_path_factory, **env: str):
+def _app_environment(tmp_path_factory, start: bool = True, **env: str):
     """A fresh data folder and environment for the app; yields the core the app will use.
 
     The app caches its `Rag` and job registry for the process: they are dropped before (so the
-    app starts on this environment) and closed after.
+    app starts on this environment) and closed after. With `start=False` nothing is created
+    (for settings the core refuses) and None is yielded.
     """
     from pages import common
 
@@ -190,6 +191,10 @@ def _app_environment(tmp_path_factory, **env: str):
             mp.setenv(name, value)
         mp.chdir(tmp_path_factory.mktemp("cwd"))  # no stray `.env` from the working directory
         st.cache_resource.clear()
+        if not start:
+            yield None
+            st.cache_resource.clear()
+            return
         rag = common.get_rag()
         try:
             yield rag
@@ -197,6 +202,32 @@ def _app_environment(tmp_path_factory, **env: str):
             common.get_jobs().close()
             rag.close()
             st.cache_resource.clear()
+
+
+# Settings and Milvus problems: one readable message, nothing else (these run before the app
+# tests below, which share one data folder for the module).
+
+
+def test_bad_settings_are_one_readable_message(tmp_path_factory):
+    for _ in _app_environment(tmp_path_factory, start=False, MILVUS_URI="vectors", RAG_TOP_K="0"):
+        at = new_app().run()
+        assert not at.exception
+        [error] = at.error
+        assert "The configuration is invalid" in error.value
+        assert "MILVUS_URI 'vectors': a Milvus Lite path must end in .db" in plain(error.value)
+        assert "RAG_TOP_K: Input should be greater than or equal to 1" in plain(error.value)
+        assert not at.title and not at.sidebar.children, "nothing else is shown"
+
+
+def test_an_unreachable_milvus_is_one_readable_message(tmp_path_factory):
+    port = _closed_port()
+    for rag in _app_environment(tmp_path_factory, MILVUS_URI=f"http://127.0.0.1:{port}"):
+        at = new_app().run()
+        assert not at.exception
+        [error] = at.error
+        assert f"cannot use Milvus server http://127.0.0.1:{port}" in plain(error.value) and "MILVUS_URI" in plain(error.value)
+        assert not at.title, "no page is drawn without Milvus"
+        assert "Milvus server" in at.sidebar.markdown[0].value, "the sidebar still says what the app uses"
 
 
 @pytest.fixture(scope="module")
@@ -241,6 +272,11 @@ def texts(at: AppTest) -> str:
     parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "text", "title") for e in getattr(at, kind)]
     parts += [e.label for e in at.expander]
     return "\n".join(str(p) for p in parts)
+
+
+def plain(text: str) -> str:
+    """Text as shown: the app backslash-escapes markdown in names and messages."""
+    return text.replace("\\", "")
 
 
 def library_frame(at: AppTest):
@@ -293,7 +329,7 @@ def test_upload_indexes_in_the_background_and_fills_the_library(app_rag, corpus,
     # The same file again is recognised, not duplicated.
     chunks = app_rag.count_chunks("documents", "manual.pdf")
     upload(at, {"manual.pdf": corpus["manual.pdf"].read_bytes()})
-    assert "manual.pdf: 1 already in the collection" in texts(at).replace("\\", "")
+    assert "manual.pdf: 1 already in the collection" in plain(texts(at))
     assert app_rag.count_chunks("documents", "manual.pdf") == chunks
 
 
@@ -305,7 +341,7 @@ def test_chat_retrieval_only_cites_file_and_page(indexed):
     answer = at.chat_message[-1]
     assert answer.name == "assistant"
     first = answer.expander[0]
-    assert first.label.replace("\\", "").startswith("manual.pdf · page 2")
+    assert plain(first.label).startswith("manual.pdf · page 2")
     assert FACTS["manual.pdf"] in first.text[0].value, "the passage is shown as plain text"
     assert "Retrieval only" in answer.markdown[0].value
 
@@ -321,7 +357,7 @@ def test_chat_streams_an_answer_with_the_local_llm_and_keeps_history(indexed):
     assert not at.exception and not at.error and not at.warning
     answer = at.chat_message[-1]
     assert answer.markdown[0].value.strip(), "the LLM wrote an answer"
-    assert answer.expander[0].label.replace("\\", "").startswith("manual.pdf · page 2")
+    assert plain(answer.expander[0].label).startswith("manual.pdf · page 2")
 
     at.chat_input[0].set_value("And how often must its seals be replaced?").run()
     assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
@@ -337,7 +373,7 @@ def test_questions_the_core_refuses_are_readable_errors(indexed):
     at.toggle(key="retrieve_only").set_value(True).run()
     at.chat_input[0].set_value("   ").run()
     assert not at.exception
-    assert [e.value for e in at.chat_message[-1].error] == ["the question is empty: type a question"]
+    assert [plain(e.value) for e in at.chat_message[-1].error] == ["the question is empty: type a question"]
     assert at.chat_input[0].proto.max_chars == 4000, "the browser stops what the core would refuse as too long"
 
 
@@ -349,7 +385,7 @@ def test_document_text_is_shown_as_text(app_rag, tmp_path):
     at.toggle(key="retrieve_only").set_value(True).run()
     at.chat_input[0].set_value("gravel policy").run()
     passage = at.chat_message[-1].expander[0]
-    assert passage.label.replace("\\", "").startswith("markup.md")
+    assert plain(passage.label).startswith("markup.md")
     assert "<script>alert(1)</script>" in passage.text[0].value and "**Gravel**" in passage.text[0].value
     assert not passage.markdown, "document text never goes through markdown"
 
@@ -367,12 +403,13 @@ def test_reindex_and_delete_from_the_library(app_rag, indexed):
     at.multiselect(key="selected_docs").set_value(["report.docx"]).run()
     at.button[[b.label for b in at.button].index("Re-index")].click().run()
     assert not at.exception
+    assert any("Re-indexing 1 document" in m.value for m in at.success)
     from pages import common
 
     for job in common.get_jobs().active("documents"):
         common.get_jobs().wait(job.id, 120)
     at.run()
-    assert "Re-indexing 1 document" in texts(at) or "re-index report.docx" in texts(at).replace("\\", "")
+    assert "re-index report.docx: 1 indexed" in plain(texts(at)), "indexed again, not skipped as unchanged"
     assert {d.doc_id: d.status for d in app_rag.documents("documents")}["report.docx"] == "indexed"
 
     at.multiselect(key="selected_docs").set_value(["manual.pdf"]).run()
@@ -390,7 +427,7 @@ def test_collections_are_created_and_switched_from_the_sidebar(app_rag):
     at = new_app().run()
     at.sidebar.text_input(key="new_collection_name").set_value("bad name!")
     at.sidebar.button(key="create_collection").click().run()
-    assert any("invalid collection name" in e.value for e in at.sidebar.error)
+    assert any("invalid collection name 'bad name!'" in plain(e.value) for e in at.sidebar.error)
     at.sidebar.text_input(key="new_collection_name").set_value("contracts")
     at.sidebar.button(key="create_collection").click().run()
     assert not at.exception
@@ -430,9 +467,9 @@ def broken_llm_rag(tmp_path_factory, corpus, app_rag):
 
 def test_an_unreachable_llm_is_a_readable_warning_with_the_passages(broken_llm_rag):
     at = open_page(new_app(), "chat")
-    assert "(OpenAI-compatible)" in at.caption[0].value.replace("\\", "")
+    assert "(OpenAI-compatible)" in plain(at.caption[0].value)
     at.chat_input[0].set_value(PUMP).run()
     assert not at.exception and not at.error
     answer = at.chat_message[-1]
-    assert any("cannot reach the LLM server" in w.value for w in answer.warning)
-    assert answer.expander[0].label.replace("\\", "").startswith("manual.pdf · page 2"), "passages are still shown"
+    assert any("cannot reach the LLM server" in plain(w.value) for w in answer.warning)
+    assert plain(answer.expander[0].label).startswith("manual.pdf · page 2"), "passages are still shown"
