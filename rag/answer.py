@@ -16,7 +16,7 @@ from llama_index.core.chat_engine import CondensePlusContextChatEngine
 from llama_index.core.llms import LLM
 from llama_index.core.memory import ChatMemoryBuffer
 from llama_index.core.query_engine import RetrieverQueryEngine
-from llama_index.core.schema import NodeWithScore
+from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from rag.errors import RagError
 
@@ -188,14 +188,51 @@ class QueryEngine(_Engine):
             yield event
 
 
+class FollowUpRetriever(BaseRetriever):
+    """Searches with the condensed question and with the user's own words, keeping the best hits.
+
+    A small LLM can condense "and its seals?" into something unrelated; the user's message still
+    carries the words that matter, so a bad rewrite no longer loses the right passages.
+    """
+
+    def __init__(self, inner: BaseRetriever, top_k: int) -> None:
+        super().__init__()
+        self._inner = inner
+        self._top_k = top_k
+        self.message: str = ""  # the user's message of the current turn
+
+    def _merge(self, *results: list[NodeWithScore]) -> list[NodeWithScore]:
+        best: dict[str, NodeWithScore] = {}
+        for hits in results:
+            for hit in hits:
+                kept = best.get(hit.node.node_id)
+                if kept is None or (hit.score or 0) > (kept.score or 0):
+                    best[hit.node.node_id] = hit
+        return sorted(best.values(), key=lambda h: h.score or 0, reverse=True)[: self._top_k]
+
+    def _queries(self, query_bundle: QueryBundle) -> list[str]:
+        extra = self.message.strip()
+        asked = query_bundle.query_str
+        return [asked] + ([extra] if extra and extra != asked.strip() else [])
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return self._merge(*(self._inner.retrieve(q) for q in self._queries(query_bundle)))
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        results = [await self._inner.aretrieve(q) for q in self._queries(query_bundle)]
+        return self._merge(*results)
+
+
 class ChatEngine(_Engine):
     """Multi-turn chat: follow-ups are condensed with the history, then answered from passages."""
 
     def __init__(self, retriever: BaseRetriever, llm: LLM | None, secrets: tuple[str, ...] = ()) -> None:
         super().__init__(retriever, llm, secrets)
+        top_k = getattr(retriever, "similarity_top_k", 4)
+        self._follow_up = FollowUpRetriever(retriever, top_k)
         self._engine = (
             CondensePlusContextChatEngine.from_defaults(
-                retriever,
+                self._follow_up,
                 llm=llm,
                 memory=ChatMemoryBuffer.from_defaults(token_limit=MEMORY_TOKENS),
                 system_prompt=SYSTEM_PROMPT,
@@ -209,6 +246,7 @@ class ChatEngine(_Engine):
         if self._engine is None:
             events = self._retrieve_only(message)
         else:
+            self._follow_up.message = message
             events = self._stream(message, lambda: self._engine.astream_chat(message))
         async for event in events:
             yield event

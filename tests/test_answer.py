@@ -45,6 +45,8 @@ def test_chat_keeps_history_for_follow_ups_and_resets(rag, indexed):
     assert first.answer and first.sources
     follow = session.chat("And how often must its seals be replaced?")
     assert follow.answer and follow.sources
+    # The passage about the seals is found even if the tiny model condenses the question badly.
+    assert ("manual.pdf", 3) in [(s.file, s.page) for s in follow.sources]
     roles = [role for role, _ in session.history]
     assert roles == ["user", "assistant", "user", "assistant"]
     assert session.history[2][1] == "And how often must its seals be replaced?"
@@ -88,3 +90,20 @@ def test_markup_in_questions_and_documents_is_plain_text(rag, tmp_path, collecti
     rag.ingest([path], collection)
     answer = rag.ask("<b>What</b> is the **vault** code? <script>x()</script>", collection, retrieve_only=True)
     assert "<script>alert(1)</script>" in answer.sources[0].text  # kept verbatim, as data
+
+
+def test_follow_up_retrieval_survives_a_bad_condensed_question(rag, indexed):
+    """A tiny LLM may rewrite a follow-up into something unrelated: the user's words still search."""
+    from rag.answer import FollowUpRetriever
+
+    inner = rag._loop.run(rag._retriever(indexed, 2))
+    retriever = FollowUpRetriever(inner, top_k=2)
+    retriever.message = "How often must the pump seals be replaced?"
+    hits = rag._loop.run(retriever.aretrieve("When does the staff cafeteria open?"))
+    found = [(h.node.metadata["file_name"], h.node.metadata.get("page")) for h in hits]
+    assert ("manual.pdf", 3) in found and ("plain.txt", None) in found
+    retriever.message = ""
+    assert ("manual.pdf", 3) not in [
+        (h.node.metadata["file_name"], h.node.metadata.get("page"))
+        for h in rag._loop.run(retriever.aretrieve("When does the staff cafeteria open?"))
+    ]
