@@ -26,6 +26,8 @@ FILE_STATUS = {
     "skipped": (":orange[:material/block:]", "not indexed"),
 }
 
+MAX_FILE_LINES = 12  # larger jobs list their files in a table
+
 rag = common.get_rag()
 jobs = common.get_jobs()
 collection = common.active_collection()
@@ -101,8 +103,11 @@ def job_panel(job: JobView) -> None:
             st.caption(f"{job.report.chunks:,} chunks in {common.duration(job.report.seconds)}")
         if job.error and job.state != "done":
             st.error(common.escape_markdown(job.error))
-        for file in job.files:
-            file_line(file)
+        if len(job.files) <= MAX_FILE_LINES:
+            for file in job.files:
+                file_line(file)
+        else:
+            file_table(job.files)
         if job.active:
             st.button("Cancel", key=f"cancel-{job.id}", icon=":material/cancel:", on_click=jobs.cancel, args=(job.id,))
         else:
@@ -116,8 +121,18 @@ def file_line(file: FileState) -> None:
         pages = f", {file.pages} pages" if file.pages else ""
         words = f"{words} ({file.chunks} chunk{'s' if file.chunks != 1 else ''}{pages})"
     st.markdown(f"{icon} **{name}**: {words}")
-    if file.status in ("failed", "skipped"):
+    if file.status == "failed":
         st.error(common.escape_markdown(file.error or "unknown reason"))
+    elif file.status == "skipped":
+        st.caption(common.escape_markdown(file.error))
+
+
+def file_table(files: tuple[FileState, ...]) -> None:
+    """Per-file state of a large job, as a compact table rather than one line per file."""
+    ordered = sorted(files, key=lambda f: f.status not in ("failed", "skipped"))  # problems first
+    rows = [{"File": f.doc_id, "Status": FILE_STATUS[f.status][1].split(":")[0], "Chunks": f.chunks or None,
+             "Reason": f.error} for f in ordered]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=min(36 * (len(rows) + 1), 320))
 
 
 # Library -----------------------------------------------------------------------------------------
@@ -159,10 +174,10 @@ def library_table(docs: list[DocumentRecord]) -> None:
             "Pages": st.column_config.TextColumn(width="small", alignment="right"),
             "Chunks": st.column_config.NumberColumn(width="small"),
             "Size": st.column_config.NumberColumn(format="bytes", width="small"),
-            "Indexed at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+            "Indexed at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width="medium"),
             "Status": st.column_config.TextColumn(width="small"),
             "Note": st.column_config.TextColumn(
-                "Reason / note", width="large", help="Why a file failed, or why its last update was not applied"
+                "Reason / note", width="medium", help="Why a file failed, or why its last update was not applied"
             ),
         },
     )
@@ -204,7 +219,8 @@ def reindex_documents(doc_ids: list[str], docs: dict[str, DocumentRecord]) -> li
                 continue
             sources.append(Source(path, doc_id))
     if sources:
-        jobs.submit(sources, collection, label=f"re-index {sources[0].doc_id}" + (f" and {len(sources) - 1} more" if len(sources) > 1 else ""))
+        more = f" and {len(sources) - 1} more" if len(sources) > 1 else ""
+        jobs.submit(sources, collection, label=f"re-index {sources[0].doc_id}{more}")
         messages.append(("success", f"Re-indexing {len(sources)} document(s) in the background."))
     return messages
 

@@ -181,7 +181,7 @@ def test_upload_ask_follow_up_and_delete(page, server, tmp_path):
 
     # Documents: the library, then delete manual.pdf.
     _open(page, "Documents")
-    _shot(page, "documents.png", height=1300)
+    _shot(page, "documents.png", height=1020)
     page.get_by_test_id("stMultiSelect").click()
     page.get_by_role("option", name="manual.pdf").click()
     page.keyboard.press("Escape")
