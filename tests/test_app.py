@@ -222,7 +222,7 @@ def test_bad_settings_are_one_readable_message(tmp_path_factory):
 
 def test_an_unreachable_milvus_is_one_readable_message(tmp_path_factory):
     port = _closed_port()
-    for rag in _app_environment(tmp_path_factory, MILVUS_URI=f"http://127.0.0.1:{port}"):
+    for _ in _app_environment(tmp_path_factory, MILVUS_URI=f"http://127.0.0.1:{port}"):
         at = new_app().run()
         assert not at.exception
         [error] = at.error
@@ -249,9 +249,8 @@ def new_app() -> AppTest:
 
 
 def open_page(at: AppTest, page: str) -> AppTest:
-    if not at._tree.children:  # switch_page needs one run first, to know the registered pages
-        at.run()
-    return at.switch_page(f"pages/{page}.py").run()
+    """Go to a page as the navigation does (a run first: switch_page needs the registered pages)."""
+    return at.run().switch_page(f"pages/{page}.py").run()
 
 
 def upload(at: AppTest, files: dict[str, bytes]) -> None:
