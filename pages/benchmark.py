@@ -195,7 +195,30 @@ def series_label(df: pd.DataFrame) -> pd.Series:
     return df["mode"]
 
 
+def overhead_chart(df: pd.DataFrame) -> alt.Chart | None:
+    """The same search through plain pymilvus and through LlamaIndex: median and p95 per call."""
+    mine = df[df["operation"] == "overhead"]
+    if mine.empty:
+        return None
+    data = mine.melt(id_vars=["mode", "consistency"], value_vars=["p50_ms", "p95_ms"], var_name="statistic", value_name="ms")
+    return (
+        alt.Chart(data, title="engine overhead: one search, per call")
+        .mark_bar()
+        .encode(
+            x=alt.X("statistic:N", title=None),
+            xOffset="mode:N",
+            y=alt.Y("ms:Q", title="milliseconds"),
+            color=alt.Color("mode:N", scale=alt.Scale(domain=["pymilvus", "llamaindex"],
+                                                        range=[MODE_COLORS["pymilvus"], MODE_COLORS["llamaindex"]])),
+            tooltip=["mode", "consistency", "statistic", alt.Tooltip("ms:Q", format=".2f")],
+        )
+        .properties(height=300)
+    )
+
+
 def time_chart(df: pd.DataFrame, operation: str, tutorial: bool) -> alt.Chart | None:
+    if operation == "overhead":
+        return overhead_chart(df)
     mine = df[df["operation"] == operation][["mode", "count", "seconds", "consistency"]].copy()
     if mine.empty:
         return None
@@ -221,8 +244,9 @@ def time_chart(df: pd.DataFrame, operation: str, tutorial: bool) -> alt.Chart | 
             color=alt.Color("mode:N", scale=alt.Scale(domain=modes, range=[MODE_COLORS[m] for m in modes]), title="mode"),
             strokeDash=alt.StrokeDash("source:N", scale=alt.Scale(domain=[RUN_LABEL, bench.TUTORIAL_LABEL], range=[[1, 0], [5, 4]]),
                                       title="figures"),
+            shape=alt.Shape("consistency:N", title="consistency"),
             detail="series:N",
-            tooltip=["source", "series", "count", alt.Tooltip("seconds:Q", format=".3f")],
+            tooltip=["source", "mode", "consistency", "count", alt.Tooltip("seconds:Q", format=".3f")],
         )
         .properties(height=300)
     )

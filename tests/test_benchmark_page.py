@@ -8,10 +8,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+from concurrent.futures import Future
 
 import pytest
 
 from rag import bench
+from rag.errors import StoreUnavailable
 from tests.test_app import _app_environment, new_app, open_page, plain, texts
 
 RUN_KEY = "bench_run"
@@ -92,21 +95,21 @@ def test_a_tiny_run_fills_the_table_charts_and_downloads(bench_rag):
     rag = bench_rag
     rag.create_collection("mine")
     before = sorted(c.name for c in rag.collections())
-    at = _configure(_page(), series=("add", "batched", "search"))
+    at = _configure(_page(), series=("add", "batched", "search", "overhead"))
     at.button(key="bench_run_button").click().run()
     assert not at.exception, at.exception
     run = _finish(at)
-    assert any("Done: 12 measurements" in s.value for s in at.success), (texts(at), run.future.exception())
+    assert any("Done: 14 measurements" in s.value for s in at.success), (texts(at), run.future.exception())
     df = at.dataframe[0].value
-    assert len(df) == 12 and set(df["count"]) == {3, 5}
-    assert set(df["mode"]) == {"sync", "async", "batch", "async-batch"}
-    assert set(df["operation"]) == {"add", "search"} and (df["seconds"] > 0).all()
+    assert len(df) == 14 and set(df["count"]) == {3, 5, 100}
+    assert set(df["mode"]) == {"sync", "async", "batch", "async-batch", "pymilvus", "llamaindex"}
+    assert set(df["operation"]) == {"add", "search", "overhead"} and (df["seconds"] > 0).all()
     assert {"p50_ms", "p95_ms", "p99_ms", "throughput"} <= set(df.columns)
     assert df["backend"].str.startswith("Milvus Lite").all()
-    assert len(_charts(at)) == 3, "add and search times, and the sync/async speed-up"
+    assert len(_charts(at)) == 4, "add and search times, the overhead, and the sync/async speed-up"
     assert [b.label for b in at.get("download_button")] == ["Download CSV", "Download JSON"]
-    assert any("Fastest for 5 nodes" in m.value for m in at.markdown)
-    assert len(run.records) == 12
+    assert any("Fastest for 5 nodes" in m.value and "LlamaIndex adds" in m.value for m in at.markdown)
+    assert len(run.records) == 14
     # Nothing of the user's was touched, and nothing of the benchmark's was left behind.
     assert sorted(c.name for c in rag.collections()) == before
     from pymilvus import MilvusClient
@@ -126,3 +129,32 @@ def test_the_stop_button_stops_a_run(bench_rag):
     assert run.stop_event.is_set() and len(run.records) < 2
     assert any("Stopped after" in w.value for w in at.warning)
     assert not at.button(key="bench_run_button").disabled
+
+
+class FailedRun:
+    """What the page keeps for a run that ended in an error (Milvus went away mid-run)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.future = Future()
+        self.future.set_exception(error)
+        self.stop_event = threading.Event()
+        self.records, self.status, self.planned, self.running = [], "done", 4, False
+
+    def elapsed(self) -> float:
+        return 1.0
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (StoreUnavailable("cannot use Milvus server http://127.0.0.1:1: connection refused"), "cannot use Milvus server"),
+        (ValueError("boom"), "The benchmark failed (ValueError: boom)"),
+    ],
+)
+def test_a_failed_run_is_a_readable_message(bench_rag, error, message):
+    at = _page()
+    at.session_state[RUN_KEY] = FailedRun(error)
+    at.run()
+    assert not at.exception, at.exception
+    assert any(message in plain(e.value) for e in at.error), [e.value for e in at.error]
+    assert "Traceback" not in texts(at)
