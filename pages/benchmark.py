@@ -131,7 +131,7 @@ def controls(running: bool) -> None:
             "Nodes to search over", min_value=1, max_value=bench.MAX_COUNT, value=bench.DEFAULT_SEARCH_ROWS, step=100,
             key="bench_search_rows", help="Loaded once before the search series (the tutorial: 1,000).",
         )
-        left, right, _ = st.columns([1, 1, 4])
+        left, right, _ = st.columns([2, 1, 5])
         run = left.button("Run benchmark", key="bench_run_button", type="primary", icon=":material/play_arrow:",
                           disabled=running, width="stretch")
         right.button("Stop", key="bench_stop_button", icon=":material/stop:", disabled=not running,
@@ -223,6 +223,7 @@ def time_chart(df: pd.DataFrame, operation: str, tutorial: bool) -> alt.Chart | 
     if mine.empty:
         return None
     mine["series"] = series_label(mine)
+    several = mine["consistency"].nunique() > 1
     mine["source"] = RUN_LABEL
     parts = [mine]
     if tutorial and operation in ("add", "search"):
@@ -243,8 +244,8 @@ def time_chart(df: pd.DataFrame, operation: str, tutorial: bool) -> alt.Chart | 
             y=alt.Y("seconds:Q", scale=alt.Scale(type="log"), title="seconds (log)"),
             color=alt.Color("mode:N", scale=alt.Scale(domain=modes, range=[MODE_COLORS[m] for m in modes]), title="mode"),
             strokeDash=alt.StrokeDash("source:N", scale=alt.Scale(domain=[RUN_LABEL, bench.TUTORIAL_LABEL], range=[[1, 0], [5, 4]]),
-                                      title="figures"),
-            shape=alt.Shape("consistency:N", title="consistency"),
+                                      title="figures", legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=2)),
+            shape=alt.Shape("consistency:N", title="consistency", legend=alt.Legend() if several else None),
             detail="series:N",
             tooltip=["source", "mode", "consistency", "count", alt.Tooltip("seconds:Q", format=".3f")],
         )
@@ -408,14 +409,17 @@ st.toggle("Show the tutorial's figures", value=True, key="bench_show_tutorial")
 explain()
 
 
-@st.fragment(run_every=1 if current is not None and current.running else None)
+was_running = bool(current is not None and current.running)
+
+
+@st.fragment(run_every=1 if was_running else None)
 def live() -> None:
     run: BenchRun | None = st.session_state.get(HOLDER_KEY)
     if run is None:
         st.caption("No run yet: choose the series and press **Run benchmark**. Small counts (10, 100) take seconds.")
         return
     results(run)
-    if current is not None and current.running and not run.running:
+    if was_running and not run.running:
         st.rerun()  # finished: redraw the whole page (Run button, downloads)
 
 

@@ -175,9 +175,19 @@ def test_upload_ask_follow_up_and_delete(page, server, tmp_path):
     sources.first.click()  # open the cited passage for the screenshot
     _shot(page, "chat.png", height=1500)
 
+    # Benchmark: a tiny live run on the app's Milvus Lite, its charts and table.
     _open(page, "Benchmark")
-    page.get_by_text("Coming soon").wait_for()
-    _shot(page, "benchmark.png", height=700)
+    counts = page.get_by_role("textbox", name="Counts")
+    counts.fill("10, 100")
+    counts.press("Enter")
+    _settle(page)
+    page.get_by_role("button", name="Run benchmark").click()
+    page.get_by_text(re.compile(r"^Done: 12 measurements")).wait_for(timeout=LONG)
+    _settle(page)
+    expect(page.get_by_role("button", name="Run benchmark")).to_be_enabled()  # the page redrew when done
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3)
+    expect(page.get_by_test_id("stDataFrame")).to_contain_text("async-batch")
+    _shot(page, "benchmark.png", height=2000)
 
     # Documents: the library, then delete manual.pdf.
     _open(page, "Documents")
