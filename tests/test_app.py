@@ -452,14 +452,6 @@ def test_collections_are_created_and_switched_from_the_sidebar(app_rag):
     assert "contracts" in at.caption[0].value and not at.dataframe
 
 
-def test_benchmark_page_is_a_clear_placeholder(app_rag):
-    at = open_page(new_app(), "benchmark")
-    assert not at.exception
-    assert at.title[0].value.endswith("Benchmark")
-    assert any("Coming soon" in i.value for i in at.info)
-    assert "benchmark will measure" in at.markdown[0].value
-
-
 # An LLM that cannot be reached ----------------------------------------------------------------------
 
 
