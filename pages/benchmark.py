@@ -244,7 +244,7 @@ def time_chart(df: pd.DataFrame, operation: str, tutorial: bool) -> alt.Chart | 
             y=alt.Y("seconds:Q", scale=alt.Scale(type="log"), title="seconds (log)"),
             color=alt.Color("mode:N", scale=alt.Scale(domain=modes, range=[MODE_COLORS[m] for m in modes]), title="mode"),
             strokeDash=alt.StrokeDash("source:N", scale=alt.Scale(domain=[RUN_LABEL, bench.TUTORIAL_LABEL], range=[[1, 0], [5, 4]]),
-                                      title="figures", legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=2)),
+                                      legend=None),  # the caption says: dashed = the tutorial
             shape=alt.Shape("consistency:N", title="consistency", legend=alt.Legend() if several else None),
             detail="series:N",
             tooltip=["source", "mode", "consistency", "count", alt.Tooltip("seconds:Q", format=".3f")],
