@@ -318,8 +318,9 @@ def results(run: BenchRun) -> None:
         return
     df = frame(records)
     backends = ", ".join(dict.fromkeys(r.backend for r in records))
-    st.caption(f"Measured on **{common.escape_markdown(backends)}** · dashed lines: the tutorial's published figures")
     tutorial = st.session_state.get("bench_show_tutorial", True)
+    note = " · dashed lines: the tutorial's published figures" if tutorial else ""
+    st.caption(f"Measured on **{common.escape_markdown(backends)}**{note}")
     charts = [c for c in (time_chart(df, op, tutorial) for op in ("add", "search", "overhead")) if c is not None]
     for left, right in zip(charts[::2], [*charts[1::2], None]):
         cols = st.columns(2)
