@@ -132,13 +132,11 @@ def percentile(values: list[float], q: float) -> float:
 
 async def run(settings: Settings, chunks: int, search_chunks: int, questions: int, tutorial: bool, log=print) -> dict[str, Any]:
     from llama_index.core import SimpleDirectoryReader, StorageContext, VectorStoreIndex
-    from llama_index.core.node_parser import SentenceSplitter
     from llama_index.core.schema import MetadataMode
     from llama_index.vector_stores.milvus import MilvusVectorStore
 
-    from rag.ingest import Ingestor, Source
+    from rag.ingest import Source
     from rag.service import Rag
-    from rag.store import CollectionInfo
 
     rag = Rag(settings)
     store = await rag._connect()
