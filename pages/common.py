@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -63,10 +64,16 @@ def require_shell() -> None:
 # The process-wide core ------------------------------------------------------------------------
 
 
+@st.cache_resource(show_spinner=False)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment and `.env`."""
+    return Settings()
+
+
 @st.cache_resource(show_spinner="Starting the document engine...")
 def get_rag() -> Rag:
     """One `Rag` per process: it owns the event loop, the Milvus client and the models."""
-    return Rag(Settings())
+    return Rag(get_settings())
 
 
 @st.cache_resource(show_spinner=False)
@@ -75,10 +82,10 @@ def get_jobs() -> IngestJobs:
     return IngestJobs(get_rag().start_ingest)
 
 
-def rag_or_stop() -> Rag:
-    """The core, or a readable configuration error and nothing else on the page."""
+def settings_or_stop() -> Settings:
+    """The settings, or a readable list of what is wrong with them and nothing else on the page."""
     try:
-        return get_rag()
+        return get_settings()
     except ValidationError as exc:
         problems = "\n".join(
             f"- {escape_markdown('.'.join(map(str, e['loc'])) or 'settings')}: "
@@ -86,10 +93,53 @@ def rag_or_stop() -> Rag:
             for e in exc.errors()
         )
         st.error(f"The configuration is invalid (environment or `.env`):\n\n{problems}", icon=":material/settings:")
+    st.stop()
+    raise AssertionError("unreachable")
+
+
+def rag_or_stop() -> Rag:
+    """The core, or a readable error (e.g. a model that cannot be loaded) and nothing else."""
+    try:
+        return get_rag()
     except RagError as exc:
         st.error(escape_markdown(str(exc)))
     st.stop()
     raise AssertionError("unreachable")
+
+
+# The optional password ---------------------------------------------------------------------------
+
+FAILED_SIGN_IN_DELAY = 1.0  # seconds: makes guessing slow without bothering a user who mistyped
+
+
+def require_password(settings: Settings) -> None:
+    """With `RAG_APP_PASSWORD` set, a session sees nothing but the sign-in form until it gives it.
+
+    The form is the only page registered, so no other page can be reached by URL either.
+    """
+    if not settings.password_required or st.session_state.get("signed_in"):
+        return
+    st.navigation([st.Page(lambda: _sign_in(settings), title="Sign in", icon=":material/lock:")], position="hidden").run()
+    st.stop()
+
+
+def _sign_in(settings: Settings) -> None:
+    st.title(":material/lock: Document chat", anchor=False)
+    with st.form("sign-in", clear_on_submit=True, enter_to_submit=True):
+        attempt = st.text_input("Password", type="password", placeholder="The password set in RAG_APP_PASSWORD")
+        submitted = st.form_submit_button("Sign in", icon=":material/login:", type="primary")
+    if not submitted:
+        return
+    if settings.password_matches(attempt):
+        st.session_state["signed_in"] = True
+        st.rerun()
+    log.warning("a wrong app password was entered")
+    time.sleep(FAILED_SIGN_IN_DELAY)
+    st.error("Wrong password.", icon=":material/key_off:")
+
+
+def _sign_out() -> None:
+    st.session_state.clear()  # history and choices go too: the next person starts from nothing
 
 
 def keep_widget_state(*keys: str) -> None:
@@ -180,6 +230,8 @@ def sidebar(rag: Rag) -> None:
         _collection_picker(rag, names)
         st.divider()
         _system_info(rag)
+        if rag.settings.password_required:
+            st.button("Sign out", icon=":material/logout:", on_click=_sign_out, width="stretch")
         _jobs_indicator()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 from enum import Enum
 from functools import cached_property
@@ -62,6 +63,11 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(60.0, gt=0, alias="RAG_LLM_TIMEOUT")
     max_new_tokens: int = Field(256, ge=1, le=8192, alias="RAG_MAX_NEW_TOKENS")
     top_k: int = Field(4, ge=1, le=100, alias="RAG_TOP_K")
+
+    # Access
+    app_password: SecretStr = Field(
+        SecretStr(""), alias="RAG_APP_PASSWORD", description="empty: the app is open to whoever reaches it"
+    )
 
     @field_validator("collection")
     @classmethod
@@ -128,6 +134,15 @@ class Settings(BaseSettings):
         if self.openai_api_key.get_secret_value() or self.openai_base_url:
             return LLMMode.OPENAI
         return LLMMode.LOCAL
+
+    @property
+    def password_required(self) -> bool:
+        return bool(self.app_password.get_secret_value())
+
+    def password_matches(self, attempt: str) -> bool:
+        """Compare in constant time, so response timing says nothing about the password."""
+        expected = self.app_password.get_secret_value().encode()
+        return bool(expected) and hmac.compare_digest(expected, (attempt or "").encode())
 
     @cached_property
     def uploads_dir(self) -> Path:

@@ -478,3 +478,54 @@ def test_an_unreachable_llm_is_a_readable_warning_with_the_passages(broken_llm_r
     answer = at.chat_message[-1]
     assert any("cannot reach the LLM server" in plain(w.value) for w in answer.warning)
     assert plain(answer.expander[0].label).startswith("manual.pdf · page 2"), "passages are still shown"
+
+
+# The optional password ---------------------------------------------------------------------------
+
+SECRET = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def locked_app(tmp_path_factory):
+    yield from _app_environment(tmp_path_factory, RAG_APP_PASSWORD=SECRET)
+
+
+def test_without_a_password_set_the_app_is_open(app_rag):
+    at = new_app().run()
+    assert all(t.label != "Password" for t in at.text_input) and at.title[0].value.endswith("Documents")
+    assert not any(b.label == "Sign out" for b in at.sidebar.button)
+
+
+def test_with_a_password_nothing_is_shown_before_it_is_given(locked_app):
+    at = new_app().run()
+    assert not at.exception
+    assert [t.label for t in at.text_input] == ["Password"]
+    assert not at.sidebar.children, "no collection, Milvus or model details before signing in"
+    assert "Knowledge base" not in texts(at) and not at.file_uploader and not at.chat_input
+    with pytest.raises(ValueError, match=r"Known pages: \['Sign in'\]"):  # no other page can be reached
+        at.switch_page("pages/documents.py")
+
+
+def test_a_wrong_password_is_refused_and_the_right_one_opens_the_app(locked_app):
+    at = new_app().run()
+    at.text_input[0].input("guess")
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["Wrong password."]
+    assert not at.sidebar.children and not at.file_uploader
+    at.text_input[0].input(SECRET)
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert at.title[0].value.endswith("Documents") and at.file_uploader, "signed in: the app itself"
+    assert SECRET not in texts(at)
+    [sign_out] = [b for b in at.sidebar.button if b.label == "Sign out"]
+    sign_out.click().run()
+    assert [t.label for t in at.text_input] == ["Password"] and not at.file_uploader
+
+
+def test_each_session_signs_in_on_its_own(locked_app):
+    first = new_app().run()
+    first.text_input[0].input(SECRET)
+    first.button[0].click().run()
+    assert first.file_uploader
+    second = new_app().run()
+    assert [t.label for t in second.text_input] == ["Password"] and not second.file_uploader

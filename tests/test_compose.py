@@ -110,3 +110,10 @@ def test_dockerfile_installs_the_pinned_requirements_and_runs_streamlit():
 def test_dockerignore_keeps_secrets_and_local_state_out():
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert {".env", ".venv", ".git", "data/*"} <= ignored
+
+
+def test_the_app_password_is_passed_through_and_off_by_default(services):
+    env = environment(services["app"])
+    assert env["RAG_APP_PASSWORD"] == "${RAG_APP_PASSWORD:-}", "set on the host, empty (off) when not"
+    assert not Settings(_env_file=None, RAG_APP_PASSWORD="").password_required
+    assert Settings(_env_file=None, RAG_APP_PASSWORD="s3cret").password_matches("s3cret")
