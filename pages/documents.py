@@ -60,6 +60,9 @@ def queue_uploads(files: list) -> list[tuple[str, str]]:
         if doc_id in busy:
             messages.append(("warning", f"**{name}** is being indexed right now: upload it again when that is done."))
             continue
+        if file.size > max_mb * 1024 * 1024:  # the browser checks too; this holds for any client
+            messages.append(("error", f"**{name}** is {file.size / 2**20:,.1f} MB, over the {max_mb} MB limit: not uploaded."))
+            continue
         if doc_id in sources:
             messages.append(("warning", f"**{name}** was chosen twice: indexing the last one."))
         try:

@@ -253,18 +253,22 @@ def open_page(at: AppTest, page: str) -> AppTest:
     return at.run().switch_page(f"pages/{page}.py").run()
 
 
-def upload(at: AppTest, files: dict[str, bytes]) -> None:
-    """Choose files in the uploader, submit, and wait for the background job to finish."""
+def upload(at: AppTest, files: dict[str, bytes]) -> str:
+    """Choose files in the uploader, submit, and wait for the background job to finish.
+
+    Returns what the page said right after the submit (messages shown once)."""
     from pages import common
 
     before = {j.id for j in common.get_jobs().jobs()}
     at.file_uploader[0].set_value([(name, data, "application/octet-stream") for name, data in files.items()])
     at.button(key="FormSubmitter:upload-Upload and index").click().run()
     assert not at.exception, at.exception
+    said = plain(texts(at))
     for job in common.get_jobs().jobs():
         if job.id not in before:
             common.get_jobs().wait(job.id, 120)
     at.run()
+    return said
 
 
 def texts(at: AppTest) -> str:
@@ -529,3 +533,73 @@ def test_each_session_signs_in_on_its_own(locked_app):
     assert first.file_uploader
     second = new_app().run()
     assert [t.label for t in second.text_input] == ["Password"] and not second.file_uploader
+
+
+# Awkward uploads ---------------------------------------------------------------------------------
+
+
+def passages(rag, question: str, top_k: int):
+    return rag.ask(question, "documents", top_k=top_k, retrieve_only=True).sources
+
+
+def test_every_awkward_upload_gets_its_own_outcome_and_nothing_leaves_the_data_folder(app_rag, tmp_path):
+    from streamlit import config
+
+    bad = make_bad_files(tmp_path)
+    long_name = "q" * 296 + ".txt"
+    files = {
+        "../../escape.md": b"The escape hatch key is kept in drawer 7.",
+        "ctrl\x07\x1b[31m.txt": b"Control characters: the bell rings at noon.",
+        long_name: b"A very long file name about the lighthouse keeper.",
+        "latin1.txt": "Le caf\xe9 du ch\xe2teau ouvre \xe0 7 heures.".encode("latin-1"),
+        "binary.txt": bad["binary.txt"].read_bytes(),
+        "empty.txt": b"",
+        "scanned.pdf": bad["scanned.pdf"].read_bytes(),
+        "corrupt.pdf": bad["corrupt.pdf"].read_bytes(),
+        "big.txt": b"x" * (2 * 2**20),
+    }
+    at = open_page(new_app(), "documents")
+    limit = config.get_option("server.maxUploadSize")
+    config.set_option("server.maxUploadSize", 1)  # MB: the same check, without a 200 MB file
+    try:
+        said = upload(at, files)
+    finally:
+        config.set_option("server.maxUploadSize", limit)
+    assert not at.exception
+    assert "**big.txt** is 2.0 MB, over the 1 MB limit: not uploaded." in said
+    rows = {r["File"]: r for r in library_frame(at).to_dict("records")}
+    short = safe_file_name(long_name)
+    assert len(short.encode()) <= MAX_NAME_BYTES and short.endswith(".txt")
+    indexed = {"escape.md", "ctrl[31m.txt", short, "latin1.txt"}
+    failed = {"binary.txt", "empty.txt", "scanned.pdf", "corrupt.pdf"}
+    assert {n for n, r in rows.items() if r["Status"] == "indexed"} >= indexed
+    assert {n for n, r in rows.items() if r["Status"] == "failed"} >= failed and "big.txt" not in rows
+    for name in failed:
+        assert rows[name]["Note"] and rows[name]["Chunks"] == 0 and app_rag.count_chunks("documents", name) == 0
+    for name in indexed:
+        assert app_rag.count_chunks("documents", name) == rows[name]["Chunks"] >= 1, "all or nothing"
+    [hit] = passages(app_rag, "When does the café of the château open?", 1)
+    assert hit.file == "latin1.txt" and "café du château" in hit.text, "legacy encodings are decoded"
+
+    data = app_rag.settings.data_dir.resolve()
+    saved = {p for p in data.rglob("*") if p.is_file()}
+    assert all(p.is_relative_to(data / "uploads" / "documents") or p.is_relative_to(data / "milvus.db") or
+               p.parent == data for p in saved)
+    assert not (data.parent / "escape.md").exists() and not (data.parent.parent / "escape.md").exists()
+
+
+def test_two_different_files_with_one_name(app_rag):
+    at = open_page(new_app(), "documents")
+    said = upload(at, {"notes.txt": b"First notes: the boiler is serviced in May.",
+                       "sub/notes.txt": b"Second notes: the boiler is serviced in October."})
+    assert "**notes.txt** was chosen twice: indexing the last one." in said
+    [hit] = passages(app_rag, "When is the boiler serviced?", 1)
+    assert hit.file == "notes.txt" and "October" in hit.text
+    chunks = app_rag.count_chunks("documents", "notes.txt")
+
+    upload(at, {"notes.txt": b"Third notes: the boiler is now serviced in March."})  # a later, different file
+    assert "notes.txt: 1 updated" in plain(texts(at))
+    hits = passages(app_rag, "When is the boiler serviced?", 5)
+    texts_found = " ".join(h.text for h in hits if h.file == "notes.txt")
+    assert "March" in texts_found and "October" not in texts_found, "the old version is gone, not duplicated"
+    assert app_rag.count_chunks("documents", "notes.txt") == chunks == 1
