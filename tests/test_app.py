@@ -487,11 +487,14 @@ def test_an_unreachable_llm_is_a_readable_warning_with_the_passages(broken_llm_r
 # The optional password ---------------------------------------------------------------------------
 
 SECRET = "correct horse battery staple"
+TOKEN = "root:tok-3d8e1a"
+KEY = "sk-key-6c2b9f"
 
 
 @pytest.fixture(scope="module")
 def locked_app(tmp_path_factory):
-    yield from _app_environment(tmp_path_factory, RAG_APP_PASSWORD=SECRET)
+    yield from _app_environment(tmp_path_factory, RAG_APP_PASSWORD=SECRET, MILVUS_TOKEN=TOKEN, OPENAI_API_KEY=KEY,
+                                OPENAI_BASE_URL=f"http://127.0.0.1:{_closed_port()}/v1")
 
 
 def test_without_a_password_set_the_app_is_open(app_rag):
@@ -520,7 +523,10 @@ def test_a_wrong_password_is_refused_and_the_right_one_opens_the_app(locked_app)
     at.button[0].click().run()
     assert not at.exception and not at.error
     assert at.title[0].value.endswith("Documents") and at.file_uploader, "signed in: the app itself"
-    assert SECRET not in texts(at)
+    for page in ("documents", "benchmark", "chat"):
+        shown = texts(open_page(at, page)) + "\n".join(m.value for m in at.sidebar.markdown)
+        assert "OpenAI-compatible" in plain(shown) and not at.exception
+        assert SECRET not in shown and TOKEN not in shown and KEY not in shown and "tok-3d8e1a" not in shown
     [sign_out] = [b for b in at.sidebar.button if b.label == "Sign out"]
     sign_out.click().run()
     assert [t.label for t in at.text_input] == ["Password"] and not at.file_uploader

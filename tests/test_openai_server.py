@@ -7,6 +7,7 @@ timeout. In every failure the passages are still returned.
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -69,7 +70,8 @@ def indexed(rag, corpus, collection) -> str:
     return collection
 
 
-def test_answers_stream_from_the_openai_compatible_server(settings, llm_server, indexed):
+def test_answers_stream_from_the_openai_compatible_server(settings, llm_server, indexed, caplog, capfd):
+    caplog.set_level(logging.DEBUG)  # every library's debug logging: the key must not be in any of it
     rag = rag_for(settings, OPENAI_BASE_URL=llm_server, OPENAI_API_KEY=API_KEY, RAG_OPENAI_MODEL="smollm2")
     assert rag.info.llm.label == f"smollm2 at {llm_server} (OpenAI-compatible)"
     events = list(rag.stream_ask("When does the staff cafeteria open?", indexed, top_k=2))
@@ -79,6 +81,8 @@ def test_answers_stream_from_the_openai_compatible_server(settings, llm_server, 
     follow = rag.chat_session(indexed, top_k=2)
     follow.chat("What does the pump manual say about pressure?")
     assert follow.chat("And about its seals?").answer
+    assert any(r.name.startswith(("openai", "httpx", "httpcore")) for r in caplog.records), "the client's own logs were seen"
+    assert API_KEY not in caplog.text and API_KEY not in "".join(capfd.readouterr())
 
 
 @pytest.mark.parametrize(
@@ -89,7 +93,8 @@ def test_answers_stream_from_the_openai_compatible_server(settings, llm_server, 
         ({"OPENAI_API_KEY": API_KEY, "RAG_LLM_TIMEOUT": "0.001"}, "did not answer in time"),
     ],
 )
-def test_llm_failures_are_readable_and_keep_the_passages(settings, llm_server, indexed, env, message):
+def test_llm_failures_are_readable_and_keep_the_passages(settings, llm_server, indexed, env, message, caplog, capfd):
+    caplog.set_level(logging.DEBUG)
     env = {"OPENAI_BASE_URL": llm_server, "RAG_OPENAI_MODEL": "smollm2", **env}
     env["OPENAI_BASE_URL"] = env["OPENAI_BASE_URL"].format(dead=free_port())
     rag = rag_for(settings, **env)
@@ -104,3 +109,4 @@ def test_llm_failures_are_readable_and_keep_the_passages(settings, llm_server, i
         done = events[-1]
         assert isinstance(done, Done) and done.answer.error == failure.message
         assert done.answer.sources and done.answer.sources[0].file == "plain.txt"
+    assert env["OPENAI_API_KEY"] not in caplog.text and env["OPENAI_API_KEY"] not in "".join(capfd.readouterr())
