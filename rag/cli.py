@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search-chunks", type=int, default=10000, help="collection size for the retrieval latency test")
     p.add_argument("--questions", type=int, default=200)
     p.add_argument("--skip-tutorial", action="store_true", help="skip the tutorial's from_documents baseline")
+    p.add_argument("--memory", type=int, metavar="CHUNKS",
+                   help="only the memory check: ingest CHUNKS/5 then CHUNKS chunks and report peak RSS (e.g. 10000)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("bench", help="benchmark sync vs async Milvus through LlamaIndex (the async tutorial's test)")

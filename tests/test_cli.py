@@ -102,6 +102,7 @@ def test_a_failing_file_is_reported_and_exit_is_nonzero(cli, corpus, tmp_path):
         (("docs",), {"RAG_TOP_K": "0"}, "RAG_TOP_K"),
         (("ask", "pump"), {"RAG_GGUF_PATH": "/no/model.gguf"}, "RAG_GGUF_PATH '/no/model.gguf' does not exist"),
         (("ask", "pump"), {"RAG_EMBED_MODEL": "no-such-org/no-such-model"}, "cannot load embedding model"),
+        (("bench-ingest", "--memory", "2"), {}, "--memory must be at least 5 chunks"),
     ],
 )
 def test_wrong_input_gives_one_line_error(cli, default_collection, args, env, message):
@@ -120,3 +121,15 @@ def test_bad_questions_file(cli, tmp_path):
     one_line_error(cli("ask", "--questions-file", str(path)), "expected a non-empty JSON list of strings")
     path.write_text("[unterminated")
     one_line_error(cli("ask", "--questions-file", str(path)), "not a JSON file")
+
+
+def test_bench_ingest_memory_reports_peak_rss_of_both_runs(cli):
+    result = cli("bench-ingest", "--memory", "40", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    small, large = report["runs"]
+    assert 8 <= small["chunks"] <= large["chunks"] and large["chunks"] >= 40
+    assert small["peak_rss_mb"] >= report["rss_before_mb"] > 100, "the app's process, models loaded"
+    assert large["milvus_peak_rss_mb"] > 10, "Milvus Lite's own process is measured apart"
+    assert report["large_over_small_peak"] == round(large["peak_rss_mb"] / small["peak_rss_mb"], 3)
+    assert "_rag_bench_memory" not in cli("collections").stdout, "benchmark collections are dropped"
