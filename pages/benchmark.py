@@ -8,7 +8,6 @@ which it drops afterwards: the user's collections are never touched.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from concurrent.futures import Future
@@ -86,23 +85,6 @@ settings = rag.settings
 # Input ------------------------------------------------------------------------------------------
 
 
-def parse_counts(text: str) -> tuple[int, ...]:
-    """'10, 100, 1000' -> (10, 100, 1000); a ConfigError that reads well on the page otherwise."""
-    parts = [p for p in re.split(r"[,;\s]+", text or "") if p]
-    if not parts:
-        raise ConfigError("Enter at least one count, e.g. 10, 100, 1000.")
-    counts = []
-    for part in parts:
-        try:
-            count = int(part.replace("_", ""))
-        except ValueError:
-            raise ConfigError(f"Counts must be whole numbers separated by commas: '{part}' is not one.") from None
-        if not 1 <= count <= bench.MAX_COUNT:
-            raise ConfigError(f"Each count must be from 1 to {bench.MAX_COUNT:,}: {count} is not.")
-        counts.append(count)
-    return tuple(dict.fromkeys(counts))
-
-
 def controls(running: bool) -> None:
     with st.container(border=True):
         a, b = st.columns([3, 2])
@@ -152,7 +134,7 @@ def read_options() -> bench.BenchOptions:
     if not levels:
         raise ConfigError("Choose at least one consistency level.")
     return bench.BenchOptions(
-        counts=parse_counts(state.get("bench_counts", "")),
+        counts=bench.parse_counts(state.get("bench_counts", ""), "Counts"),
         consistency=levels,
         concurrency=int(state.get("bench_concurrency") or 0) or None,
         batch_size=int(state.get("bench_batch_size") or bench.DEFAULT_BATCH_SIZE),

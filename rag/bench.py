@@ -29,6 +29,7 @@ import importlib.metadata
 import json
 import math
 import random
+import re
 import threading
 import time
 import uuid
@@ -165,21 +166,24 @@ def parse_consistency(value: str) -> str:
     raise ConfigError(f"unknown consistency level {value!r}: choose from {', '.join(CONSISTENCY_LEVELS)}")
 
 
-def parse_counts(text: str) -> tuple[int, ...]:
-    """'10,100,1000' -> (10, 100, 1000)."""
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+def parse_counts(text: str, label: str = "--counts") -> tuple[int, ...]:
+    """'10,100,1000' (or spaces, semicolons) -> (10, 100, 1000), repeats dropped.
+
+    `label` names the input in errors: the CLI option, or the page's field.
+    """
+    parts = [p for p in re.split(r"[,;\s]+", str(text or "")) if p]
     if not parts:
-        raise ConfigError("--counts needs numbers, e.g. --counts 10,100,1000")
+        raise ConfigError(f"{label} needs at least one count, e.g. 10,100,1000")
     counts = []
     for part in parts:
         try:
             count = int(part.replace("_", ""))
         except ValueError:
-            raise ConfigError(f"--counts: {part!r} is not a whole number (e.g. --counts 10,100,1000)") from None
+            raise ConfigError(f"{label}: {part!r} is not a whole number (e.g. 10,100,1000)") from None
         if not 1 <= count <= MAX_COUNT:
-            raise ConfigError(f"--counts: {count} is out of range (1 to {MAX_COUNT})")
+            raise ConfigError(f"{label}: {count} is out of range (1 to {MAX_COUNT:,})")
         counts.append(count)
-    return tuple(counts)
+    return tuple(dict.fromkeys(counts))
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1) -> int:

@@ -96,10 +96,10 @@ def test_option_parsing_and_errors():
     assert options.counts == (10, 100, 1000) and options.consistency == ("Strong", "Bounded", "Session")
     assert options.concurrency is None and options.batch_size == 250
     assert options_from_args(concurrency="4").concurrency == 4
-    assert parse_counts("5") == (5,)
+    assert parse_counts("5") == (5,) and parse_counts("10 100; 1_000, 10") == (10, 100, 1000)
     for kwargs, message in [
         ({"counts": "10,abc"}, "'abc' is not a whole number"),
-        ({"counts": ","}, "needs numbers"),
+        ({"counts": ","}, "--counts needs at least one count"),
         ({"counts": "0"}, "out of range"),
         ({"consistency": ["Strongest"]}, "unknown consistency level 'Strongest'"),
         ({"concurrency": "-1"}, "--concurrency must be between 0"),

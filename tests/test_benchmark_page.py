@@ -81,7 +81,7 @@ def test_the_page_shows_controls_and_the_lite_note(bench_rag):
 
 @pytest.mark.parametrize(
     ("counts", "message"),
-    [("", "Enter at least one count"), ("10, ten", "'ten' is not one"), ("0", "from 1 to 100,000")],
+    [("", "Counts needs at least one count"), ("10, ten", "Counts: 'ten' is not a whole number"), ("0", "Counts: 0 is out of range (1 to 100,000)")],
 )
 def test_bad_counts_are_a_clear_error(bench_rag, counts, message):
     at = _configure(_page(), counts=counts)
