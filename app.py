@@ -15,7 +15,7 @@ from rag.errors import RagError
 def main() -> None:
     """The shell around every page: configuration, sidebar, navigation, then the page itself."""
     with common.shell_run():
-        common.require_password(common.settings_or_stop())
+        common.require_password(common.settings_or_stop(), _pages())
         rag = common.rag_or_stop()
         common.keep_widget_state("top_k", "retrieve_only")  # chat settings survive a visit to Documents
         common.sidebar(rag)

@@ -112,14 +112,16 @@ def rag_or_stop() -> Rag:
 FAILED_SIGN_IN_DELAY = 1.0  # seconds: makes guessing slow without bothering a user who mistyped
 
 
-def require_password(settings: Settings) -> None:
+def require_password(settings: Settings, pages: list) -> None:
     """With `RAG_APP_PASSWORD` set, a session sees nothing but the sign-in form until it gives it.
 
-    The form is the only page registered, so no other page can be reached by URL either.
+    The pages are registered, so any page URL resolves (and is shown once signed in), but none
+    of them runs before that.
     """
     if not settings.password_required or st.session_state.get("signed_in"):
         return
-    st.navigation([st.Page(lambda: _sign_in(settings), title="Sign in", icon=":material/lock:")], position="hidden").run()
+    st.navigation(pages, position="hidden")
+    _sign_in(settings)
     st.stop()
 
 
