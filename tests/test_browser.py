@@ -4,11 +4,15 @@ One journey, as a user would take it: upload a PDF and a DOCX, watch them being 
 about the Zephyr pump on Chat and get an answer citing manual.pdf page 2, ask a follow-up,
 delete manual.pdf and see it gone from the library and from answers. Screenshots of each page
 are saved to docs/screenshots/.
+
+Then two users at once, in two browser sessions: one uploads a batch of 30 files while the other
+chats; both keep working, and each sees only its own conversation.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import socket
@@ -22,7 +26,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.docs import make_corpus
+from tests.docs import make_corpus, make_pdf
 
 pytestmark = pytest.mark.browser
 
@@ -86,15 +90,22 @@ def server(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser(server):
+    """One Chromium for the module; each test opens its own tabs (one Playwright per thread)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        tab.set_default_timeout(30_000)
-        yield tab
-        browser.close()
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser):
+    tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+    tab.set_default_timeout(30_000)
+    yield tab
+    tab.context.close()
 
 
 def _settle(page) -> None:
@@ -137,11 +148,11 @@ def _ask(page, question: str) -> object:
     return answer
 
 
-def _shot(page, name: str, height: int = 1000) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def _shot(page, name: str, height: int = 1000, folder: Path = SHOTS) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 1400, "height": height})
     page.wait_for_timeout(500)
-    page.screenshot(path=str(SHOTS / name))
+    page.screenshot(path=str(folder / name))
     page.set_viewport_size({"width": 1400, "height": 1000})
 
 
@@ -208,3 +219,190 @@ def test_upload_ask_follow_up_and_delete(page, server, tmp_path):
     answer = _ask(page, PUMP)
     cited = " ".join(answer.get_by_test_id("stExpander").all_inner_texts())
     assert "manual.pdf" not in cited and "report.docx" in cited
+
+
+# Two sessions at once ------------------------------------------------------------------------------
+
+FERRY = "The Kestrel ferry leaves the north harbour at 6:40 every morning."
+FERRY_Q = "When does the Kestrel ferry leave the north harbour?"
+SEALS = "How often must the Zephyr pump seals be replaced?"
+BATCH = 30
+_WORDS = (
+    "archive ledger county survey harvest granary meadow orchard barley timber quarry mill canal bridge "
+    "parish council market tithe cattle sheep wool weaver loom cottage hearth chimney thatch barn stable "
+    "cart wheel road toll inn traveller merchant ledger account receipt rent tenant estate steward clerk "
+    "register census baptism marriage burial vestry church bell tower clock river ford weir sluice "
+    "drainage dyke marsh fen pasture hedge boundary stone map scale acre furlong rod chain field strip"
+).split()
+
+
+def _make_batch(folder: Path, count: int = BATCH) -> list[Path]:
+    """`count` files for one upload: six long ones (about 40 chunks each) so that indexing takes a
+    while, and small Markdown and PDF files, one of which states FERRY."""
+    rng = random.Random(1234)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def paragraph(n: int) -> str:
+        sentences = (" ".join(rng.choices(_WORDS, k=rng.randint(8, 16))).capitalize() + "." for _ in range(n))
+        return " ".join(sentences)
+
+    files = []
+    for i in range(1, count + 1):
+        if i % 5 == 1:  # 6 long files
+            path = folder / f"ledger-{i:02d}.txt"
+            path.write_text("\n\n".join(paragraph(12) for _ in range(50)))
+        elif i == 8:
+            path = folder / f"ferry-{i:02d}.md"
+            path.write_text(f"# Harbour timetable\n\nNotes from the port office.\n\n{FERRY}\n")
+        elif i % 5 == 3:
+            path = make_pdf(folder / f"survey-{i:02d}.pdf", [paragraph(6), paragraph(6)], labels=False)
+        else:
+            path = folder / f"note-{i:02d}.md"
+            path.write_text(f"# Note {i}\n\n{paragraph(8)}\n")
+        files.append(path)
+    return files
+
+
+def _session(browser):
+    tab = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    tab.set_default_timeout(30_000)
+    return tab
+
+
+def _healthy(page) -> None:
+    """No exception box and no 'Something went wrong' from the app's safety net."""
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    expect(page.get_by_text("Something went wrong")).to_have_count(0)
+
+
+def _questions(page) -> list[str]:
+    """The user's questions shown in this session's chat, in order."""
+    users = page.get_by_test_id("stChatMessage").filter(has=page.get_by_test_id("stChatMessageAvatarUser"))
+    return [text.strip() for text in users.get_by_test_id("stMarkdownContainer").all_inner_texts()]
+
+
+def _metric(scope, label: str):
+    """The value of the metric labelled `label` in a page or a part of it."""
+    metric = scope.get_by_test_id("stMetric").filter(has_text=re.compile("^" + re.escape(label)))
+    return metric.get_by_test_id("stMetricValue")
+
+
+def _library_rows(page) -> dict[str, str]:
+    """The whole library as {file: status}. The grid's accessible table holds only the rows in
+    view, so the grid is scrolled from top to bottom."""
+    grid = page.get_by_role("heading", name="Library", exact=True).locator(
+        "xpath=following::*[@data-testid='stDataFrame'][1]"
+    )
+    expect(grid.locator("th", has_text="Status")).to_be_attached(timeout=LONG)  # filled in after drawing
+    scroller = grid.locator(".dvn-scroller")
+    scroller.evaluate("el => { el.scrollTop = 0; }")
+    rows: dict[str, str] = {}
+    while True:
+        page.wait_for_timeout(300)  # the table follows the scroll on the next frames
+        table = grid.evaluate("el => [...el.querySelectorAll('tr')].map(r => [...r.children].map(c => c.textContent))")
+        header = next(r for r in table if "File" in r and "Status" in r)
+        for cells in table:
+            if cells is not header and len(cells) == len(header):
+                rows[cells[header.index("File")]] = cells[header.index("Status")]
+        if scroller.evaluate("el => el.scrollTop + el.clientHeight >= el.scrollHeight - 1"):
+            return rows
+        scroller.evaluate("el => { el.scrollTop += el.clientHeight / 2; }")
+
+
+def test_two_sessions_upload_batch_while_chatting(browser, server, tmp_path):
+    """Two browser sessions on one server: A uploads a large batch and watches it being indexed
+    while B chats about a document it indexed first. Both keep working, B is answered while the
+    batch is still indexing, and each session sees only its own conversation."""
+    manual = make_corpus(tmp_path / "corpus")["manual.pdf"]
+    batch = _make_batch(tmp_path / "batch")
+    shots = tmp_path / "shots"  # looked at by hand when this test is changed; not kept in docs/
+    a, b = _session(browser), _session(browser)
+    try:
+        # B indexes one small document, then opens Chat.
+        b.goto(f"{server}/documents")
+        b.get_by_role("heading", name="Documents").wait_for(timeout=LONG)
+        _settle(b)
+        b.get_by_test_id("stFileUploaderDropzoneInput").set_input_files([manual])
+        b.get_by_test_id("stFileChip").first.wait_for()
+        b.get_by_role("button", name="Upload and index").click()
+        b.get_by_text("manual.pdf: 1 indexed").wait_for(timeout=LONG)
+        _settle(b)
+        _open(b, "Chat")
+        expect(b.get_by_test_id("stChatMessage")).to_have_count(0)
+
+        # A uploads the batch, and B asks at once: the question is answered while the batch indexes
+        # (ingestion yields the CPU to questions), so the batch is still running when it is done.
+        a.goto(f"{server}/documents")
+        a.get_by_role("heading", name="Documents").wait_for(timeout=LONG)
+        _settle(a)
+        before = int(_metric(a, "Documents").inner_text().replace(",", ""))
+        a.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(batch)
+        a.get_by_test_id("stFileChip").first.wait_for()
+        started = time.monotonic()
+        a.get_by_role("button", name="Upload and index").click()
+        running = a.get_by_test_id("stExpander").filter(has_text=f"Indexing {batch[0].name} and {BATCH - 1} more")
+        expect(running).to_be_visible(timeout=LONG)
+        box = b.get_by_test_id("stChatInputTextArea")
+        box.fill(PUMP)
+        box.press("Enter")
+
+        # A's progress is live: files, chunks and elapsed time change without a click.
+        expect(_metric(running, "Files")).to_have_text(re.compile(rf"^\d+ / {BATCH}$"))
+        expect(_metric(running, "Chunks")).to_have_text(re.compile(r"^[\d,]+ / [\d,]+$"), timeout=LONG)
+        bar = running.get_by_test_id("stProgress")
+        expect(bar).to_contain_text("of chunks")
+        shown = bar.inner_text()
+        expect(bar).not_to_have_text(shown, timeout=LONG)
+        _healthy(a)
+        _shot(a, "a-indexing.png", height=1200, folder=shots)
+
+        # B's answer: streamed, citing manual.pdf page 2, while A's batch is still indexing.
+        answers = b.get_by_test_id("stChatMessage").filter(has=b.get_by_test_id("stChatMessageAvatarAssistant"))
+        answer = answers.first
+        answer.get_by_text(re.compile(r"^Sources · ")).wait_for(timeout=LONG)
+        answered = time.monotonic() - started
+        expect(running).to_be_visible(timeout=1_000)  # the batch has not finished
+        _settle(b)
+        cited = answer.get_by_test_id("stExpander").first.inner_text()
+        assert "manual.pdf" in cited and "page 2" in cited, cited
+        assert answer.get_by_test_id("stMarkdownContainer").first.inner_text().strip(), "an answer was written"
+        follow = _ask(b, SEALS)
+        assert follow.get_by_test_id("stExpander").count() >= 1
+        assert _questions(b) == [PUMP, SEALS]
+        expect(answers).to_have_count(2)
+        _healthy(b)
+        _shot(b, "b-chat.png", height=1400, folder=shots)
+
+        # A's batch finishes: every file is in the library, indexed.
+        a.get_by_text(f"{batch[0].name} and {BATCH - 1} more: {BATCH} indexed").wait_for(timeout=3 * LONG)
+        indexed_in = time.monotonic() - started
+        _settle(a)
+        _healthy(a)
+        expect(_metric(a, "Documents")).to_have_text(str(before + BATCH))
+        expect(_metric(a, "Failed")).to_have_text("0")
+        rows = _library_rows(a)
+        assert {path.name: rows.get(path.name) for path in batch} == {path.name: "indexed" for path in batch}, rows
+        assert rows.get("manual.pdf") == "indexed", rows
+        _shot(a, "a-library.png", height=1200, folder=shots)
+
+        # A chats too: a fresh conversation, with only its own question in it.
+        _open(a, "Chat")
+        expect(a.get_by_test_id("stChatMessage")).to_have_count(0)
+        ferry = _ask(a, FERRY_Q)
+        cited = " ".join(ferry.get_by_test_id("stExpander").all_inner_texts())
+        assert next(p.name for p in batch if p.name.startswith("ferry")) in cited, cited  # found in the batch
+        assert _questions(a) == [FERRY_Q]
+        expect(a.get_by_test_id("stChatMessage")).to_have_count(2)
+        _healthy(a)
+        _shot(a, "a-chat.png", height=1000, folder=shots)
+
+        # B's conversation, redrawn from its session after a visit to Documents, is still only B's.
+        _open(b, "Documents")
+        _open(b, "Chat")
+        assert _questions(b) == [PUMP, SEALS]
+        expect(answers).to_have_count(2)
+        _healthy(b)
+        print(f"B answered after {answered:.0f} s; the batch was indexed in {indexed_in:.0f} s")
+    finally:
+        a.context.close()
+        b.context.close()
