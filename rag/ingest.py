@@ -14,6 +14,7 @@ import hashlib
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,27 @@ NODE_NAMESPACE = uuid.UUID("6f1c5a52-2f7e-4d55-9a53-0d3f1f2b7c11")
 # Metadata the embedder sees (the rest would only spend the model's 256 word pieces).
 EMBED_METADATA = ("file_name",)
 LLM_METADATA = ("file_name", "page_label")
+
+# Documents this process is indexing now, as (Milvus URI, catalog key). Recovery leaves them
+# alone and rolls back this process's other "indexing" rows: those whose undo failed because
+# Milvus was down. Registering, finishing, undoing and recovering hold the loop's catalog lock,
+# so recovery never sees a row change hands half-way.
+_indexing: set[tuple[str, str]] = set()
+_catalog_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def catalog_lock() -> asyncio.Lock:
+    """The running loop's lock over "indexing" rows (one per loop: asyncio locks are loop-bound)."""
+    loop = asyncio.get_running_loop()
+    lock = _catalog_locks.get(loop)
+    if lock is None:
+        lock = _catalog_locks[loop] = asyncio.Lock()
+    return lock
+
+
+def indexing_here(uri: str, key: str) -> bool:
+    """True while this process is indexing the document (its row is not an orphan)."""
+    return (uri, key) in _indexing
 
 
 @dataclass(frozen=True)
@@ -218,7 +240,8 @@ class Ingestor:
         except RagError as exc:
             run.aborted = str(exc)
         except Exception as exc:  # Milvus or embedding failure: stop, undo what is half-done
-            run.aborted = f"{type(exc).__name__}: {exc}"
+            first_line = next(iter(str(exc).strip().splitlines()), "")[:300]  # the report shows one line
+            run.aborted = f"{type(exc).__name__}: {first_line}"
             log.exception("ingestion stopped")
         finally:
             if run.aborted:
@@ -258,35 +281,49 @@ class Ingestor:
         batch: list[tuple[_Parsed, BaseNode]] = []
         pending: asyncio.Task | None = None
         producing = True
-        while producing or batch:
-            if producing:
-                doc = await run.queue.get()
-                if doc is None:
-                    producing = False
-                else:
-                    # Leftovers of this very version (an earlier run that died) would be duplicates.
-                    await self._store.adelete_chunks(collection, doc.record.doc_id, only_hash=doc.record.content_hash)
-                    if doc.previous is not None and doc.previous.status == "indexed":
-                        doc.record.previous = asdict(doc.previous)  # lets a restart roll back
-                    await self._store.aput_document(doc.record)  # status "indexing" until complete
-                    run.in_flight.append(doc)
-                    batch.extend((doc, node) for node in doc.nodes)
-            while len(batch) >= self._batch_size or (not producing and batch):
-                items, batch = batch[: self._batch_size], batch[self._batch_size :]
-                texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for _, node in items]
-                if self._wait_turn is not None:
-                    await self._wait_turn()
-                vectors = await loop.run_in_executor(self._executor, self._embed_model.get_text_embedding_batch, texts)
-                for (_, node), vector in zip(items, vectors):
-                    node.embedding = vector
-                if pending is not None:
-                    await pending
-                pending = asyncio.create_task(self._insert(run, items, vector_store))
-        if pending is not None:
-            await pending
+        try:
+            while producing or batch:
+                if producing:
+                    doc = await run.queue.get()
+                    if doc is None:
+                        producing = False
+                    else:
+                        await self._start(run, doc)
+                        batch.extend((doc, node) for node in doc.nodes)
+                while len(batch) >= self._batch_size or (not producing and batch):
+                    items, batch = batch[: self._batch_size], batch[self._batch_size :]
+                    texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for _, node in items]
+                    if self._wait_turn is not None:
+                        await self._wait_turn()
+                    vectors = await loop.run_in_executor(self._executor, self._embed_model.get_text_embedding_batch, texts)
+                    for (_, node), vector in zip(items, vectors):
+                        node.embedding = vector
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.create_task(self._insert(run, items, vector_store))
+            if pending is not None:
+                await pending
+        except BaseException:
+            # The insert in flight must land or fail before the undo deletes its chunks;
+            # otherwise it may land after, and leave chunks of a document nobody lists.
+            if pending is not None:
+                await asyncio.gather(pending, return_exceptions=True)
+            raise
+
+    async def _start(self, run: "_Run", doc: _Parsed) -> None:
+        """List the document as "indexing" (owned by this process) before any chunk is written."""
+        record = doc.record
+        async with catalog_lock():
+            _indexing.add((self._store.uri, record.key))
+            run.in_flight.append(doc)
+            # Leftovers of this very version (an earlier run that died) would be duplicates.
+            await self._store.adelete_chunks(record.collection, record.doc_id, only_hash=record.content_hash)
+            if doc.previous is not None and doc.previous.status == "indexed":
+                record.previous = asdict(doc.previous)  # lets a restart roll back
+            await self._store.aput_document(record)  # status "indexing" until complete
 
     async def _insert(self, run: "_Run", items: list[tuple[_Parsed, BaseNode]], vector_store) -> None:
-        await vector_store.async_add([node for _, node in items])
+        await self._store.ainsert(vector_store, [node for _, node in items])
         touched: dict[int, _Parsed] = {}
         for doc, _ in items:
             doc.inserted += 1
@@ -302,9 +339,11 @@ class Ingestor:
 
     async def _finish(self, doc: _Parsed) -> None:
         record = doc.record
-        await self._store.adelete_chunks(record.collection, record.doc_id, keep_hash=record.content_hash)
-        record.status, record.error, record.indexed_at, record.previous = "indexed", "", now_iso(), None
-        await self._store.aput_document(record)
+        async with catalog_lock():
+            await self._store.adelete_chunks(record.collection, record.doc_id, keep_hash=record.content_hash)
+            record.status, record.error, record.indexed_at, record.previous = "indexed", "", now_iso(), None
+            await self._store.aput_document(record)
+            _indexing.discard((self._store.uri, record.key))
 
     async def _record_failure(self, collection: str, source: Source, previous: DocumentRecord | None, reason: str) -> None:
         """Keep an indexed previous version (noting the error); otherwise list the failure."""
@@ -325,16 +364,26 @@ class Ingestor:
         )
 
     async def _undo(self, run: "_Run", collection: str) -> None:
-        """Remove half-written documents (best effort: Milvus may be what failed), list the rest as failed."""
+        """Remove half-written documents (best effort: Milvus may be what failed), list the rest as failed.
+
+        A document whose undo fails keeps its "indexing" row; once no longer registered as being
+        indexed, recovery rolls it back on the next call that reaches Milvus (see `Rag._recover`).
+        """
+        reachable = True
         for doc in list(run.in_flight):
-            try:
-                await self._store.adelete_chunks(collection, doc.record.doc_id, only_hash=doc.record.content_hash)
-                if doc.previous is not None:
-                    await self._store.aput_document(doc.previous)
-                else:
-                    await self._store.aforget_document(collection, doc.record.doc_id)
-            except Exception:
-                log.warning("could not undo %s; it is cleaned up on the next start", doc.record.doc_id)
+            async with catalog_lock():
+                if reachable:  # once Milvus failed, each further attempt would only wait for it again
+                    try:
+                        await self._store.adelete_chunks(collection, doc.record.doc_id, only_hash=doc.record.content_hash)
+                        if doc.previous is not None:
+                            await self._store.aput_document(doc.previous)
+                        else:
+                            await self._store.aforget_document(collection, doc.record.doc_id)
+                    except Exception:
+                        reachable = False
+                if not reachable:
+                    log.warning("could not undo %s yet; it is rolled back once Milvus answers again", doc.record.doc_id)
+                _indexing.discard((self._store.uri, doc.record.key))
             run.in_flight.remove(doc)
         done = {r.doc_id for r in run.state.results}
         for source in run.sources:

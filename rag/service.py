@@ -9,6 +9,7 @@ model, LLM) are created once, on first use.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import socket
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterat
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import cached_property, wraps
+from functools import cached_property, partial, wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -25,9 +26,9 @@ from llama_index.core.node_parser import SentenceSplitter
 
 from rag.answer import Answer, ChatEngine, Done, Event, QueryEngine
 from rag.config import Settings, validate_collection_name
-from rag.embeddings import EmbedInfo, count_tokens, embed_info, load_embed_model
+from rag.embeddings import EmbedInfo, embed_info, load_embed_model
 from rag.errors import ConfigError, DocumentNotFound, RagError
-from rag.ingest import IngestReport, Ingestor, ProgressCallback, Source, collect_sources
+from rag.ingest import IngestReport, Ingestor, ProgressCallback, Source, catalog_lock, collect_sources, indexing_here
 from rag.llm import LLMInfo, build_llm, llm_info
 from rag.loop import BackgroundLoop, shared_loop
 from rag.store import CollectionInfo, DocumentRecord, MilvusStore, check_embedding
@@ -37,11 +38,11 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-CHUNK_MARGIN = 8
+CHUNK_MARGIN = 8  # word pieces kept free for the model's special tokens
 # Ingestion pauses between embedding batches while a question is answered (both are CPU-bound
 # on a small machine), but never longer than this, so a busy chat cannot starve an upload.
 MAX_INGEST_PAUSE = 30.0
-_recovered: set[str] = set()  # word pieces kept free for the model's special tokens
+_recovered: set[str] = set()  # Milvus URIs this process has rolled back orphaned documents on
 
 
 def on_loop(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -115,10 +116,17 @@ class Rag:
 
     @cached_property
     def splitter(self) -> SentenceSplitter:
-        """Chunks sized in the embedding model's own word pieces, so no chunk is cut off."""
+        """Chunks sized in the embedding model's own word pieces, so no chunk is cut off.
+
+        It counts with a copy of the model's tokenizer: files are parsed in worker threads while
+        the model embeds, and a fast tokenizer used from two threads can lose the padding setting
+        of a batch ("Unable to create tensor ..."), which costs a retry or fails the ingestion.
+        """
         size = self.embed_info.max_tokens - CHUNK_MARGIN
         overlap = min(self.settings.chunk_overlap, size // 4)
-        return SentenceSplitter(chunk_size=size, chunk_overlap=overlap, tokenizer=count_tokens(self.embed_model))
+        tokenizer = copy.deepcopy(self.embed_model._model.tokenizer)
+        count = partial(tokenizer.encode, add_special_tokens=False)  # as rag.embeddings.count_tokens
+        return SentenceSplitter(chunk_size=size, chunk_overlap=overlap, tokenizer=count)
 
     @property
     def llm(self):
@@ -149,27 +157,36 @@ class Rag:
     async def _connect(self) -> MilvusStore:
         await self._store.aconnect()
         uri = self.settings.resolved_milvus_uri
-        if uri not in _recovered:  # once per process and Milvus: before this process ingests anything
+        # Once per process and Milvus, before this process ingests anything; again after an
+        # ingestion stopped early (its undo may have failed with Milvus) or recovery itself failed.
+        if uri not in _recovered:
             _recovered.add(uri)
-            await self._recover()
+            try:
+                await self._recover()
+            except BaseException:
+                _recovered.discard(uri)
+                raise
         return self._store
 
     async def _recover(self) -> None:
-        """Roll back documents left half-indexed by a process that died mid-ingestion."""
-        host = socket.gethostname()
-        for info in await self._store.alist_collections():
-            for doc in await self._store.adocuments(info.name):
-                if doc.status != "indexing":
-                    continue
-                owner_host, _, pid = doc.owner.rpartition(":")
-                if owner_host != host or _alive(int(pid or 0)):
-                    continue
-                log.warning("rolling back %s/%s, left half-indexed by a stopped process", info.name, doc.doc_id)
-                await self._store.adelete_chunks(info.name, doc.doc_id, only_hash=doc.content_hash)
-                if doc.previous:
-                    await self._store.aput_document(DocumentRecord(**doc.previous))
-                else:
-                    await self._store.aforget_document(info.name, doc.doc_id)
+        """Roll back documents left half-indexed: by a process that died mid-ingestion, or by an
+        ingestion of this process whose undo failed because Milvus was down."""
+        host, me, uri = socket.gethostname(), os.getpid(), self._store.uri
+        async with catalog_lock():
+            for info in await self._store.alist_collections():
+                for doc in await self._store.adocuments(info.name):
+                    if doc.status != "indexing":
+                        continue
+                    owner_host, _, owner_pid = doc.owner.rpartition(":")
+                    pid = int(owner_pid) if owner_pid.isdigit() else 0
+                    if owner_host != host or (indexing_here(uri, doc.key) if pid == me else _alive(pid)):
+                        continue
+                    log.warning("rolling back %s/%s, left half-indexed by a stopped ingestion", info.name, doc.doc_id)
+                    await self._store.adelete_chunks(info.name, doc.doc_id, only_hash=doc.content_hash)
+                    if doc.previous:
+                        await self._store.aput_document(DocumentRecord(**doc.previous))
+                    else:
+                        await self._store.aforget_document(info.name, doc.doc_id)
 
     def _ingestor(self) -> Ingestor:
         return Ingestor(
@@ -257,7 +274,15 @@ class Rag:
         if not sources:
             raise RagError("no supported files to ingest")
         await self._connect()
-        return await self._ingestor().run(sources, name, progress)
+        uri = self.settings.resolved_milvus_uri
+        try:
+            report = await self._ingestor().run(sources, name, progress)
+        except BaseException:
+            _recovered.discard(uri)  # the next call that reaches Milvus finishes any failed undo
+            raise
+        if report.aborted:
+            _recovered.discard(uri)
+        return report
 
     def documents(self, collection: str | None = None) -> list[DocumentRecord]:
         return self._loop.run(self.adocuments(collection))
@@ -383,8 +408,6 @@ def _last_answer(events: Iterable[Event]) -> Answer:
 def _alive(pid: int) -> bool:
     if pid <= 0:
         return False
-    if pid == os.getpid():
-        return False  # this process is just starting: nothing of its own is in flight yet
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -8,12 +8,15 @@ server, or on a cluster alike. Every method runs on the shared event loop (see `
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import grpc
+from llama_index.core.schema import BaseNode
 from llama_index.vector_stores.milvus import MilvusVectorStore
 from pymilvus import AsyncMilvusClient, DataType, MilvusClient, MilvusException
 
@@ -29,6 +32,14 @@ CONNECT_TIMEOUT = 10.0
 # gRPC server answers pings every 10 s on an idle connection with GOAWAY "too_many_pings",
 # after which reconnecting fails. Seen after ~2 minutes without a request.
 LITE_GRPC_OPTIONS = {"grpc.keepalive_time_ms": 2**31 - 1, "grpc.keepalive_permit_without_calls": 0}
+
+# pymilvus prints every failed call, with two or three tracebacks, on a console handler of its
+# own: a stopped server fills the terminal. The store reports each failure once instead, as a
+# one-line StoreUnavailable.
+logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+# What a failed Milvus call raises: pymilvus' own exception, or (a server gone mid-call) the raw
+# gRPC error, which pymilvus lets through after its retries.
+MILVUS_ERRORS = (MilvusException, grpc.RpcError)
 
 
 def milvus_str(value: str) -> str:
@@ -72,7 +83,8 @@ class DocumentRecord:
 
 
 def _unavailable(uri_display: str, exc: Exception) -> StoreUnavailable:
-    reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    details = getattr(exc, "details", None)  # a raw gRPC error: its str() is a multi-line dump
+    reason = (details() if callable(details) else None) or getattr(exc, "message", None) or str(exc) or type(exc).__name__
     return StoreUnavailable(
         f"cannot use {uri_display}: {reason.splitlines()[0][:300]}. "
         "Check that Milvus is running and that MILVUS_URI and MILVUS_TOKEN are right."
@@ -91,10 +103,16 @@ class MilvusStore:
             self._client_kwargs["grpc_options"] = LITE_GRPC_OPTIONS
         self._client: AsyncMilvusClient | None = None
         self._vector_stores: dict[str, MilvusVectorStore] = {}
+        self._catalog_deletes = 0  # catalog deletes made, and how many a Strong read has covered
+        self._deletes_seen = 0
 
     @property
     def display(self) -> str:
         return self._settings.milvus_display
+
+    @property
+    def uri(self) -> str:
+        return self._uri
 
     def _guard(self, exc: Exception) -> StoreUnavailable:
         return _unavailable(self.display, exc)
@@ -113,7 +131,7 @@ class MilvusStore:
                 self._create_catalog(sync)
             client = AsyncMilvusClient(uri=self._uri, token=self._token, **self._client_kwargs)
             await client.load_collection(CATALOG)
-        except MilvusException as exc:
+        except MILVUS_ERRORS as exc:
             raise self._guard(exc) from exc
         except Exception as exc:  # grpc and OS errors for unreachable or malformed endpoints
             raise self._guard(exc) from exc
@@ -153,24 +171,32 @@ class MilvusStore:
         row = {"id": key, "kind": kind, "collection": collection, "info": info, "vec": [0.0, 0.0]}
         try:
             await self.client.upsert(CATALOG, [row])
-        except MilvusException as exc:
+        except MILVUS_ERRORS as exc:
             raise self._guard(exc) from exc
 
     async def _rows(self, expr: str, limit: int = QUERY_LIMIT) -> list[dict[str, Any]]:
-        # Session consistency: this process always reads its own writes, without the wait for
-        # the server's time tick that Strong costs (~200 ms per read on a server).
+        # Session consistency: this process always reads its own upserts, without the wait for
+        # the server's time tick that Strong costs (~200 ms per read on a server). A delete
+        # returns no timestamp for Session to wait for (Milvus 2.3): the first read after one
+        # is Strong, or the deleted row could still be listed.
+        deletes = self._catalog_deletes
+        level = "Session" if deletes == self._deletes_seen else "Strong"
         try:
-            return await self.client.query(
-                CATALOG, filter=expr, output_fields=["id", "info"], limit=limit, consistency_level="Session"
+            rows = await self.client.query(
+                CATALOG, filter=expr, output_fields=["id", "info"], limit=limit, consistency_level=level
             )
-        except MilvusException as exc:
+        except MILVUS_ERRORS as exc:
             raise self._guard(exc) from exc
+        self._deletes_seen = max(self._deletes_seen, deletes)
+        return rows
 
     async def _delete_rows(self, expr: str) -> None:
         try:
             await self.client.delete(CATALOG, filter=expr)
-        except MilvusException as exc:
+        except MILVUS_ERRORS as exc:
             raise self._guard(exc) from exc
+        finally:
+            self._catalog_deletes += 1  # even a failed call may have deleted
 
     # Collections --------------------------------------------------------------------------
 
@@ -205,7 +231,7 @@ class MilvusStore:
         try:
             if await self.client.has_collection(name):
                 await self.client.drop_collection(name)
-        except MilvusException as exc:
+        except MILVUS_ERRORS as exc:
             raise self._guard(exc) from exc
         await self._delete_rows(f"collection == {milvus_str(name)}")
 
@@ -223,10 +249,17 @@ class MilvusStore:
                     consistency_level=self._settings.consistency_level,
                     **self._client_kwargs,
                 )
-            except MilvusException as exc:
+            except MILVUS_ERRORS as exc:
                 raise self._guard(exc) from exc
             self._vector_stores[info.name] = store
         return store
+
+    async def ainsert(self, vector_store: MilvusVectorStore, nodes: list[BaseNode]) -> None:
+        """Insert embedded chunks through a collection's LlamaIndex store."""
+        try:
+            await vector_store.async_add(nodes)
+        except MILVUS_ERRORS as exc:
+            raise self._guard(exc) from exc
 
     # Documents ------------------------------------------------------------------------------
 
@@ -260,7 +293,7 @@ class MilvusStore:
         try:
             if await self.client.has_collection(collection):
                 await self.client.delete(collection, filter=expr)
-        except MilvusException as exc:
+        except MILVUS_ERRORS as exc:
             raise self._guard(exc) from exc
 
     async def acount_chunks(self, collection: str, doc_id: str | None = None) -> int:
@@ -272,7 +305,7 @@ class MilvusStore:
             rows = await self.client.query(
                 collection, filter=expr, output_fields=["count(*)"], consistency_level="Strong"
             )
-        except MilvusException as exc:
+        except MILVUS_ERRORS as exc:
             raise self._guard(exc) from exc
         return int(rows[0]["count(*)"]) if rows else 0
 
