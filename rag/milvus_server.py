@@ -88,6 +88,7 @@ class LocalMilvusServer:
         port: int = DEFAULT_PORT,
         startup_timeout: float = 180.0,
         stop_timeout: float = STOP_TIMEOUT,
+        authorization: bool = False,
     ) -> None:
         if not 1 <= int(port) <= 65535:
             raise MilvusServerError(f"port must be between 1 and 65535, not {port}")
@@ -95,6 +96,7 @@ class LocalMilvusServer:
         self.port = int(port)
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout  # then SIGKILL: 2.3.5 sometimes retries its own stopped parts
+        self.authorization = authorization  # users and passwords; Milvus' default user is root:Milvus
         self._server: Any = None
         self._lock = threading.Lock()
 
@@ -207,6 +209,7 @@ class LocalMilvusServer:
         config = _reusable_config_class()(template=str(template_file))
         config.glog_conf_file = package.glog_conf_file  # only set for the default template
         config.set("etcd_port", client_port)  # unused by an embedded etcd, kept consistent
+        config.set("authorization_enabled", self.authorization)
         return config
 
     def _wait_started(self, server: Any) -> None:

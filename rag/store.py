@@ -83,12 +83,28 @@ class DocumentRecord:
 
 
 def _unavailable(uri_display: str, exc: Exception) -> StoreUnavailable:
+    if _refused_credentials(exc):
+        return StoreUnavailable(
+            f"{uri_display} refused the credentials. Set MILVUS_TOKEN to a user:password or an API key "
+            "that this Milvus accepts."
+        )
     details = getattr(exc, "details", None)  # a raw gRPC error: its str() is a multi-line dump
     reason = (details() if callable(details) else None) or getattr(exc, "message", None) or str(exc) or type(exc).__name__
     return StoreUnavailable(
         f"cannot use {uri_display}: {reason.splitlines()[0][:300]}. "
         "Check that Milvus is running and that MILVUS_URI and MILVUS_TOKEN are right."
     )
+
+
+def _refused_credentials(exc: BaseException | None) -> bool:
+    """Whether Milvus answered "unauthenticated": pymilvus wraps that in "Fail connecting"."""
+    seen = 0
+    while exc is not None and seen < 10:
+        code = getattr(exc, "code", None)
+        if callable(code) and getattr(code(), "name", "") in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 class MilvusStore:

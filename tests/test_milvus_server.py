@@ -112,3 +112,22 @@ def test_cli_serves_until_ctrl_c_and_stops_cleanly(tmp_path):
     assert proc.returncode == 0, err
     assert out.strip().endswith("stopped")
     assert not port_in_use(port), "the Milvus process is gone"
+
+
+def test_a_wrong_token_is_one_readable_error_and_the_right_one_works(tmp_path):
+    server = LocalMilvusServer(tmp_path / "auth-server", port=free_port(), stop_timeout=5, authorization=True)
+    server.start()
+    try:
+        def rag_with(token: str) -> Rag:
+            return Rag(Settings(_env_file=None, RAG_DATA_DIR=tmp_path, MILVUS_URI=server.uri, MILVUS_TOKEN=token, RAG_LLM="none"))
+
+        for token in ("root:wrong-pass-31", "", "nobody:Milvus"):
+            with rag_with(token) as rag, pytest.raises(StoreUnavailable) as info:
+                rag.collections()
+            message = str(info.value)
+            assert message == f"Milvus server {server.uri} refused the credentials. Set MILVUS_TOKEN to a " \
+                "user:password or an API key that this Milvus accepts."
+        with rag_with("root:Milvus") as rag:  # Milvus' default user
+            assert rag.collections() == []
+    finally:
+        server.stop()
