@@ -160,8 +160,9 @@ if not ready:
         st.info(f"There are no documents in **{common.escape_markdown(collection)}** yet: upload some first.",
                 icon=":material/folder_off:")
     st.page_link(common.DOCUMENTS_PAGE, label="Go to Documents to upload files", icon=":material/upload_file:")
-elif not conv.turns:
-    st.caption("Ask anything about your documents. Each answer lists the passages it is based on, with file and page.")
+hint = st.empty()  # cleared as soon as the first question is sent
+if ready and not conv.turns:
+    hint.caption("Ask anything about your documents. Each answer lists the passages it is based on, with file and page.")
 
 for turn in conv.turns:
     show_turn(turn)
@@ -172,4 +173,5 @@ question = st.chat_input(
     max_chars=4000,
 )
 if question:
+    hint.empty()
     answer(conv, question)

@@ -135,7 +135,8 @@ def file_table(files: tuple[FileState, ...]) -> None:
     ordered = sorted(files, key=lambda f: f.status not in ("failed", "skipped"))  # problems first
     rows = [{"File": f.doc_id, "Status": FILE_STATUS[f.status][1].split(":")[0], "Chunks": f.chunks or None,
              "Reason": f.error} for f in ordered]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=min(36 * (len(rows) + 1), 320))
+    frame = pd.DataFrame(rows).astype({"Chunks": "Int64"})  # a file not done yet: an empty cell, not "None"
+    st.dataframe(frame, hide_index=True, width="stretch", height=min(36 * (len(rows) + 1), 320))
 
 
 # Library -----------------------------------------------------------------------------------------
