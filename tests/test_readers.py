@@ -32,9 +32,10 @@ def test_csv_rows_keep_their_column_names(corpus):
     assert "city: Tromso; country: Norway; population: 77000" in text
 
 
-def test_legacy_encoding_is_decoded(tmp_path):
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1", "utf-16"])
+def test_legacy_encoding_is_decoded(tmp_path, encoding):
     path = tmp_path / "menu.txt"
-    path.write_bytes("Café crème brûlée, déjà vu, naïve façade: à la carte".encode("cp1252"))
+    path.write_bytes("Café crème brûlée, déjà vu, naïve façade: à la carte".encode(encoding))
     assert "crème brûlée" in read_file(path)[0].text
 
 
