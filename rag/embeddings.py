@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from llama_index.embeddings.huggingface import HuggingFaceEmbedding
@@ -98,11 +101,11 @@ def embed_info(name: str, model: HuggingFaceEmbedding) -> EmbedInfo:
     return EmbedInfo(name=name, dim=int(dim), max_tokens=int(st_model.max_seq_length))
 
 
-def count_tokens(model: HuggingFaceEmbedding):
-    """A token counter in the model's own word pieces, for sizing chunks."""
-    tokenizer = model._model.tokenizer
+def count_tokens(model: HuggingFaceEmbedding) -> Callable[[str], list[int]]:
+    """A token counter in the model's own word pieces, for sizing chunks.
 
-    def tokenize(text: str) -> list[int]:
-        return tokenizer.encode(text, add_special_tokens=False)
-
-    return tokenize
+    It counts with a copy of the model's tokenizer: files are parsed in worker threads while
+    the model embeds, and a fast tokenizer used from two threads can lose the padding setting
+    of a batch ("Unable to create tensor ..."), which costs a retry or fails the ingestion.
+    """
+    return partial(copy.deepcopy(model._model.tokenizer).encode, add_special_tokens=False)

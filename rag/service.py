@@ -9,7 +9,6 @@ model, LLM) are created once, on first use.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import os
 import socket
@@ -17,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterat
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import cached_property, partial, wraps
+from functools import cached_property, wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -26,7 +25,7 @@ from llama_index.core.node_parser import SentenceSplitter
 
 from rag.answer import Answer, ChatEngine, Done, Event, QueryEngine
 from rag.config import Settings, validate_collection_name
-from rag.embeddings import EmbedInfo, embed_info, load_embed_model
+from rag.embeddings import EmbedInfo, count_tokens, embed_info, load_embed_model
 from rag.errors import ConfigError, DocumentNotFound, RagError
 from rag.ingest import IngestReport, Ingestor, ProgressCallback, Source, catalog_lock, collect_sources, indexing_here
 from rag.llm import LLMInfo, build_llm, llm_info
@@ -116,17 +115,10 @@ class Rag:
 
     @cached_property
     def splitter(self) -> SentenceSplitter:
-        """Chunks sized in the embedding model's own word pieces, so no chunk is cut off.
-
-        It counts with a copy of the model's tokenizer: files are parsed in worker threads while
-        the model embeds, and a fast tokenizer used from two threads can lose the padding setting
-        of a batch ("Unable to create tensor ..."), which costs a retry or fails the ingestion.
-        """
+        """Chunks sized in the embedding model's own word pieces, so no chunk is cut off."""
         size = self.embed_info.max_tokens - CHUNK_MARGIN
         overlap = min(self.settings.chunk_overlap, size // 4)
-        tokenizer = copy.deepcopy(self.embed_model._model.tokenizer)
-        count = partial(tokenizer.encode, add_special_tokens=False)  # as rag.embeddings.count_tokens
-        return SentenceSplitter(chunk_size=size, chunk_overlap=overlap, tokenizer=count)
+        return SentenceSplitter(chunk_size=size, chunk_overlap=overlap, tokenizer=count_tokens(self.embed_model))
 
     @property
     def llm(self):
