@@ -18,9 +18,11 @@ def main() -> None:
         common.require_password(common.settings_or_stop(), _pages())
         rag = common.rag_or_stop()
         common.keep_widget_state("top_k", "retrieve_only")  # chat settings survive a visit to Documents
-        common.sidebar(rag)
         page = st.navigation(_pages(), position="top")
+        # Before the sidebar: switching page after its collection picker is drawn leaves that
+        # widget with a stale value (the first collection instead of the active one).
         _first_visit(rag, page)
+        common.sidebar(rag)
         # One call per run: answers read best in a narrow column, the library needs the width.
         st.set_page_config(layout="centered" if page.title == "Chat" else "wide")
         try:
@@ -47,7 +49,11 @@ def _first_visit(rag, page) -> None:
     if st.session_state.get("visited"):
         return
     st.session_state["visited"] = True
-    if page.title == "Chat" and not common.has_indexed(rag, common.active_collection()):
+    try:
+        empty = not common.has_indexed(rag, common.active_collection())
+    except RagError:  # Milvus cannot be reached: the sidebar says so
+        return
+    if page.title == "Chat" and empty:
         st.switch_page(common.DOCUMENTS_PAGE)
 
 

@@ -141,7 +141,9 @@ def _sign_in(settings: Settings) -> None:
 
 
 def _sign_out() -> None:
-    st.session_state.clear()  # history and choices go too: the next person starts from nothing
+    for key in list(st.session_state.keys()):  # history and choices go too: the next person starts from nothing
+        del st.session_state[key]
+    st.session_state["signed_in"] = False
 
 
 def keep_widget_state(*keys: str) -> None:

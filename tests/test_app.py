@@ -456,90 +456,6 @@ def test_collections_are_created_and_switched_from_the_sidebar(app_rag):
     assert "contracts" in at.caption[0].value and not at.dataframe
 
 
-# An LLM that cannot be reached ----------------------------------------------------------------------
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def broken_llm_rag(tmp_path_factory, corpus, app_rag):
-    # Depends on app_rag so its module-wide environment is torn down after this one.
-    env = {"RAG_LLM": "openai", "OPENAI_BASE_URL": f"http://127.0.0.1:{_closed_port()}/v1", "RAG_LLM_TIMEOUT": "5"}
-    for rag in _app_environment(tmp_path_factory, **env):
-        rag.ingest([corpus["manual.pdf"]], "documents")
-        yield rag
-
-
-def test_an_unreachable_llm_is_a_readable_warning_with_the_passages(broken_llm_rag):
-    at = open_page(new_app(), "chat")
-    assert "(OpenAI-compatible)" in plain(at.caption[0].value)
-    at.chat_input[0].set_value(PUMP).run()
-    assert not at.exception and not at.error
-    answer = at.chat_message[-1]
-    assert any("cannot reach the LLM server" in plain(w.value) for w in answer.warning)
-    assert plain(answer.expander[0].label).startswith("manual.pdf · page 2"), "passages are still shown"
-
-
-# The optional password ---------------------------------------------------------------------------
-
-SECRET = "correct horse battery staple"
-TOKEN = "root:tok-3d8e1a"
-KEY = "sk-key-6c2b9f"
-
-
-@pytest.fixture(scope="module")
-def locked_app(tmp_path_factory):
-    yield from _app_environment(tmp_path_factory, RAG_APP_PASSWORD=SECRET, MILVUS_TOKEN=TOKEN, OPENAI_API_KEY=KEY,
-                                OPENAI_BASE_URL=f"http://127.0.0.1:{_closed_port()}/v1")
-
-
-def test_without_a_password_set_the_app_is_open(app_rag):
-    at = new_app().run()
-    assert all(t.label != "Password" for t in at.text_input) and at.title[0].value.endswith("Documents")
-    assert not any(b.label == "Sign out" for b in at.sidebar.button)
-
-
-def test_with_a_password_nothing_is_shown_before_it_is_given(locked_app):
-    at = new_app().run()
-    assert not at.exception
-    assert [t.label for t in at.text_input] == ["Password"]
-    assert not at.sidebar.children, "no collection, Milvus or model details before signing in"
-    assert "Knowledge base" not in texts(at) and not at.file_uploader and not at.chat_input
-    at.switch_page("pages/documents.py").run()  # a page's URL does not get round the form
-    assert [t.label for t in at.text_input] == ["Password"] and not at.file_uploader and not at.sidebar.children
-
-
-def test_a_wrong_password_is_refused_and_the_right_one_opens_the_app(locked_app):
-    at = new_app().run()
-    at.text_input[0].input("guess")
-    at.button[0].click().run()
-    assert [e.value for e in at.error] == ["Wrong password."]
-    assert not at.sidebar.children and not at.file_uploader
-    at.text_input[0].input(SECRET)
-    at.button[0].click().run()
-    assert not at.exception and not at.error
-    assert at.title[0].value.endswith("Documents") and at.file_uploader, "signed in: the app itself"
-    for page in ("documents", "benchmark", "chat"):
-        shown = texts(open_page(at, page)) + "\n".join(m.value for m in at.sidebar.markdown)
-        assert "OpenAI-compatible" in plain(shown) and not at.exception
-        assert SECRET not in shown and TOKEN not in shown and KEY not in shown and "tok-3d8e1a" not in shown
-    [sign_out] = [b for b in at.sidebar.button if b.label == "Sign out"]
-    sign_out.click().run()
-    assert [t.label for t in at.text_input] == ["Password"] and not at.file_uploader
-
-
-def test_each_session_signs_in_on_its_own(locked_app):
-    first = new_app().run()
-    first.text_input[0].input(SECRET)
-    first.button[0].click().run()
-    assert first.file_uploader
-    second = new_app().run()
-    assert [t.label for t in second.text_input] == ["Password"] and not second.file_uploader
-
 
 # Awkward uploads ---------------------------------------------------------------------------------
 
@@ -564,7 +480,7 @@ def test_every_awkward_upload_gets_its_own_outcome_and_nothing_leaves_the_data_f
         "corrupt.pdf": bad["corrupt.pdf"].read_bytes(),
         "big.txt": b"x" * (2 * 2**20),
     }
-    at = open_page(new_app(), "documents")
+    at = open_page(new_app(), "documents")  # a fresh session: in the default collection, though "contracts" exists
     limit = config.get_option("server.maxUploadSize")
     config.set_option("server.maxUploadSize", 1)  # MB: the same check, without a 200 MB file
     try:
@@ -609,3 +525,90 @@ def test_two_different_files_with_one_name(app_rag):
     texts_found = " ".join(h.text for h in hits if h.file == "notes.txt")
     assert "March" in texts_found and "October" not in texts_found, "the old version is gone, not duplicated"
     assert app_rag.count_chunks("documents", "notes.txt") == chunks == 1
+
+
+def test_without_a_password_set_the_app_is_open(app_rag):
+    at = new_app().run()
+    assert all(t.label != "Password" for t in at.text_input) and at.title[0].value.endswith(("Documents", "Chat"))
+    assert at.selectbox(key="collection").value == "documents", "the sidebar is there"
+    assert not any(b.label == "Sign out" for b in at.sidebar.button)
+
+
+# An LLM that cannot be reached ----------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def broken_llm_rag(tmp_path_factory, corpus, app_rag):
+    # Depends on app_rag so its module-wide environment is torn down after this one.
+    env = {"RAG_LLM": "openai", "OPENAI_BASE_URL": f"http://127.0.0.1:{_closed_port()}/v1", "RAG_LLM_TIMEOUT": "5"}
+    for rag in _app_environment(tmp_path_factory, **env):
+        rag.ingest([corpus["manual.pdf"]], "documents")
+        yield rag
+
+
+def test_an_unreachable_llm_is_a_readable_warning_with_the_passages(broken_llm_rag):
+    at = open_page(new_app(), "chat")
+    assert "(OpenAI-compatible)" in plain(at.caption[0].value)
+    at.chat_input[0].set_value(PUMP).run()
+    assert not at.exception and not at.error
+    answer = at.chat_message[-1]
+    assert any("cannot reach the LLM server" in plain(w.value) for w in answer.warning)
+    assert plain(answer.expander[0].label).startswith("manual.pdf · page 2"), "passages are still shown"
+
+
+# The optional password ---------------------------------------------------------------------------
+
+SECRET = "correct horse battery staple"
+TOKEN = "root:tok-3d8e1a"
+KEY = "sk-key-6c2b9f"
+
+
+@pytest.fixture(scope="module")
+def locked_app(tmp_path_factory):
+    yield from _app_environment(tmp_path_factory, RAG_APP_PASSWORD=SECRET, MILVUS_TOKEN=TOKEN, OPENAI_API_KEY=KEY,
+                                OPENAI_BASE_URL=f"http://127.0.0.1:{_closed_port()}/v1")
+
+
+def test_with_a_password_nothing_is_shown_before_it_is_given(locked_app):
+    at = new_app().run()
+    assert not at.exception
+    assert [t.label for t in at.text_input] == ["Password"]
+    assert not at.sidebar.children, "no collection, Milvus or model details before signing in"
+    assert "Knowledge base" not in texts(at) and not at.file_uploader and not at.chat_input
+    at.switch_page("pages/documents.py").run()  # a page's URL does not get round the form
+    assert [t.label for t in at.text_input] == ["Password"] and not at.file_uploader and not at.sidebar.children
+
+
+def test_a_wrong_password_is_refused_and_the_right_one_opens_the_app(locked_app):
+    at = new_app().run()
+    at.text_input[0].input("guess")
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["Wrong password."]
+    assert not at.sidebar.children and not at.file_uploader
+    at.text_input[0].input(SECRET)
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert at.title[0].value.endswith("Documents") and at.file_uploader, "signed in: the app itself"
+    for page in ("documents", "benchmark", "chat"):
+        shown = texts(open_page(at, page)) + "\n".join(m.value for m in at.sidebar.markdown)
+        assert "OpenAI-compatible" in plain(shown) and not at.exception
+        assert SECRET not in shown and TOKEN not in shown and KEY not in shown and "tok-3d8e1a" not in shown
+    [sign_out] = [b for b in at.sidebar.button if b.label == "Sign out"]
+    sign_out.click().run()
+    assert [t.label for t in at.text_input] == ["Password"] and not at.file_uploader
+
+
+def test_each_session_signs_in_on_its_own(locked_app):
+    first = new_app().run()
+    first.text_input[0].input(SECRET)
+    first.button[0].click().run()
+    assert first.file_uploader
+    second = new_app().run()
+    assert [t.label for t in second.text_input] == ["Password"] and not second.file_uploader
+
