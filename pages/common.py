@@ -110,6 +110,7 @@ def rag_or_stop() -> Rag:
 # The optional password ---------------------------------------------------------------------------
 
 FAILED_SIGN_IN_DELAY = 1.0  # seconds: makes guessing slow without bothering a user who mistyped
+_failed_sign_ins = threading.Lock()  # one wrong attempt per delay for the whole process, not per session
 
 
 def require_password(settings: Settings, pages: list) -> None:
@@ -135,12 +136,17 @@ def _sign_in(settings: Settings) -> None:
     if settings.password_matches(attempt):
         st.session_state["signed_in"] = True
         st.rerun()
-    log.warning("a wrong app password was entered")
-    time.sleep(FAILED_SIGN_IN_DELAY)
+    log.warning("a wrong app password was entered (from %s)", st.context.ip_address or "unknown address")
+    with _failed_sign_ins:  # many sessions guessing in parallel still wait their turn
+        time.sleep(FAILED_SIGN_IN_DELAY)
     st.error("Wrong password.", icon=":material/key_off:")
 
 
 def _sign_out() -> None:
+    for value in list(st.session_state.values()):  # work this session started (a benchmark run) stops
+        stop = getattr(value, "stop_event", None)
+        if isinstance(stop, threading.Event):
+            stop.set()
     for key in list(st.session_state.keys()):  # history and choices go too: the next person starts from nothing
         del st.session_state[key]
     st.session_state["signed_in"] = False

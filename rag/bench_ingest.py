@@ -134,7 +134,7 @@ def build_corpus(folder: Path, min_chars: int) -> list[Path]:
                 try:
                     with io.StringIO() as sink, _redirect(sink):
                         text = pydoc.render_doc(importlib.import_module(name), renderer=pydoc.plaintext)
-                except BaseException:  # a module missing on this platform (or exiting on import): skip it
+                except (Exception, SystemExit):  # a module missing on this platform (or exiting on import): skip it
                     continue
                 path.write_text(text, encoding="utf-8")
             files.append(path)
@@ -449,26 +449,29 @@ async def memory_run(settings: Settings, chunks: int, log=print) -> dict[str, An
             break
     baseline = RssSampler.rss()
     runs = []
-    for target in (max(1, chunks // 5), chunks):
-        picked = files[: max(1, int(np.searchsorted(np.cumsum(counts), target)) + 1)]
-        name = f"{PREFIX}_memory"
-        await _drop(store, name)
-        with RssSampler() as mem, ChildrenRssSampler() as milvus:
-            started = time.perf_counter()
-            report = await rag.aingest(picked, name)
-            seconds = time.perf_counter() - started
-        if report.aborted or report.failed:
-            from rag.errors import RagError
+    name = f"{PREFIX}_memory"
+    try:
+        for target in (max(1, chunks // 5), chunks):
+            picked = files[: max(1, int(np.searchsorted(np.cumsum(counts), target)) + 1)]
+            await _drop(store, name)
+            with RssSampler() as mem, ChildrenRssSampler() as milvus:
+                started = time.perf_counter()
+                report = await rag.aingest(picked, name)
+                seconds = time.perf_counter() - started
+            if report.aborted or report.failed:
+                from rag.errors import RagError
 
-            raise RagError(f"the benchmark ingestion failed: {report.aborted or report.failed[0].error}")
-        stored = await store.acount_chunks(name)
+                raise RagError(f"the benchmark ingestion failed: {report.aborted or report.failed[0].error}")
+            stored = await store.acount_chunks(name)
+            runs.append({
+                "chunks": stored, "files": len(picked), "megabytes": round(sum(p.stat().st_size for p in picked) / 2**20, 2),
+                "seconds": round(seconds, 1), "peak_rss_mb": mem.peak_mb, "milvus_peak_rss_mb": milvus.peak_mb,
+                "above_start_mb": round(mem.peak_mb - baseline / 2**20, 1),  # what ingesting added to the models' memory
+            })
+            log(f"{stored} chunks in {seconds:.0f} s: peak RSS {mem.peak_mb:.0f} MB (Milvus Lite {milvus.peak_mb:.0f} MB)")
+    finally:
         await _drop(store, name)
-        runs.append({
-            "chunks": stored, "files": len(picked), "megabytes": round(sum(p.stat().st_size for p in picked) / 2**20, 2),
-            "seconds": round(seconds, 1), "peak_rss_mb": mem.peak_mb, "milvus_peak_rss_mb": milvus.peak_mb,
-        })
-        log(f"{stored} chunks in {seconds:.0f} s: peak RSS {mem.peak_mb:.0f} MB (Milvus Lite {milvus.peak_mb:.0f} MB)")
-    await rag.aclose()
+        await rag.aclose()
     return {
         "backend": settings.milvus_display,
         "embed_model": settings.embed_model,
@@ -499,7 +502,9 @@ def run_cli(args, settings: Settings) -> int:
         for r in result["runs"]:
             print(f"{r['chunks']:7} {r['files']:6} {r['megabytes']:6.1f} {r['seconds']:8.1f} {r['peak_rss_mb']:12.0f} "
                   f"{r['milvus_peak_rss_mb']:15.0f}")
-        print(f"peak RSS, large over small run: {result['large_over_small_peak']}")
+        small, large = result["runs"]
+        print(f"peak RSS, large over small run: {result['large_over_small_peak']}; above the start: "
+              f"{small['above_start_mb']:.0f} MB vs {large['above_start_mb']:.0f} MB")
         return 0
     result = shared_loop().run(
         run(settings, args.chunks, args.search_chunks, args.questions, not args.skip_tutorial, log)

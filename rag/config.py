@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 from enum import Enum
@@ -82,7 +83,7 @@ class Settings(BaseSettings):
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https", "tcp", "grpc") or not parts.hostname:
                 raise ValueError(
-                    f"MILVUS_URI {value!r} is not a Milvus address: use http(s)://host:port "
+                    f"MILVUS_URI {without_credentials(value)!r} is not a Milvus address: use http(s)://host:port "
                     "for a server, or a file path ending in .db for Milvus Lite"
                 )
         elif value and not value.endswith(".db"):
@@ -97,7 +98,7 @@ class Settings(BaseSettings):
     def _base_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
         if value and urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError(f"OPENAI_BASE_URL {value!r} must start with http:// or https://")
+            raise ValueError(f"OPENAI_BASE_URL {without_credentials(value)!r} must start with http:// or https://")
         return value
 
     @model_validator(mode="after")
@@ -140,13 +141,19 @@ class Settings(BaseSettings):
         return bool(self.app_password.get_secret_value())
 
     def password_matches(self, attempt: str) -> bool:
-        """Compare in constant time, so response timing says nothing about the password."""
-        expected = self.app_password.get_secret_value().encode()
-        return bool(expected) and hmac.compare_digest(expected, (attempt or "").encode())
+        """Compare digests in constant time: timing says nothing about the password or its length."""
+        expected = self.app_password.get_secret_value()
+        digest = lambda text: hashlib.sha256(text.encode()).digest()  # noqa: E731
+        return bool(expected) and hmac.compare_digest(digest(expected), digest(attempt or ""))
 
     @cached_property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+
+def without_credentials(url: str) -> str:
+    """`scheme://user:password@host/...` as `scheme://***@host/...`: safe to repeat in a message."""
+    return re.sub(r"(?<=://)[^/@\s]*@", "***@", url)
 
 
 def validate_collection_name(name: str) -> str:

@@ -374,11 +374,7 @@ class Ingestor:
             async with catalog_lock():
                 if reachable:  # once Milvus failed, each further attempt would only wait for it again
                     try:
-                        await self._store.adelete_chunks(collection, doc.record.doc_id, only_hash=doc.record.content_hash)
-                        if doc.previous is not None:
-                            await self._store.aput_document(doc.previous)
-                        else:
-                            await self._store.aforget_document(collection, doc.record.doc_id)
+                        await self._store.arollback(doc.record, doc.previous)
                     except Exception:
                         reachable = False
                 if not reachable:

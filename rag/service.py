@@ -174,11 +174,7 @@ class Rag:
                     if owner_host != host or (indexing_here(uri, doc.key) if pid == me else _alive(pid)):
                         continue
                     log.warning("rolling back %s/%s, left half-indexed by a stopped ingestion", info.name, doc.doc_id)
-                    await self._store.adelete_chunks(info.name, doc.doc_id, only_hash=doc.content_hash)
-                    if doc.previous:
-                        await self._store.aput_document(DocumentRecord(**doc.previous))
-                    else:
-                        await self._store.aforget_document(info.name, doc.doc_id)
+                    await self._store.arollback(doc, DocumentRecord(**doc.previous) if doc.previous else None)
 
     def _ingestor(self) -> Ingestor:
         return Ingestor(

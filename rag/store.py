@@ -147,9 +147,7 @@ class MilvusStore:
                 self._create_catalog(sync)
             client = AsyncMilvusClient(uri=self._uri, token=self._token, **self._client_kwargs)
             await client.load_collection(CATALOG)
-        except MILVUS_ERRORS as exc:
-            raise self._guard(exc) from exc
-        except Exception as exc:  # grpc and OS errors for unreachable or malformed endpoints
+        except Exception as exc:  # Milvus, gRPC and OS errors: unreachable or malformed endpoints
             raise self._guard(exc) from exc
         self._client = client
 
@@ -311,6 +309,17 @@ class MilvusStore:
                 await self.client.delete(collection, filter=expr)
         except MILVUS_ERRORS as exc:
             raise self._guard(exc) from exc
+
+    async def arollback(self, record: DocumentRecord, previous: DocumentRecord | None) -> None:
+        """Undo a half-written version: its chunks go, and the previous version is listed again
+        only if all its chunks are still there (an update that died while finishing may have
+        deleted them); otherwise the document is removed whole."""
+        await self.adelete_chunks(record.collection, record.doc_id, only_hash=record.content_hash)
+        if previous is not None and await self.acount_chunks(record.collection, record.doc_id) == previous.chunks:
+            await self.aput_document(previous)
+        else:
+            await self.adelete_chunks(record.collection, record.doc_id)
+            await self.aforget_document(record.collection, record.doc_id)
 
     async def acount_chunks(self, collection: str, doc_id: str | None = None) -> int:
         """Chunks actually stored (not the catalog's figure): for checks and recovery."""

@@ -132,4 +132,5 @@ def test_bench_ingest_memory_reports_peak_rss_of_both_runs(cli):
     assert small["peak_rss_mb"] >= report["rss_before_mb"] > 100, "the app's process, models loaded"
     assert large["milvus_peak_rss_mb"] > 10, "Milvus Lite's own process is measured apart"
     assert report["large_over_small_peak"] == round(large["peak_rss_mb"] / small["peak_rss_mb"], 3)
+    assert large["above_start_mb"] == pytest.approx(large["peak_rss_mb"] - report["rss_before_mb"], abs=0.2)
     assert "_rag_bench_memory" not in cli("collections").stdout, "benchmark collections are dropped"

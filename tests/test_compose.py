@@ -76,6 +76,7 @@ def test_the_app_uses_the_milvus_service(services):
     assert settings.is_milvus_server and settings.milvus_display == "Milvus server http://milvus:19530"
     assert app["depends_on"]["milvus"]["condition"] == "service_healthy"
     assert "8501:8501" in app["ports"]
+    assert app["hostname"], "a stable hostname: recovery recognises the documents a dead container left"
     assert "_stcore/health" in " ".join(app["healthcheck"]["test"])
 
 

@@ -34,8 +34,21 @@ def assert_no_secret(text: str) -> None:
         assert secret not in text, f"a secret leaked: ...{text[max(0, text.find(secret) - 80):text.find(secret) + 40]}..."
 
 
-def test_core_logs_and_errors_hold_no_secret(tmp_path, corpus, caplog, capfd):
+@pytest.fixture
+def all_debug_logs(caplog):
+    """Every logger at DEBUG, pymilvus' too (it has its own handler and does not propagate)."""
     caplog.set_level(logging.DEBUG)
+    pymilvus = logging.getLogger("pymilvus")
+    level = pymilvus.level
+    pymilvus.setLevel(logging.DEBUG)
+    pymilvus.addHandler(caplog.handler)
+    yield caplog
+    pymilvus.removeHandler(caplog.handler)
+    pymilvus.setLevel(level)
+
+
+def test_core_logs_and_errors_hold_no_secret(tmp_path, corpus, all_debug_logs, capfd):
+    caplog = all_debug_logs
     settings = Settings(
         _env_file=None, RAG_DATA_DIR=tmp_path, MILVUS_TOKEN=TOKEN, OPENAI_API_KEY=KEY,
         OPENAI_BASE_URL=f"http://127.0.0.1:{closed_port()}/v1", RAG_APP_PASSWORD=APP_PASSWORD, RAG_LLM_TIMEOUT=5,
@@ -45,12 +58,12 @@ def test_core_logs_and_errors_hold_no_secret(tmp_path, corpus, caplog, capfd):
         answer = rag.ask("When does the staff cafeteria open?", "secrets", top_k=2)
         assert answer.error and answer.sources, "the LLM failed and the passages are kept"
         shown = [repr(settings), str(settings.model_dump()), repr(rag.info), answer.error, str(answer.to_json())]
-    assert caplog.records, "debug logging was on"
+    assert caplog.records, "debug logging was on (pymilvus logs nothing when all goes well)"
     assert_no_secret("\n".join([*shown, caplog.text, *capfd.readouterr()]))
 
 
-def test_a_password_in_an_unreachable_milvus_uri_is_not_repeated(tmp_path, caplog, capfd):
-    caplog.set_level(logging.DEBUG)
+def test_a_password_in_an_unreachable_milvus_uri_is_not_repeated(tmp_path, all_debug_logs, capfd):
+    caplog = all_debug_logs
     port = closed_port()
     settings = Settings(_env_file=None, RAG_DATA_DIR=tmp_path, MILVUS_URI=f"http://admin:{URI_PASSWORD}@127.0.0.1:{port}",
                         MILVUS_TOKEN=TOKEN, RAG_LLM="none")
@@ -72,3 +85,19 @@ def test_cli_output_holds_no_secret(tmp_path, corpus, args):
     result = subprocess.run([sys.executable, "-m", "rag", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.stdout.strip(), result.stderr
     assert_no_secret(ingest.stdout + ingest.stderr + result.stdout + result.stderr)
+
+
+@pytest.mark.parametrize("env", [{"MILVUS_URI": f"ftp://admin:{URI_PASSWORD}@milvus:19530"},
+                                 {"OPENAI_BASE_URL": f"ftp://user:{KEY}@llm.example"}])
+def test_a_bad_setting_holding_a_secret_is_not_repeated(tmp_path, env):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as failure:
+        Settings(_env_file=None, RAG_DATA_DIR=tmp_path, **env)
+    assert "***@" in failure.value.errors()[0]["msg"]
+    assert_no_secret(" ".join(e["msg"] for e in failure.value.errors()))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MILVUS_", "RAG_", "OPENAI_"))}
+    result = subprocess.run([sys.executable, "-m", "rag", "docs"], cwd=ROOT, env={**environ, "RAG_DATA_DIR": str(tmp_path), **env},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "***@" in result.stderr
+    assert_no_secret(result.stdout + result.stderr)
