@@ -20,6 +20,17 @@ FACTS = {
     "data.json": "The backup server is called Grimsby.",
     "letter.rtf": "The lighthouse keeper retired in 1987.",
 }
+# A question per file whose answer is that file's fact, and in no other file.
+QUESTIONS = {
+    "manual.pdf": "Zephyr pump pressure",
+    "report.docx": "Aurora project budget",
+    "notes.md": "When do herons migrate?",
+    "plain.txt": "When does the staff cafeteria open?",
+    "page.html": "How wide is the observatory dome?",
+    "table.csv": "population of Tromso",
+    "data.json": "name of the backup server",
+    "letter.rtf": "When did the lighthouse keeper retire?",
+}
 
 
 def make_pdf(path: Path, pages: list[str], labels: bool = True) -> Path:

@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,26 +60,25 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"streamlit did not start in {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[str]:
-    """The app on a free port, with its own data folder and the offline defaults."""
+@contextmanager
+def running_app(data: Path, **env: str) -> Iterator[tuple[str, Path]]:
+    """`streamlit run app.py` on a free port with its own data folder; yields its URL and log."""
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium): browser tests skipped")
-    data = tmp_path_factory.mktemp("browser-data")
     log = data / "streamlit.log"
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MILVUS_", "RAG_"))}
-    env.update(RAG_DATA_DIR=str(data), RAG_MAX_NEW_TOKENS="120", PYTHONUNBUFFERED="1")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MILVUS_", "RAG_"))}
+    environ.update(RAG_DATA_DIR=str(data), PYTHONUNBUFFERED="1", **env)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
              "--server.address", "127.0.0.1", "--server.port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, log)
-        yield url
+        yield url, log
     finally:
         proc.terminate()
         try:
@@ -87,6 +87,13 @@ def server(tmp_path_factory) -> Iterator[str]:
             proc.kill()
             proc.wait(5)
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    """The app with the offline defaults."""
+    with running_app(tmp_path_factory.mktemp("browser-data"), RAG_MAX_NEW_TOKENS="120") as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")

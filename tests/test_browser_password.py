@@ -4,15 +4,13 @@ until the password is given; each browser session signs in on its own."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, _free_port, _settle, _wait_healthy
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, _settle, running_app
 
 pytestmark = pytest.mark.browser
 
@@ -22,30 +20,8 @@ SHOTS = Path(os.environ.get("RAG_TEST_SHOTS", ROOT / "tests" / "artifacts"))
 
 @pytest.fixture(scope="module")
 def locked_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium): browser tests skipped")
-    data = tmp_path_factory.mktemp("locked-data")
-    log = data / "streamlit.log"
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MILVUS_", "RAG_"))}
-    env.update(RAG_DATA_DIR=str(data), RAG_APP_PASSWORD=PASSWORD, PYTHONUNBUFFERED="1")
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, log)
+    with running_app(tmp_path_factory.mktemp("locked-data"), RAG_APP_PASSWORD=PASSWORD) as (url, log):
         yield url, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def _sign_in_form_only(tab) -> None:

@@ -36,17 +36,6 @@ WORDS = (
     "pump valve seal pressure gauge filter inlet outlet bearing shaft motor rotor housing gasket "
     "flange coupling impeller casing nozzle sensor relay switch cable fuse panel meter"
 ).split()
-# Questions whose answer is in exactly one file of `docs.make_corpus`.
-QUESTIONS = {
-    "manual.pdf": "Zephyr pump pressure",
-    "report.docx": "Aurora project budget",
-    "notes.md": "When do herons migrate?",
-    "plain.txt": "When does the staff cafeteria open?",
-    "page.html": "How wide is the observatory dome?",
-    "table.csv": "population of Tromso",
-    "data.json": "name of the backup server",
-    "letter.rtf": "When did the lighthouse keeper retire?",
-}
 
 
 def write_corpus(folder: Path, files: int, paragraphs: int = 40) -> dict[str, Path]:
@@ -255,7 +244,7 @@ def test_200_concurrent_async_retrievals_against_the_local_server(
     """Many questions at once through one core: no errors, no answers mixed up, and the latency."""
     corpus = docs.make_corpus(tmp_path / "corpus")
     settings = Settings(MILVUS_URI=milvus_server.uri, RAG_DATA_DIR=tmp_path / "data", _env_file=None)
-    asked = [(name, QUESTIONS[name]) for name in QUESTIONS] * 25
+    asked = [(name, docs.QUESTIONS[name]) for name in docs.QUESTIONS] * 25
 
     async def timed(question: str) -> tuple[Answer, float]:
         start = time.perf_counter()

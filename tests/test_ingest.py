@@ -14,7 +14,7 @@ import pytest
 from rag.errors import EmbeddingMismatch, RagError
 from rag.ingest import Source
 from rag.store import DocumentRecord
-from tests.docs import FACTS, make_bad_files, make_pdf
+from tests.docs import FACTS, QUESTIONS, make_bad_files, make_pdf
 
 
 def test_every_type_is_indexed_and_listed_with_true_chunk_counts(rag, corpus, collection):
@@ -199,18 +199,8 @@ def test_duplicate_ids_in_one_batch_are_refused(rag, corpus, tmp_path, collectio
 
 def test_facts_are_all_retrievable(rag, corpus, collection):
     rag.ingest(list(corpus.values()), collection)
-    questions = {
-        "manual.pdf": "Zephyr pump pressure",
-        "report.docx": "Aurora project budget",
-        "notes.md": "When do herons migrate?",
-        "plain.txt": "When does the staff cafeteria open?",
-        "page.html": "How wide is the observatory dome?",
-        "table.csv": "population of Tromso",
-        "data.json": "name of the backup server",
-        "letter.rtf": "When did the lighthouse keeper retire?",
-    }
-    assert set(questions) == set(FACTS)
-    for name, question in questions.items():
+    assert set(QUESTIONS) == set(FACTS)
+    for name, question in QUESTIONS.items():
         top = rag.ask(question, collection, top_k=1, retrieve_only=True).sources[0]
         assert top.file == name, question
 
