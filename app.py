@@ -18,11 +18,12 @@ def main() -> None:
         common.require_password(common.settings_or_stop(), _pages())
         rag = common.rag_or_stop()
         common.keep_widget_state("top_k", "retrieve_only")  # chat settings survive a visit to Documents
+        names = common.collections_or_stop(rag)
         page = st.navigation(_pages(), position="top")
         # Before the sidebar: switching page after its collection picker is drawn leaves that
         # widget with a stale value (the first collection instead of the active one).
         _first_visit(rag, page)
-        common.sidebar(rag)
+        common.sidebar(rag, names)
         # One call per run: answers read best in a narrow column, the library needs the width.
         st.set_page_config(layout="centered" if page.title == "Chat" else "wide")
         try:

@@ -224,18 +224,21 @@ def local_time(iso: str) -> datetime | None:
 # The sidebar ------------------------------------------------------------------------------------
 
 
-def sidebar(rag: Rag) -> None:
-    """Collection picker, what the app runs on, and a live line about background indexing.
-
-    Milvus is first reached here: when it cannot be, the page says so and shows nothing else.
-    """
+def collections_or_stop(rag: Rag) -> list[str]:
+    """The collections' names. Milvus is first reached here: when it cannot be, the page says so
+    and shows nothing else but what the app runs on."""
     try:
-        names = [c.name for c in rag.collections()]
+        return [c.name for c in rag.collections()]
     except RagError as exc:
         st.error(escape_markdown(str(exc)), icon=":material/cloud_off:")
         with st.sidebar:
             _system_info(rag)
         st.stop()
+        raise AssertionError("unreachable") from None
+
+
+def sidebar(rag: Rag, names: list[str]) -> None:
+    """Collection picker, what the app runs on, and a live line about background indexing."""
     with st.sidebar:
         _collection_picker(rag, names)
         st.divider()
