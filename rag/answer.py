@@ -107,11 +107,12 @@ def clean_question(question: str) -> str:
 
 def describe_llm_error(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
     """One readable line for an LLM failure; never contains a secret."""
+    import httpx
     import openai
 
     if isinstance(exc, openai.AuthenticationError):
         text = "the LLM server refused the API key (401): check OPENAI_API_KEY"
-    elif isinstance(exc, openai.APITimeoutError):
+    elif isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):  # a stream times out unwrapped
         text = "the LLM did not answer in time: try again, or raise RAG_LLM_TIMEOUT"
     elif isinstance(exc, openai.APIConnectionError):
         text = "cannot reach the LLM server: check that it is running and OPENAI_BASE_URL"

@@ -107,3 +107,12 @@ def test_follow_up_retrieval_survives_a_bad_condensed_question(rag, indexed):
         (h.node.metadata["file_name"], h.node.metadata.get("page"))
         for h in rag._loop.run(retriever.aretrieve("When does the staff cafeteria open?"))
     ]
+
+
+def test_a_timeout_while_streaming_reads_as_a_timeout():
+    import httpx
+
+    from rag.answer import describe_llm_error
+
+    # The client wraps a timeout before the answer starts; one while it streams arrives unwrapped.
+    assert describe_llm_error(httpx.ReadTimeout("")).startswith("the LLM did not answer in time")
