@@ -3,3 +3,7 @@
 Pages and the CLI call `rag.service.Rag`; nothing here imports Streamlit. Submodules are
 imported where used, so `python -m rag` starts fast for commands that need no model.
 """
+
+from rag.config import import_pymilvus
+
+import_pymilvus()  # before anything else imports it: see its docstring

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
+import sys
 from enum import Enum
 from functools import cached_property
 from pathlib import Path
@@ -111,8 +113,11 @@ class Settings(BaseSettings):
 
     @property
     def resolved_milvus_uri(self) -> str:
-        """The URI handed to pymilvus: the Lite file under the data folder by default."""
-        return self.milvus_uri or str((self.data_dir / "milvus.db").resolve())
+        """The URI handed to pymilvus: a server address as given, or the Lite file's absolute path
+        (the data folder's `milvus.db` by default; a relative path is relative to the working folder)."""
+        if "://" in self.milvus_uri:
+            return self.milvus_uri
+        return str(Path(self.milvus_uri or self.data_dir / "milvus.db").expanduser().resolve())
 
     @property
     def is_milvus_server(self) -> bool:
@@ -164,3 +169,24 @@ def validate_collection_name(name: str) -> str:
             "starting with a letter (at most 255 characters)"
         )
     return name
+
+
+def import_pymilvus() -> None:
+    """Import pymilvus with `MILVUS_URI` hidden from it; `rag/__init__.py` calls this first.
+
+    pymilvus reads `MILVUS_URI` when it is first imported (from the environment, and from a
+    `.env` file it loads itself) and parses it as a server address, so a Milvus Lite path such
+    as `data/milvus.db` made the import raise "Illegal uri" (milvus-io/milvus-lite#219). This
+    app passes the URI to every client explicitly and never uses pymilvus' default connection.
+    """
+    if "pymilvus" in sys.modules:
+        return
+    saved = os.environ.get("MILVUS_URI")
+    os.environ["MILVUS_URI"] = ""  # present, so pymilvus' load_dotenv() does not take .env's value
+    try:
+        import pymilvus  # noqa: F401
+    finally:
+        if saved is None:
+            del os.environ["MILVUS_URI"]
+        else:
+            os.environ["MILVUS_URI"] = saved

@@ -13,6 +13,7 @@ import os
 import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -138,7 +139,7 @@ class MilvusStore:
         if self._client is not None:
             return
         if not self._settings.is_milvus_server:
-            self._settings.data_dir.mkdir(parents=True, exist_ok=True)
+            Path(self._uri).parent.mkdir(parents=True, exist_ok=True)
         try:
             # The sync client starts Milvus Lite for a file URI and creates the catalog;
             # both are one-time costs, before any async call.

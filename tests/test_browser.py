@@ -68,7 +68,8 @@ def running_app(data: Path, **env: str) -> Iterator[tuple[str, Path]]:
     log = data / "streamlit.log"
     port = _free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MILVUS_", "RAG_"))}
-    environ.update(RAG_DATA_DIR=str(data), PYTHONUNBUFFERED="1", **env)
+    # As a user sets it: a Milvus Lite path in the environment (pymilvus reads MILVUS_URI too).
+    environ.update(RAG_DATA_DIR=str(data), MILVUS_URI=str(data / "app.db"), PYTHONUNBUFFERED="1", **env)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
