@@ -22,7 +22,8 @@ def main() -> None:
         page = st.navigation(_pages(), position="top")
         # Before the sidebar: switching page after its collection picker is drawn leaves that
         # widget with a stale value (the first collection instead of the active one).
-        _first_visit(rag, page)
+        if page.url_path == "":  # the root URL
+            _route_home(rag)
         common.sidebar(rag, names)
         # One call per run: answers read best in a narrow column, the library needs the width.
         st.set_page_config(layout="centered" if page.title == "Chat" else "wide")
@@ -37,25 +38,27 @@ def main() -> None:
 
 
 def _pages() -> list:
-    """Chat is the home page (`/`); Documents and Benchmark have their own URLs."""
+    """Every page has its own URL, so a deep link or a reload opens exactly that page. The root
+    URL (`/`) is a hidden page that only routes: to Chat, or to Documents while nothing is indexed."""
     return [
         st.Page(common.DOCUMENTS_PAGE, title="Documents", icon=":material/folder_open:", url_path="documents"),
-        st.Page(common.CHAT_PAGE, title="Chat", icon=":material/forum:", default=True),
+        st.Page(common.CHAT_PAGE, title="Chat", icon=":material/forum:", url_path="chat"),
         st.Page(common.BENCHMARK_PAGE, title="Benchmark", icon=":material/speed:", url_path="benchmark"),
+        st.Page(_home, title="Document chat", url_path="home", default=True, visibility="hidden"),
     ]
 
 
-def _first_visit(rag, page) -> None:
-    """A visitor who lands on Chat with nothing indexed yet is taken to Documents to upload some."""
-    if st.session_state.get("visited"):
-        return
-    st.session_state["visited"] = True
+def _home() -> None:
+    """The root URL's page: never drawn, `main` routes away from it first."""
+
+
+def _route_home(rag) -> None:
+    """The root URL: Chat, or Documents when the active collection has nothing indexed yet."""
     try:
         empty = not common.has_indexed(rag, common.active_collection())
-    except RagError:  # Milvus cannot be reached: the sidebar says so
-        return
-    if page.title == "Chat" and empty:
-        st.switch_page(common.DOCUMENTS_PAGE)
+    except RagError:  # Milvus cannot be reached: Chat says so
+        empty = False
+    st.switch_page(common.DOCUMENTS_PAGE if empty else common.CHAT_PAGE)
 
 
 if __name__ == "__main__":  # Streamlit runs this file as __main__; pages import it (see common.require_shell)

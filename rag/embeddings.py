@@ -1,4 +1,8 @@
-"""The embedding model: the packaged all-MiniLM-L6-v2 by default, any Hugging Face model otherwise."""
+"""The embedding model: the packaged all-MiniLM-L6-v2 by default, any Hugging Face model otherwise.
+
+sentence-transformers and torch take seconds to import, so they are imported when a model is
+first loaded (`rag.local_embedding`), not with this module: the app's first page shows at once.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-
-from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-from pydantic import PrivateAttr
+from typing import TYPE_CHECKING
 
 from rag.errors import ConfigError
+
+if TYPE_CHECKING:
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    from rag.local_embedding import LocalEmbedding
 
 PACKAGED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
@@ -44,31 +51,13 @@ def cpu_has_native_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-class LocalEmbedding(HuggingFaceEmbedding):
-    """HuggingFaceEmbedding that can compute in bfloat16 on CPUs built for it."""
-
-    _bf16: bool = PrivateAttr(default=False)
-
-    def _embed(self, inputs, prompt_name=None):  # type: ignore[override]
-        if not self._bf16:
-            return super()._embed(inputs, prompt_name)
-        import torch
-
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return super()._embed(inputs, prompt_name)
-
-    @property
-    def precision(self) -> str:
-        return "bfloat16" if self._bf16 else "float32"
-
-
-_models: dict[str, LocalEmbedding] = {}
+_models: dict[str, "LocalEmbedding"] = {}
 _models_lock = threading.Lock()
 
 
 def load_embed_model(
     name: str, batch_size: int = 32, offline: bool = True, precision: str = "auto"
-) -> LocalEmbedding:
+) -> "LocalEmbedding":
     """Load once per process (a model is ~100 MB to ~1 GB of weights); CPU unless a GPU is present.
 
     Offline (the default), only local folders and models already in the Hugging Face cache load.
@@ -76,6 +65,8 @@ def load_embed_model(
     key = f"{name}|{batch_size}|{offline}|{precision}"
     with _models_lock:
         if key not in _models:
+            from rag.local_embedding import LocalEmbedding
+
             path = resolve_model_path(name)
             try:
                 model = LocalEmbedding(model_name=path, embed_batch_size=batch_size, local_files_only=offline)
@@ -94,14 +85,14 @@ def load_embed_model(
         return _models[key]
 
 
-def embed_info(name: str, model: HuggingFaceEmbedding) -> EmbedInfo:
+def embed_info(name: str, model: "HuggingFaceEmbedding") -> EmbedInfo:
     st_model = model._model
     get_dim = getattr(st_model, "get_embedding_dimension", None) or st_model.get_sentence_embedding_dimension
     dim = get_dim()
     return EmbedInfo(name=name, dim=int(dim), max_tokens=int(st_model.max_seq_length))
 
 
-def count_tokens(model: HuggingFaceEmbedding) -> Callable[[str], list[int]]:
+def count_tokens(model: "HuggingFaceEmbedding") -> Callable[[str], list[int]]:
     """A token counter in the model's own word pieces, for sizing chunks.
 
     It counts with a copy of the model's tokenizer: files are parsed in worker threads while
