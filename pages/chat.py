@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from pages import common
-from rag.answer import Citation, Done, Failure, Sources, Token
+from rag.answer import MAX_QUESTION_CHARS, Citation, Done, Failure, Sources, Token, clean_question
 from rag.config import LLMMode
 from rag.errors import RagError
 from rag.service import ChatSession
@@ -29,6 +29,7 @@ class Turn:
     error: str = ""  # the LLM failed: readable message, passages kept
     refused: str = ""  # the question was refused (RagError): nothing else to show
     retrieve_only: bool = False
+    searched: str = ""  # a follow-up's search with the conversation's context
 
 
 @dataclass
@@ -51,7 +52,11 @@ def conversation(top_k: int, retrieve_only: bool) -> Conversation:
         conv.session, conv.options = rag.chat_session(collection, top_k, retrieve_only), options
         if conv.turns:
             mode = "retrieval only" if retrieve_only else "with the LLM"
-            conv.turns.append(Turn("notice", f"Settings changed (top-k {top_k}, {mode}): the next question starts a fresh memory."))
+            notice = Turn("notice", f"Settings changed (top-k {top_k}, {mode}): the next question starts a fresh memory.")
+            if conv.turns[-1].role == "notice":  # several changes between two questions: one line
+                conv.turns[-1] = notice
+            else:
+                conv.turns.append(notice)
     return conv
 
 
@@ -83,7 +88,7 @@ def show_turn(turn: Turn) -> None:
         return
     with st.chat_message(turn.role):
         if turn.role == "user":
-            st.markdown(common.safe_markdown(turn.text))
+            st.markdown(common.typed_text(turn.text))  # as typed: a question's markup is never rendered
         else:
             show_answer(turn)
 
@@ -99,6 +104,8 @@ def show_answer(turn: Turn) -> None:
     if turn.error:
         st.warning(f"No generated answer: {common.escape_markdown(turn.error)}. The retrieved passages are below.",
                    icon=":material/warning:")
+    if turn.searched:
+        st.caption(f":material/manage_search: A follow-up: also searched for “{common.escape_markdown(turn.searched)}”")
     show_sources(turn.citations, expand_first=not turn.text)
 
 
@@ -125,6 +132,7 @@ def answer(conv: Conversation, question: str) -> None:
                 elif isinstance(event, Done):
                     turn.text = event.answer.answer or turn.text.strip()
                     turn.error = event.answer.error or turn.error
+                    turn.searched = event.answer.searched
         except RagError as exc:
             turn.refused = str(exc)
         with box.container():
@@ -167,11 +175,25 @@ if ready and not conv.turns:
 for turn in conv.turns:
     show_turn(turn)
 
+def refuse(message: str, text: str) -> None:
+    """A question that cannot be asked stays out of the history; a long one is kept to copy."""
+    st.warning(common.escape_markdown(message[:1].upper() + message[1:]) + ". Nothing was asked.", icon=":material/warning:")
+    if len(text) > MAX_QUESTION_CHARS:
+        with st.expander(f"Your text ({len(text):,} characters), to shorten and send again", icon=":material/content_copy:"):
+            st.code(text, language=None, wrap_lines=True, height=240)
+
+
+# No length limit in the browser: over it, pasting did nothing at all. The core checks the length.
 question = st.chat_input(
-    "Ask a question about your documents" if ready else "Upload documents to start chatting",
+    f"Ask a question about your documents (up to {MAX_QUESTION_CHARS:,} characters)" if ready
+    else "Upload documents to start chatting",
     disabled=not ready,
-    max_chars=4000,
 )
-if question:
-    hint.empty()
-    answer(conv, question)
+if question is not None:
+    try:
+        clean_question(question)
+    except RagError as exc:
+        refuse(str(exc), question)
+    else:
+        hint.empty()
+        answer(conv, question)

@@ -28,7 +28,7 @@ CHAT_PAGE = "pages/chat.py"
 BENCHMARK_PAGE = "pages/benchmark.py"
 POLL_SECONDS = 1.0  # how often live progress refreshes while something is being indexed
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&])")
 
 
 # The shell ---------------------------------------------------------------------------------------
@@ -185,6 +185,12 @@ def has_indexed(rag: Rag, collection: str) -> bool:
 def escape_markdown(text: str) -> str:
     """Backslash-escape markdown so a file name like `*notes*.md` shows as typed."""
     return _MD_SPECIAL.sub(r"\\\1", text.replace("\n", " "))
+
+
+def typed_text(text: str) -> str:
+    """Markdown that shows what a user typed exactly: every markup character escaped, line
+    breaks kept (`escape_markdown` is for one-line names)."""
+    return "  \n".join(_MD_SPECIAL.sub(r"\\\1", line.strip()) for line in text.strip().splitlines())
 
 
 def safe_markdown(text: str) -> str:

@@ -85,7 +85,7 @@ def build_llm(settings: Settings) -> LLM | None:
             timeout=settings.llm_timeout,
             max_retries=0,
             max_tokens=settings.max_new_tokens,
-            temperature=0.1,
+            temperature=0.0,  # the same answer to the same passages: reproducible, and what a test can rely on
         )
     path = Path(settings.gguf_path) if settings.gguf_path else packaged_gguf()
     if not path.is_file():
@@ -119,7 +119,7 @@ class LlamaCppChat(LLM):
     model_path: str
     max_new_tokens: int = 256
     context_window: int = 4096
-    temperature: float = 0.1
+    temperature: float = 0.0  # greedy: the same answer every time
     repeat_penalty: float = 1.2  # small models loop on a phrase without it
 
     _llama: Any = PrivateAttr()

@@ -92,21 +92,55 @@ def test_markup_in_questions_and_documents_is_plain_text(rag, tmp_path, collecti
     assert "<script>alert(1)</script>" in answer.sources[0].text  # kept verbatim, as data
 
 
-def test_follow_up_retrieval_survives_a_bad_condensed_question(rag, indexed):
-    """A tiny LLM may rewrite a follow-up into something unrelated: the user's words still search."""
+def test_a_follow_up_searches_with_its_own_words_and_with_the_conversation(rag, indexed):
+    """The message's own best hit is always kept; the conversation's context adds to it, fused by
+    rank; no LLM rewrites anything before the sources are known."""
     from rag.answer import FollowUpRetriever
 
     inner = rag._loop.run(rag._retriever(indexed, 2))
     retriever = FollowUpRetriever(inner, top_k=2)
-    retriever.message = "How often must the pump seals be replaced?"
-    hits = rag._loop.run(retriever.aretrieve("When does the staff cafeteria open?"))
-    found = [(h.node.metadata["file_name"], h.node.metadata.get("page")) for h in hits]
-    assert ("manual.pdf", 3) in found and ("plain.txt", None) in found
-    retriever.message = ""
-    assert ("manual.pdf", 3) not in [
-        (h.node.metadata["file_name"], h.node.metadata.get("page"))
-        for h in rag._loop.run(retriever.aretrieve("When does the staff cafeteria open?"))
-    ]
+    alone = rag._loop.run(inner.aretrieve("And how often must its seals be replaced?"))
+    retriever.context = "When does the staff cafeteria open?"  # a misleading context
+    hits = rag._loop.run(retriever.aretrieve("And how often must its seals be replaced?"))
+    assert retriever.searched == "When does the staff cafeteria open? And how often must its seals be replaced?"
+    assert alone[0].node.node_id in [h.node.node_id for h in hits], "never worse than the words alone"
+    assert ("manual.pdf", 3) in [(h.node.metadata["file_name"], h.node.metadata.get("page")) for h in hits]
+
+    # A question that stands on its own is searched as it is.
+    hits = rag._loop.run(retriever.aretrieve("How often must the Zephyr pump seals be replaced?"))
+    assert retriever.searched == ""
+
+
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        ("And how often must its seals be replaced?", True),
+        ("what about them?", True),
+        ("more details", True),
+        ("Is that also true for the Aurora project?", True),
+        ("How often must the Zephyr pump seals be replaced?", False),
+        ("What is the budget of the Aurora project?", False),
+    ],
+)
+def test_which_messages_need_the_conversation(message, expected):
+    from rag.answer import needs_context
+
+    assert needs_context(message) is expected
+
+
+def test_rank_fusion_keeps_the_first_lists_best_hit():
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    from rag.answer import fuse
+
+    def ranking(*ids: str) -> list[NodeWithScore]:
+        return [NodeWithScore(node=TextNode(id_=i, text=i), score=100.0 - n) for n, i in enumerate(ids)]
+
+    own, with_context = ranking("a", "b", "c"), ranking("d", "b", "c")
+    fused = [h.node.node_id for h in fuse(own, with_context, top_k=3)]
+    assert fused == ["b", "c", "a"], "found by both lists first, then the first list's own best"
+    assert [h.node.node_id for h in fuse(own, ranking("x", "y", "z"), top_k=2)] == ["a", "x"], "ties: first list first"
+    assert "a" in [h.node.node_id for h in fuse(own, ranking("b", "c", "d"), top_k=3)]
 
 
 def test_a_timeout_while_streaming_reads_as_a_timeout():

@@ -362,10 +362,15 @@ def test_chat_retrieval_only_cites_file_and_page(indexed):
     assert FACTS["manual.pdf"] in first.text[0].value, "the passage is shown as plain text"
     assert "Retrieval only" in answer.markdown[0].value
 
+    # Several settings changed between two questions: one line says so.
+    at.toggle(key="retrieve_only").set_value(False).run()
+    at.slider(key="top_k").set_value(2).run()
+    at.toggle(key="retrieve_only").set_value(True).run()
     at.slider(key="top_k").set_value(1).run()
+    assert sum("Settings changed" in c.value for c in at.caption) == 1
     at.chat_input[0].set_value("Aurora project budget").run()
     assert len(at.chat_message[-1].expander) == 1
-    assert any("Settings changed" in c.value for c in at.caption)
+    assert sum("Settings changed" in c.value for c in at.caption) == 1
 
 
 def test_chat_streams_an_answer_with_the_local_llm_and_keeps_history(indexed):
@@ -378,6 +383,9 @@ def test_chat_streams_an_answer_with_the_local_llm_and_keeps_history(indexed):
 
     at.chat_input[0].set_value("And how often must its seals be replaced?").run()
     assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
+    follow_up = at.chat_message[-1]
+    assert "manual.pdf · page 3" in [plain(e.label)[:19] for e in follow_up.expander], "the seals' page is cited"
+    assert any("also searched for" in c.value and "Zephyr pump" in plain(c.value) for c in follow_up.caption)
     conversation = at.session_state["chats"]["documents"]
     assert [role for role, _ in conversation.session.history] == ["user", "assistant", "user", "assistant"]
 
@@ -385,13 +393,31 @@ def test_chat_streams_an_answer_with_the_local_llm_and_keeps_history(indexed):
     assert len(at.chat_message) == 0 and conversation.session.history == []
 
 
-def test_questions_the_core_refuses_are_readable_errors(indexed):
+@pytest.mark.parametrize("question, said", [
+    ("   \n\t ", "The question is empty: type a question. Nothing was asked."),
+    ("x" * 4001, "The question is 4,001 characters long; the limit is 4,000. Nothing was asked."),
+])
+def test_questions_the_core_refuses_stay_out_of_the_history(indexed, question, said):
     at = open_page(new_app(), "chat")
     at.toggle(key="retrieve_only").set_value(True).run()
-    at.chat_input[0].set_value("   ").run()
-    assert not at.exception
-    assert [plain(e.value) for e in at.chat_message[-1].error] == ["the question is empty: type a question"]
-    assert at.chat_input[0].proto.max_chars == 4000, "the browser stops what the core would refuse as too long"
+    at.chat_input[0].set_value(question).run()
+    assert not at.exception and not at.chat_message, "no bubble for a question that was not asked"
+    assert [plain(w.value) for w in at.warning] == [said]
+    assert at.chat_input[0].proto.max_chars == 0, "the browser takes any paste; the page says what the limit is"
+    assert "up to 4,000 characters" in at.chat_input[0].proto.placeholder
+    if len(question) > 4000:
+        assert at.code[0].value == question, "a long text is kept, to shorten and send again"
+    at.chat_input[0].set_value("Aurora project budget").run()
+    assert [m.name for m in at.chat_message] == ["user", "assistant"] and not at.warning
+
+
+def test_questions_are_shown_as_typed(indexed):
+    at = open_page(new_app(), "chat")
+    at.toggle(key="retrieve_only").set_value(True).run()
+    typed = "What is **the** `budget`?\n[link](javascript:alert(1)) <b>x</b> & $5"
+    at.chat_input[0].set_value(typed).run()
+    shown = at.chat_message[0].markdown[0].value
+    assert plain(shown).replace("  \n", "\n") == typed, "every markup character escaped, lines kept"
 
 
 def test_document_text_is_shown_as_text(app_rag, tmp_path):
