@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import common
-from rag import bench
+from rag import bench, bench_charts
 from rag.errors import ConfigError, RagError
 
 common.require_shell()
@@ -33,7 +34,11 @@ SERIES = {
 DEFAULT_SERIES = ["add", "batched", "search"]
 MODE_COLORS = {"sync": "#d62728", "async": "#1f77b4", "batch": "#2ca02c", "async-batch": "#9467bd",
                "pymilvus": "#8c564b", "llamaindex": "#e377c2"}
-RUN_LABEL = "this run"
+TIME_TITLES = {"add": "Adding nodes: wall time per series", "search": "Searching: wall time per series"}
+OPERATION_COLORS = {"add": "#2ca02c", "search": "#ff7f0e"}
+ROW_PX = 720  # bar pixels in one row of panels (the wide layout leaves ~870 with the axes)
+MIN_BAR_PX, MAX_BAR_PX = 30, 52  # 30: room for a value label such as "0.028" in 10 px type
+CHART_HEIGHT = 260
 
 
 @dataclass
@@ -171,94 +176,100 @@ def frame(records: list[bench.BenchRecord]) -> pd.DataFrame:
     return pd.DataFrame([r.to_json() for r in records], columns=list(bench.RECORD_FIELDS))
 
 
-def series_label(df: pd.DataFrame) -> pd.Series:
-    if df["consistency"].nunique() > 1:
-        return df["mode"] + " · " + df["consistency"]
-    return df["mode"]
+def bar_width(bars: int) -> int:
+    """Pixels per bar, the same in every panel of a chart: as wide as the row allows (a wider
+    chart would be cut off at the page's edge)."""
+    return max(1, min(MAX_BAR_PX, ROW_PX // max(bars, 1)))
 
 
-def overhead_chart(df: pd.DataFrame) -> alt.Chart | None:
-    """The same search through plain pymilvus and through LlamaIndex: median and p95 per call."""
-    mine = df[df["operation"] == "overhead"]
-    if mine.empty:
-        return None
-    data = mine.melt(id_vars=["mode", "consistency"], value_vars=["p50_ms", "p95_ms"], var_name="statistic", value_name="ms")
-    return (
-        alt.Chart(data, title="engine overhead: one search, per call")
-        .mark_bar()
-        .encode(
-            x=alt.X("statistic:N", title=None),
-            xOffset="mode:N",
-            y=alt.Y("ms:Q", title="milliseconds"),
-            color=alt.Color("mode:N", scale=alt.Scale(domain=["pymilvus", "llamaindex"],
-                                                        range=[MODE_COLORS["pymilvus"], MODE_COLORS["llamaindex"]])),
-            tooltip=["mode", "consistency", "statistic", alt.Tooltip("ms:Q", format=".2f")],
-        )
-        .properties(height=300)
+def palette(colors: dict[str, str], present: Iterable[str]) -> dict[str, str]:
+    """The colours of the names present, in the fixed order (the same name keeps its colour everywhere)."""
+    names = set(present)
+    return {name: color for name, color in colors.items() if name in names}
+
+
+def value_axis(field: str, title: str, domain: list[float], log: bool) -> alt.Y:
+    """A value axis with units in its title; a log axis is ticked at whole decades only."""
+    if log:
+        return alt.Y(f"{field}:Q", title=title, scale=alt.Scale(type="log", domain=domain),
+                     axis=alt.Axis(values=bench_charts.decades(domain), format=",~g"))
+    return alt.Y(f"{field}:Q", title=title, scale=alt.Scale(domain=domain))
+
+
+def bar_panel(rows: list[dict], *, title: str, x_title: str, value: str, value_title: str, domain: list[float],
+              field: str, colors: dict[str, str], legend: str, px: int, log: bool,
+              extra: Sequence[alt.Chart]) -> alt.LayerChart:
+    """Bars grouped by `group`, one per `field` value in each group, with their value written above.
+
+    Bars start at the bottom of the axis (explicit `y2`): a log axis has no zero to start from.
+    """
+    base = alt.Chart(pd.DataFrame(rows)).encode(
+        x=alt.X("group:N", title=x_title, sort=bench_charts.groups(rows), axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset(f"{field}:N", sort=list(colors)),
+        y=value_axis(value, value_title, domain, log),
     )
+    color = alt.Color(f"{field}:N", title=legend, legend=alt.Legend(orient="bottom"),
+                      scale=alt.Scale(domain=list(colors), range=list(colors.values())))
+    bars = base.mark_bar().encode(y2=alt.datum(domain[0]), color=color,
+                                  tooltip=[c for c in rows[0] if c not in ("label", "count")])
+    font = 10 if px >= MIN_BAR_PX else 8  # narrower bars than a label: smaller labels, not hidden bars
+    labels = base.mark_text(baseline="bottom", dy=-3, fontSize=font).encode(text="label:N")
+    return alt.layer(bars, labels, *extra, title=title).properties(width=px * len(rows), height=CHART_HEIGHT)
 
 
-def time_chart(df: pd.DataFrame, operation: str, tutorial: bool) -> alt.Chart | None:
-    if operation == "overhead":
-        return overhead_chart(df)
-    mine = df[df["operation"] == operation][["mode", "count", "seconds", "consistency"]].copy()
-    if mine.empty:
-        return None
-    mine["series"] = series_label(mine)
-    several = mine["consistency"].nunique() > 1
-    mine["source"] = RUN_LABEL
-    parts = [mine]
-    if tutorial and operation in ("add", "search"):
-        tut = pd.DataFrame([r for r in bench.tutorial_rows() if r["operation"] == operation])
-        tut["series"] = tut["mode"]
-        tut["source"] = bench.TUTORIAL_LABEL
-        tut["consistency"] = "Strong"
-        parts.append(tut.drop(columns=["operation"]))
-    data = pd.concat(parts, ignore_index=True)
-    data["seconds"] = data["seconds"].clip(lower=1e-4)  # log scale
-    modes = [m for m in MODE_COLORS if m in set(data["mode"])]
-    what = "nodes" if operation == "add" else ("queries" if operation == "search" else "calls")
-    return (
-        alt.Chart(data, title=f"{operation}: wall time by count")
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("count:Q", scale=alt.Scale(type="log"), title=f"{what} (log)"),
-            y=alt.Y("seconds:Q", scale=alt.Scale(type="log"), title="seconds (log)"),
-            color=alt.Color("mode:N", scale=alt.Scale(domain=modes, range=[MODE_COLORS[m] for m in modes]), title="mode"),
-            strokeDash=alt.StrokeDash("source:N", scale=alt.Scale(domain=[RUN_LABEL, bench.TUTORIAL_LABEL], range=[[1, 0], [5, 4]]),
-                                      legend=None),  # the caption says: dashed = the tutorial
-            shape=alt.Shape("consistency:N", title="consistency", legend=alt.Legend() if several else None),
-            detail="series:N",
-            tooltip=["source", "mode", "consistency", "count", alt.Tooltip("seconds:Q", format=".3f")],
-        )
-        .properties(height=300)
-    )
+def bar_chart(rows: list[dict], *, title: str | alt.Title, x_title: str, value: str, value_title: str, field: str,
+              colors: dict[str, str], legend: str, domain: Callable[[Iterable[float]], list[float]], shared_y: bool,
+              log: bool = False, extra: Sequence[alt.Chart] = ()) -> alt.ConcatChart:
+    """One bar panel per `panel` of the rows: side by side while every bar keeps room for its
+    label, one under another otherwise. `shared_y`: one axis for all (else each panel its own)."""
+    by_panel = bench_charts.panels(rows)
+    together = len(rows) * MIN_BAR_PX <= ROW_PX
+    px = bar_width(len(rows) if together else max(map(len, by_panel.values())))
+    everything = domain(r[value] for r in rows)
+    panels = [
+        bar_panel(panel_rows, title=panel, x_title=x_title, value=value, value_title=value_title, field=field,
+                  domain=everything if shared_y else domain(r[value] for r in panel_rows), colors=colors,
+                  legend=legend, px=px, log=log, extra=extra)
+        for panel, panel_rows in by_panel.items()
+    ]
+    chart = alt.concat(*panels, columns=len(panels) if together else 1, title=title)
+    return chart.resolve_scale(y="shared" if shared_y else "independent")
 
 
-def speedup_chart(records: list[bench.BenchRecord]) -> alt.Chart | None:
-    rows = bench.speedup_rows(records)
+def time_chart(records: list[bench.BenchRecord], operation: str, tutorial: bool) -> alt.ConcatChart | None:
+    """This run and the tutorial side by side, on one log axis of seconds."""
+    rows = bench_charts.time_rows(records, operation, tutorial)
     if not rows:
         return None
-    mine = pd.DataFrame(rows)
-    levels = mine["consistency"].nunique() > 1
-    mine["source"] = RUN_LABEL + mine["consistency"].map(lambda c: f" ({c})") if levels else RUN_LABEL
-    tut = pd.DataFrame(bench.tutorial_speedup_rows())
-    tut = tut[tut["count"].isin(set(mine["count"]))]
-    tut["source"] = bench.TUTORIAL_LABEL
-    data = pd.concat([mine[["operation", "count", "speedup", "source"]], tut], ignore_index=True)
-    return (
-        alt.Chart(data, title="async speed-up over sync (sync seconds / async seconds)")
-        .mark_bar()
-        .encode(
-            x=alt.X("count:O", title="count"),
-            xOffset="source:N",
-            y=alt.Y("speedup:Q", title="times faster"),
-            color=alt.Color("source:N", title="figures"),
-            column=alt.Column("operation:N", title=None),
-            tooltip=["operation", "count", "source", alt.Tooltip("speedup:Q", format=".1f")],
-        )
-        .properties(height=260, width=260)
-    )
+    return bar_chart(rows, title=TIME_TITLES[operation], x_title=bench_charts.COUNT_TITLES[operation],
+                     value="seconds", value_title="wall time (s, log scale)", field="mode",
+                     colors=palette(MODE_COLORS, (r["mode"] for r in rows)), legend="mode",
+                     domain=bench_charts.log_domain, shared_y=True, log=True)
+
+
+def speedup_chart(records: list[bench.BenchRecord], tutorial: bool) -> alt.ConcatChart | None:
+    """Async over sync, each panel on its own axis: this run's 1x would vanish next to the tutorial's 35x."""
+    rows = bench_charts.speedup_rows(records, tutorial)
+    if not rows:
+        return None
+    even = alt.Chart(pd.DataFrame({"speedup": [1.0]})).mark_rule(strokeDash=[4, 3], color="gray").encode(y="speedup:Q")
+    return bar_chart(rows, title=alt.Title("Async speed-up over sync", subtitle="each panel on its own axis; "
+                                           "dashed line: 1×, no gain"),
+                     x_title="nodes added or queries per series", value="speedup",
+                     value_title="speed-up (×, sync s ÷ async s)", field="operation",
+                     colors=palette(OPERATION_COLORS, (r["operation"] for r in rows)), legend="operation",
+                     domain=lambda values: bench_charts.linear_domain(values, floor=1), shared_y=False, extra=[even])
+
+
+def overhead_chart(records: list[bench.BenchRecord]) -> alt.ConcatChart | None:
+    """The same search through plain pymilvus and through LlamaIndex, per call: one panel per level."""
+    rows = bench_charts.overhead_rows(records)
+    if not rows:
+        return None
+    return bar_chart(rows, title=alt.Title("Engine overhead per search", subtitle="one panel per consistency level"),
+                     x_title="per-call statistic", value="ms", value_title="latency per call (ms)", field="mode",
+                     colors=palette(MODE_COLORS, (r["mode"] for r in rows)), legend="search through",
+                     domain=bench_charts.linear_domain, shared_y=False)
 
 
 def fastest_lines(records: list[bench.BenchRecord]) -> list[str]:
@@ -301,16 +312,13 @@ def results(run: BenchRun) -> None:
     df = frame(records)
     backends = ", ".join(dict.fromkeys(r.backend for r in records))
     tutorial = st.session_state.get("bench_show_tutorial", True)
-    note = " · dashed lines: the tutorial's published figures" if tutorial else ""
+    note = " · panels titled *tutorial*: the tutorial's published figures, for comparison" if tutorial else ""
     st.caption(f"Measured on **{common.escape_markdown(backends)}**{note}")
-    charts = [c for c in (time_chart(df, op, tutorial) for op in ("add", "search", "overhead")) if c is not None]
-    for left, right in zip(charts[::2], [*charts[1::2], None]):
-        cols = st.columns(2)
-        cols[0].altair_chart(left, width="stretch")
-        if right is not None:
-            cols[1].altair_chart(right, width="stretch")
-    if (chart := speedup_chart(records)) is not None:
-        st.altair_chart(chart)
+    charts = [time_chart(records, "add", tutorial), time_chart(records, "search", tutorial),
+              speedup_chart(records, tutorial), overhead_chart(records)]
+    for chart in charts:
+        if chart is not None:
+            st.altair_chart(chart, width="content")  # panels sized per bar: stretching would squeeze them
     if lines := fastest_lines(records):
         st.markdown("\n".join(f"- {line}" for line in lines))
     st.dataframe(

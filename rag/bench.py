@@ -755,53 +755,7 @@ def run_cli(args: Any, settings: Settings) -> int:
     return 0
 
 
-# For the Streamlit page (no I/O) ---------------------------------------------------------------
-
-# The tutorial's published figures (Milvus server, Strong, 768-d, top-3), in seconds per series.
-TUTORIAL_SECONDS: dict[tuple[str, str], dict[int, float]] = {
-    ("add", "async"): {10: 0.19, 100: 0.48, 1000: 3.22},
-    ("add", "sync"): {10: 0.56, 100: 5.85, 1000: 62.91},
-    ("search", "async"): {10: 0.55, 100: 1.39, 1000: 8.81},
-    ("search", "sync"): {10: 3.29, 100: 30.80, 1000: 308.80},
-}
-TUTORIAL_LABEL = "tutorial (server, Strong)"
-
-
-def tutorial_rows() -> list[dict[str, Any]]:
-    """The tutorial's figures as chart rows: operation, mode, count, seconds."""
-    return [
-        {"operation": op, "mode": mode, "count": count, "seconds": seconds}
-        for (op, mode), figures in TUTORIAL_SECONDS.items()
-        for count, seconds in figures.items()
-    ]
-
-
-def speedup_rows(records: Sequence[BenchRecord]) -> list[dict[str, Any]]:
-    """Sync seconds / async seconds per operation, consistency and count (the last of each pair)."""
-    rows = []
-    seen: set[tuple[str, str, str, int]] = set()
-    for r in reversed(list(records)):
-        key = (r.backend, r.consistency, r.operation, r.count)
-        if r.mode != "sync" or r.operation not in ("add", "search") or key in seen:
-            continue
-        other = next(
-            (o for o in reversed(list(records)) if o.mode == "async" and (o.backend, o.consistency, o.operation, o.count) == key),
-            None,
-        )
-        if other is not None and other.seconds > 0:
-            seen.add(key)
-            rows.append({"operation": r.operation, "count": r.count, "consistency": r.consistency,
-                         "backend": r.backend, "speedup": round(r.seconds / other.seconds, 2)})
-    return rows[::-1]
-
-
-def tutorial_speedup_rows() -> list[dict[str, Any]]:
-    return [
-        {"operation": op, "count": count,
-         "speedup": round(TUTORIAL_SECONDS[(op, "sync")][count] / TUTORIAL_SECONDS[(op, "async")][count], 2)}
-        for op in ("add", "search")
-        for count in TUTORIAL_SECONDS[(op, "sync")]
-    ]
+# For the Streamlit page (no I/O; its chart rows are in rag.bench_charts) ------------------------
 
 
 def records_csv(records: Iterable[BenchRecord]) -> str:

@@ -1,6 +1,7 @@
 """The Benchmark page through `AppTest`, against the real engine on a temporary Milvus Lite.
 
-Runs are tiny (counts 3 and 5, a few dozen nodes to search over), so the module takes seconds.
+Runs are tiny (counts 3 and 5, a few dozen nodes to search over), so the module takes seconds; the
+chart specs are checked on a hand-made finished run, so their figures are known.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from rag import bench
+from rag import bench, bench_charts
 from rag.errors import StoreUnavailable
 from tests.test_app import _app_environment, new_app, open_page, plain, texts
 
@@ -51,18 +52,49 @@ def _charts(at):
     return at.get("vega_lite_chart")
 
 
+def _record(operation, mode, count, seconds, consistency="Strong"):
+    return bench.build_record(operation, mode, count, seconds, [seconds / count] * count, backend="Milvus Lite 2.5.1",
+                              consistency=consistency, concurrency=1, batch_size=1)
+
+
+# A finished run on Milvus Lite: async about as fast as sync (1x), next to the tutorial's 35x.
+RECORDS = [
+    *(_record("add", mode, count, seconds) for count in (10, 100)
+      for mode, seconds in (("sync", count * 0.003), ("async", count * 0.0028), ("batch", 0.02), ("async-batch", 0.03))),
+    *(_record("search", mode, count, count * 0.0025) for count in (10, 100) for mode in ("sync", "async")),
+    _record("overhead", "pymilvus", 100, 0.26),
+    _record("overhead", "llamaindex", 100, 0.32),
+]
+
+
 def test_helpers_for_the_page():
-    rec = bench.build_record("add", "sync", 10, 2.0, [0.2] * 10, backend="b", consistency="Strong", concurrency=1, batch_size=1)
-    fast = bench.build_record("add", "async", 10, 0.5, [0.05] * 10, backend="b", consistency="Strong", concurrency=10, batch_size=1)
-    assert bench.speedup_rows([rec, fast]) == [
-        {"operation": "add", "count": 10, "consistency": "Strong", "backend": "b", "speedup": 4.0}
-    ]
+    rec, fast = _record("add", "sync", 10, 2.0), _record("add", "async", 10, 0.5)
     rows = list(csv.DictReader(io.StringIO(bench.records_csv([rec, fast]))))
     assert [r["mode"] for r in rows] == ["sync", "async"] and tuple(rows[0]) == bench.RECORD_FIELDS
     assert json.loads(bench.records_json([rec]))[0]["seconds"] == 2.0
-    assert {(r["operation"], r["count"]): r["speedup"] for r in bench.tutorial_speedup_rows()}[("search", 1000)] == 35.05
-    assert len(bench.tutorial_rows()) == 12
     assert bench.planned_measurements(bench.BenchOptions(counts=(3, 5), operations=("add", "search"))) == 12
+
+
+def test_chart_rows_carry_panels_groups_and_labels():
+    rec, fast = _record("add", "sync", 10, 2.0), _record("add", "async", 10, 0.5)
+    assert bench_charts.speedup_rows([rec, fast], tutorial=False) == [
+        {"panel": "this run", "group": "10", "count": 10, "operation": "add", "speedup": 4.0, "label": "4×"}
+    ]
+    tutorial = {(r["operation"], r["group"]): r["label"] for r in bench_charts.speedup_rows([rec, fast])
+                if r["panel"] == bench_charts.TUTORIAL_PANEL}
+    assert tutorial[("search", "1000")] == "35×" and len(tutorial) == 6
+    times = bench_charts.time_rows([rec, fast, _record("add", "sync", 5, 0.0)], "add")
+    assert [(r["panel"], r["group"], r["mode"]) for r in times[:3]] == [
+        ("this run", "5", "sync"), ("this run", "10", "sync"), ("this run", "10", "async")
+    ]
+    assert times[0]["seconds"] == bench_charts.MIN_SECONDS and times[0]["label"] == "0"  # a log axis has no zero
+    assert sum(r["panel"] == bench_charts.TUTORIAL_PANEL for r in times) == 6
+    assert bench_charts.groups(times) == ["5", "10", "100", "1000"]  # counts in order, not as strings
+    levels = [_record("search", "sync", 10, 2.0, "Bounded"), _record("search", "sync", 10, 0.05, "Strong")]
+    assert bench_charts.groups(bench_charts.time_rows(levels, "search", tutorial=False)) == ["10 · Bounded", "10 · Strong"]
+    assert [bench_charts.value_label(v) for v in (0.02834, 0.343, 5.85, 308.8, 12345.0)] == ["0.028", "0.34", "5.8", "309", "12,345"]
+    assert bench_charts.log_domain([0.02, 309]) == [0.01, 1000] and bench_charts.decades([0.001, 1000]) == [0.001, 0.01, 0.1, 1, 10, 100, 1000]
+    assert bench_charts.linear_domain([0.8], floor=1) == [0.0, 1.25]
 
 
 def test_the_page_shows_controls_and_the_lite_note(bench_rag):
@@ -131,17 +163,61 @@ def test_the_stop_button_stops_a_run(bench_rag):
     assert not at.button(key="bench_run_button").disabled
 
 
-class FailedRun:
-    """What the page keeps for a run that ended in an error (Milvus went away mid-run)."""
+class EndedRun:
+    """What the page keeps for a run that has ended: with its records, or with an error (Milvus went away mid-run)."""
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, records=(), error: Exception | None = None) -> None:
         self.future = Future()
-        self.future.set_exception(error)
+        if error is None:
+            self.future.set_result(list(records))
+        else:
+            self.future.set_exception(error)
         self.stop_event = threading.Event()
-        self.records, self.status, self.planned, self.running = [], "done", 4, False
+        self.records, self.status, self.planned, self.running = list(records), "done", max(len(records), 4), False
 
     def elapsed(self) -> float:
         return 1.0
+
+
+def _specs(at):
+    return [json.loads(chart.proto.spec) for chart in _charts(at)]
+
+
+def _layers(spec):
+    """Each panel's bars and labels (and any other layers), by panel title."""
+    return {panel["title"]: {layer["mark"]["type"]: layer for layer in panel["layer"]} for panel in spec["concat"]}
+
+
+def test_every_chart_labels_its_bars_and_keeps_magnitudes_apart(bench_rag):
+    at = _page()
+    at.session_state[RUN_KEY] = EndedRun(RECORDS)
+    at.run()
+    assert not at.exception, at.exception
+    specs = _specs(at)
+    titles = [s["title"] if isinstance(s["title"], str) else s["title"]["text"] for s in specs]
+    assert titles == ["Adding nodes: wall time per series", "Searching: wall time per series",
+                      "Async speed-up over sync", "Engine overhead per search"]
+    units = ["(s, log scale)", "(s, log scale)", "(×, sync s ÷ async s)", "(ms)"]
+    for spec, unit in zip(specs, units):
+        for title, layers in _layers(spec).items():
+            bar, text = layers["bar"]["encoding"], layers["text"]["encoding"]
+            assert text["text"]["field"] == "label", title  # a value label on every bar
+            assert bar["x"]["axis"]["labelAngle"] == 0, title  # horizontal count labels
+            assert bar["y"]["title"].endswith(unit), title  # units on the value axis
+            assert bar["y2"]["datum"] == bar["y"]["scale"]["domain"][0], title  # bars rise from the axis' bottom
+    # Wall times: this run and the tutorial side by side, on one shared log axis.
+    for spec in specs[:2]:
+        assert list(_layers(spec)) == ["this run", "tutorial (Milvus server, Strong)"]
+        assert spec["resolve"]["scale"]["y"] == "shared"
+        assert {layers["bar"]["encoding"]["y"]["scale"]["type"] for layers in _layers(spec).values()} == {"log"}
+    # Speed-ups: this run's ~1x and the tutorial's 35x each on their own axis, with the 1x line.
+    speedups = _layers(specs[2])
+    assert specs[2]["resolve"]["scale"]["y"] == "independent"
+    run_top = speedups["this run"]["bar"]["encoding"]["y"]["scale"]["domain"][1]
+    tutorial_top = speedups["tutorial (Milvus server, Strong)"]["bar"]["encoding"]["y"]["scale"]["domain"][1]
+    assert run_top < 2 and tutorial_top > 35
+    assert all("rule" in layers for layers in speedups.values())
+    assert list(_layers(specs[3])) == ["Strong"]
 
 
 @pytest.mark.parametrize(
@@ -153,7 +229,7 @@ class FailedRun:
 )
 def test_a_failed_run_is_a_readable_message(bench_rag, error, message):
     at = _page()
-    at.session_state[RUN_KEY] = FailedRun(error)
+    at.session_state[RUN_KEY] = EndedRun(error=error)
     at.run()
     assert not at.exception, at.exception
     assert any(message in plain(e.value) for e in at.error), [e.value for e in at.error]
