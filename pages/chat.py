@@ -88,7 +88,7 @@ def show_turn(turn: Turn) -> None:
         return
     with st.chat_message(turn.role):
         if turn.role == "user":
-            st.markdown(common.typed_text(turn.text))  # as typed: a question's markup is never rendered
+            common.show_typed(turn.text)  # a question's markup is never rendered
         else:
             show_answer(turn)
 

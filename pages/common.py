@@ -4,6 +4,7 @@ the sidebar, and the helpers that keep document text from being rendered as mark
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import threading
@@ -28,7 +29,7 @@ CHAT_PAGE = "pages/chat.py"
 BENCHMARK_PAGE = "pages/benchmark.py"
 POLL_SECONDS = 1.0  # how often live progress refreshes while something is being indexed
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$])")
 
 
 # The shell ---------------------------------------------------------------------------------------
@@ -187,10 +188,10 @@ def escape_markdown(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text.replace("\n", " "))
 
 
-def typed_text(text: str) -> str:
-    """Markdown that shows what a user typed exactly: every markup character escaped, line
-    breaks kept (`escape_markdown` is for one-line names)."""
-    return "  \n".join(_MD_SPECIAL.sub(r"\\\1", line.strip()) for line in text.strip().splitlines())
+def show_typed(text: str) -> None:
+    """Show what a user typed exactly as typed: HTML-escaped, never parsed as markdown (where
+    even escaped URLs are turned into links), line breaks kept."""
+    st.html(f'<div class="typed-text" style="white-space: pre-wrap">{html.escape(text.strip())}</div>')
 
 
 def safe_markdown(text: str) -> str:

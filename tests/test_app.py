@@ -7,6 +7,7 @@ Upload, library, delete, re-index and chat all go through the pages' own widgets
 
 from __future__ import annotations
 
+import html
 import socket
 import threading
 import time
@@ -416,8 +417,9 @@ def test_questions_are_shown_as_typed(indexed):
     at.toggle(key="retrieve_only").set_value(True).run()
     typed = "What is **the** `budget`?\n[link](javascript:alert(1)) <b>x</b> & $5"
     at.chat_input[0].set_value(typed).run()
-    shown = at.chat_message[0].markdown[0].value
-    assert plain(shown).replace("  \n", "\n") == typed, "every markup character escaped, lines kept"
+    [shown] = at.chat_message[0].get("html")
+    assert shown.proto.body == f'<div class="typed-text" style="white-space: pre-wrap">{html.escape(typed)}</div>'
+    assert not at.chat_message[0].markdown, "never parsed as markdown"
 
 
 def test_document_text_is_shown_as_text(app_rag, tmp_path):
