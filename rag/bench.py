@@ -35,6 +35,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from rag.config import Settings
@@ -448,7 +449,7 @@ class BenchEngine:
         self._client_kwargs = {"timeout": CONNECT_TIMEOUT}
         if not self.settings.is_milvus_server:
             self._client_kwargs["grpc_options"] = LITE_GRPC_OPTIONS
-            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            Path(self._uri).parent.mkdir(parents=True, exist_ok=True)
         self._status(f"connecting to {self.settings.milvus_display}")
         try:
             self._admin = MilvusClient(uri=self._uri, token=self._token, **self._client_kwargs)
