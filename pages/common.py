@@ -314,12 +314,12 @@ def _jobs_indicator() -> None:
                 st.rerun()  # indexing just finished: refresh the page (library, empty states)
             return
         job = next((j for j in active if j.state == "running"), active[0])
-        p = job.progress
-        done = p.chunks_done / p.chunks_total if p.chunks_total else 0.0
+        p, eta = job.progress, job.eta()
+        left = f" · {duration(eta)} left" if eta is not None else ""
         queued = f" (+{len(active) - 1} queued)" if len(active) > 1 else ""
         st.divider()
         st.caption(f":material/sync: Indexing into **{escape_markdown(job.collection)}**{queued}")
-        st.progress(min(done, 1.0), text=f"{p.files_done}/{p.files_total} files · ETA {duration(p.eta_seconds)}")
+        st.progress(p.fraction, text=f"{p.files_done}/{p.files_total} files · {duration(job.elapsed())} elapsed{left}")
 
     indicator()
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import streamlit as st
 
 from pages import common
 from rag.errors import RagError
-from rag.ingest import Source
+from rag.ingest import ETA_MIN_FRACTION, ETA_MIN_SECONDS, Source
 from rag.jobs import FileState, JobView
-from rag.readers import SUPPORTED_EXTENSIONS
+from rag.readers import SUPPORTED_EXTENSIONS, SUPPORTED_TYPES
 from rag.store import DocumentRecord
 from rag.uploads import find_upload, remove_upload, safe_file_name, save_upload
 
@@ -27,6 +29,8 @@ FILE_STATUS = {
 }
 
 MAX_FILE_LINES = 12  # larger jobs list their files in a table
+LIBRARY_ROWS = 25  # the library grows with its documents up to this many rows, then scrolls
+ROW_PX = 35  # a grid row (and its header) at the default row height
 
 rag = common.get_rag()
 jobs = common.get_jobs()
@@ -39,7 +43,7 @@ def upload_form() -> None:
     with st.form("upload", clear_on_submit=True, border=True):
         files = st.file_uploader(
             "Add documents",
-            type=[ext.lstrip(".") for ext in SUPPORTED_EXTENSIONS],
+            type=list(SUPPORTED_EXTENSIONS),  # with their dots: a bare "text" would mean any text/* file
             accept_multiple_files=True,
             help="PDF pages are cited by page number. Indexing runs in the background: you can go to Chat meanwhile.",
         )
@@ -83,7 +87,6 @@ def queue_uploads(files: list) -> list[tuple[str, str]]:
 
 def job_panel(job: JobView) -> None:
     """One job: overall metrics and bar while running, per-file outcome always."""
-    p = job.progress
     if job.state == "queued":
         label, icon = f"Queued: {job.label}", ":material/schedule:"
     elif job.state == "running":
@@ -94,14 +97,10 @@ def job_panel(job: JobView) -> None:
     else:
         label, icon = f"{job.label}: {job.state}", ":material/cancel:" if job.state == "cancelled" else ":material/error:"
     with st.expander(common.escape_markdown(label), icon=icon, expanded=job.active or bool(job.count("failed"))):
-        if job.active:
-            a, b, c, d = st.columns(4)
-            a.metric("Files", f"{p.files_done} / {p.files_total}")
-            b.metric("Chunks", f"{p.chunks_done:,} / {p.chunks_total:,}" if p.chunks_total else f"{p.chunks_done:,}")
-            c.metric("Speed", f"{p.chunks_per_second:.1f} chunks/s")
-            d.metric("Time left", common.duration(p.eta_seconds) if p.chunks_done else "—")
-            fraction = p.chunks_done / p.chunks_total if p.chunks_total else 0.0
-            st.progress(min(fraction, 1.0), text=f"{fraction:.0%} of chunks · {common.duration(p.elapsed)} elapsed")
+        if job.state == "running":
+            job_progress(job)
+        elif job.state == "queued":
+            st.caption("Starts when the job before it has finished.")
         elif job.report is not None:
             st.caption(f"{job.report.chunks:,} chunks in {common.duration(job.report.seconds)}")
         if job.error and job.state != "done":
@@ -115,6 +114,21 @@ def job_panel(job: JobView) -> None:
             st.button("Cancel", key=f"cancel-{job.id}", icon=":material/cancel:", on_click=jobs.cancel, args=(job.id,))
         else:
             st.button("Dismiss", key=f"dismiss-{job.id}", icon=":material/close:", on_click=jobs.dismiss, args=(job.id,))
+
+
+def job_progress(job: JobView, now: float | None = None) -> None:
+    """Measured figures only: elapsed time from the job's start (it ticks with every refresh),
+    files and chunks done, and a time left once it rests on enough work."""
+    p, now = job.progress, time.time() if now is None else now
+    eta = job.eta(now)
+    a, b, c, d = st.columns(4)
+    a.metric("Files", f"{p.files_done} / {p.files_total}", help="Files finished: indexed, unchanged or failed")
+    b.metric("Chunks", f"{p.chunks_done:,}", help="Chunks embedded and stored so far")
+    c.metric("Speed", f"{p.chunks_per_second:.1f} chunks/s")
+    d.metric("Time left", common.duration(eta) if eta is not None else "estimating…",
+             help=f"Estimated from the rate so far, once {ETA_MIN_FRACTION:.0%} of the data (by file size) "
+                  f"is done and {ETA_MIN_SECONDS:.0f} s have passed")
+    st.progress(p.fraction, text=f"{p.fraction:.0%} of the data (by file size) · {common.duration(job.elapsed(now))} elapsed")
 
 
 def file_line(file: FileState) -> None:
@@ -133,10 +147,16 @@ def file_line(file: FileState) -> None:
 def file_table(files: tuple[FileState, ...]) -> None:
     """Per-file state of a large job, as a compact table rather than one line per file."""
     ordered = sorted(files, key=lambda f: f.status not in ("failed", "skipped"))  # problems first
-    rows = [{"File": f.doc_id, "Status": FILE_STATUS[f.status][1].split(":")[0], "Chunks": f.chunks or None,
-             "Reason": f.error} for f in ordered]
-    frame = pd.DataFrame(rows).astype({"Chunks": "Int64"})  # a file not done yet: an empty cell, not "None"
-    st.dataframe(frame, hide_index=True, width="stretch", height=min(36 * (len(rows) + 1), 320))
+    rows = [{"File": f.doc_id, "Status": FILE_STATUS[f.status][1].split(":")[0],
+             "Chunks": None if f.status in ("waiting", "indexing", "skipped") else f.chunks, "Reason": f.error}
+            for f in ordered]
+    frame = pd.DataFrame(rows).astype({"Chunks": "Int64"})
+    st.dataframe(
+        frame, hide_index=True, width="stretch", height=min(ROW_PX * (len(rows) + 1) + 3, 320),
+        placeholder="—",  # a file not done yet has no chunk count, and says so without "None"
+        column_config={"File": st.column_config.TextColumn(width=200), "Status": st.column_config.TextColumn(width=110),
+                       "Chunks": st.column_config.NumberColumn(width=60), "Reason": st.column_config.TextColumn(width=530)},
+    )
 
 
 # Library -----------------------------------------------------------------------------------------
@@ -160,7 +180,7 @@ def library_table(docs: list[DocumentRecord]) -> None:
                 "Size": doc.size,
                 "Indexed at": common.local_time(doc.indexed_at),
                 "Status": doc.status,
-                **({"Note": doc.error} if notes else {}),
+                **({"Note": doc.error.removeprefix(f"{doc.file_name}: ")} if notes else {}),  # named in "File"
             }
             for doc in docs
         ]
@@ -172,23 +192,32 @@ def library_table(docs: list[DocumentRecord]) -> None:
         styled,
         hide_index=True,
         width="stretch",
-        column_config={
-            "File": st.column_config.TextColumn(width="medium"),
-            "Type": st.column_config.TextColumn(width="small"),
-            "Pages": st.column_config.TextColumn(width="small", alignment="right"),
-            "Chunks": st.column_config.NumberColumn(width="small"),
-            "Size": st.column_config.NumberColumn(format="bytes", width="small"),
-            "Indexed at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width="medium"),
-            "Status": st.column_config.TextColumn(width="small"),
+        height=table_height(len(docs)),
+        placeholder="—",  # a failed file was never indexed: no time, rather than "None"
+        column_config={  # pixels, 935 in all: a 1400 px window with the sidebar; wider pages scale them alike
+            "File": st.column_config.TextColumn(width=150),
+            "Type": st.column_config.TextColumn(width=45),
+            "Pages": st.column_config.TextColumn(width=50, alignment="right"),
+            "Chunks": st.column_config.NumberColumn(width=55),
+            "Size": st.column_config.NumberColumn(format="bytes", width=65),
+            "Indexed at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=130),
+            "Status": st.column_config.TextColumn(width=65),
             "Note": st.column_config.TextColumn(
-                "Reason / note", width="medium", help="Why a file failed, or why its last update was not applied"
+                "Reason / note", width=375, help="Why a file failed, or why its last update was not applied"
             ),
         },
     )
 
 
+def table_height(rows: int) -> int | str:
+    """The whole table up to `LIBRARY_ROWS` rows, rather than the default ten-row scroll box."""
+    return "content" if rows <= LIBRARY_ROWS else ROW_PX * (LIBRARY_ROWS + 1) + 3
+
+
 def library_actions(docs: list[DocumentRecord]) -> None:
     """Re-index or delete documents picked by name (works for one or many)."""
+    if st.session_state.pop("clear_selection", False):  # set by `flash`, before the widget exists
+        st.session_state["selected_docs"] = []
     selected = st.multiselect(
         "Select documents", [d.doc_id for d in docs], key="selected_docs", placeholder="Choose documents to re-index or delete"
     )
@@ -249,9 +278,15 @@ def delete_documents(doc_ids: list[str]) -> list[tuple[str, str]]:
 
 
 def flash(messages: list[tuple[str, str]]) -> None:
-    """Keep action results for the next run, clear the selection, and refresh everything."""
+    """Keep action results for the next run, empty the selection, and refresh everything.
+
+    Deleting the multiselect's key would reset it on the server only: the browser keeps its own
+    copy of a widget's value unless the server *sets* one, so the chip would stay while the
+    buttons, reading the server's empty value, are disabled. So the next run assigns [] before
+    the widget is drawn (too late in this run), and that value is sent to the browser.
+    """
     st.session_state["flash"] = messages
-    st.session_state.pop("selected_docs", None)
+    st.session_state["clear_selection"] = True
     st.rerun()
 
 
@@ -267,8 +302,7 @@ def show_flash() -> None:
 
 st.title(":material/folder_open: Documents", anchor=False)
 st.caption(
-    f"Collection **{common.escape_markdown(collection)}** · PDF, Word, Markdown, text, HTML, CSV, JSON and RTF · "
-    f"up to **{max_mb} MB** per file"
+    f"Collection **{common.escape_markdown(collection)}** · {SUPPORTED_TYPES} · up to **{max_mb} MB** per file"
 )
 intro = st.empty()
 upload_form()

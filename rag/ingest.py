@@ -78,17 +78,34 @@ class FileResult:
     error: str = ""
 
 
+ETA_MIN_FRACTION = 0.10  # of the bytes: before that, a time left extrapolates from too little
+ETA_MIN_SECONDS = 10.0  # and the first seconds (model warm-up, first parse) say little about the rate
+
+
 @dataclass
 class IngestProgress:
-    """A snapshot for progress bars: files and chunks done, throughput, time left."""
+    """A snapshot for progress displays: files, chunks and bytes done, all measured.
+
+    Only `chunks_total` is a guess (chunks per byte so far, applied to the files not yet parsed):
+    it scales the command line's bar and is never to be shown as a count.
+    """
 
     files_total: int
     files_done: int = 0
     chunks_done: int = 0
-    chunks_total: int = 0  # known so far, plus an estimate for files not yet parsed
-    elapsed: float = 0.0
-    current: str = ""
+    chunks_total: int = 0  # an estimate, see above
+    bytes_total: int = 0
+    bytes_done: float = 0.0  # finished files, plus the inserted share of each file in the pipeline
+    elapsed: float = 0.0  # seconds since the ingestion started, when this snapshot was taken
+    current: str = ""  # the file being parsed
     results: list[FileResult] = field(default_factory=list)
+
+    @property
+    def fraction(self) -> float:
+        """Share of the work done, by file size (by file count when sizes are unknown)."""
+        if self.bytes_total:
+            return min(self.bytes_done / self.bytes_total, 1.0)
+        return self.files_done / self.files_total if self.files_total else 0.0
 
     @property
     def chunks_per_second(self) -> float:
@@ -96,10 +113,12 @@ class IngestProgress:
 
     @property
     def eta_seconds(self) -> float | None:
-        rate = self.chunks_per_second
-        if rate <= 0:
+        """Time left at this snapshot, from the rate at which bytes were done; None until the
+        rate rests on enough work (`ETA_MIN_FRACTION`) and time (`ETA_MIN_SECONDS`)."""
+        done = self.fraction
+        if done < ETA_MIN_FRACTION or self.elapsed < ETA_MIN_SECONDS:
             return None
-        return max(self.chunks_total - self.chunks_done, 0) / rate
+        return self.elapsed * (1 - done) / done
 
     @property
     def finished(self) -> bool:
@@ -257,6 +276,7 @@ class Ingestor:
         try:
             for source in run.sources:
                 run.state.current = source.name
+                run.emit()  # the file is listed as being indexed while it is parsed
                 previous = await self._store.aget_document(collection, source.doc_id)
                 try:
                     record, nodes = await asyncio.to_thread(self.parse, source, collection)
@@ -394,12 +414,13 @@ class _Run:
         self.sources = list(sources)
         self.progress = progress
         self.started = time.perf_counter()
-        self.state = IngestProgress(files_total=len(self.sources))
         self.queue: asyncio.Queue[_Parsed | None] = asyncio.Queue(maxsize=4)
         self.in_flight: list[_Parsed] = []
         self.aborted = ""
         self._sizes = {s.doc_id: max(s.path.stat().st_size, 1) if s.path.exists() else 1 for s in self.sources}
+        self.state = IngestProgress(files_total=len(self.sources), bytes_total=sum(self._sizes.values()))
         self._bytes_parsed = 0
+        self._bytes_finished = 0
         self._chunks_parsed = 0
 
     def elapsed(self) -> float:
@@ -412,11 +433,15 @@ class _Run:
     def report(self, result: FileResult) -> None:
         self.state.results.append(result)
         self.state.files_done += 1
+        self._bytes_finished += self._sizes.get(result.doc_id, 0)
         self.emit()
 
     def emit(self) -> None:
         state = self.state
         state.elapsed = self.elapsed()
+        state.bytes_done = self._bytes_finished + sum(
+            self._sizes[doc.source.doc_id] * doc.inserted / max(len(doc.nodes), 1) for doc in self.in_flight
+        )
         unparsed = sum(self._sizes.values()) - self._bytes_parsed
         per_byte = self._chunks_parsed / self._bytes_parsed if self._bytes_parsed else 0
         state.chunks_total = self._chunks_parsed + round(unparsed * per_byte)

@@ -59,10 +59,28 @@ class JobView:
     error: str
     submitted_at: float
     finished_at: float | None
+    started_at: float | None = None  # when the worker took it up: elapsed time counts from here
+    updated_at: float | None = None  # when `progress` arrived
 
     @property
     def active(self) -> bool:
         return self.state in ("queued", "running")
+
+    def elapsed(self, now: float | None = None) -> float:
+        """Seconds since the job started, up to now (read at render time, so it ticks between
+        progress reports) or to its end."""
+        if self.started_at is None:
+            return 0.0
+        end = self.finished_at if self.finished_at is not None else (time.time() if now is None else now)
+        return max(end - self.started_at, 0.0)
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Time left: the last report's estimate, counted down since; None while it would be a guess."""
+        left = self.progress.eta_seconds
+        if left is None or self.state != "running":
+            return None
+        since = (time.time() if now is None else now) - (self.updated_at or self.submitted_at)
+        return max(left - since, 0.0)
 
     def count(self, *statuses: FileStatus) -> int:
         return sum(f.status in statuses for f in self.files)
@@ -86,6 +104,8 @@ class _Job:
     label: str
     sources: list[Source]
     submitted_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    updated_at: float | None = None
     state: JobState = "queued"
     progress: IngestProgress | None = None
     report: IngestReport | None = None
@@ -107,6 +127,8 @@ class _Job:
             error=self.error,
             submitted_at=self.submitted_at,
             finished_at=self.finished_at,
+            started_at=self.started_at,
+            updated_at=self.updated_at,
         )
 
     def _file_states(self, progress: IngestProgress) -> list[FileState]:
@@ -265,14 +287,14 @@ class IngestJobs:
                 if self._closed and not self._queue:
                     return
                 job = self._jobs[self._queue.popleft()]
-                job.state = "running"
+                job.state, job.started_at = "running", time.time()
             self._run(job)
 
     def _run(self, job: _Job) -> None:
         def progress(state: IngestProgress) -> None:
             snap = _snapshot(state)
             with self._lock:
-                job.progress = snap
+                job.progress, job.updated_at = snap, time.time()
 
         try:
             future = self._start(job.sources, job.collection, progress)

@@ -126,24 +126,34 @@ def read_pdf(path: Path) -> list[Section]:
     return sections
 
 
-READERS: dict[str, Callable[[Path], list[Section]]] = {
-    ".pdf": read_pdf,
-    ".docx": read_docx,
-    ".md": read_text,
-    ".markdown": read_text,
-    ".txt": read_text,
-    ".text": read_text,
-    ".rst": read_text,
-    ".log": read_text,
-    ".html": read_html,
-    ".htm": read_html,
-    ".csv": read_csv,
-    ".tsv": read_csv,
-    ".json": read_json,
-    ".rtf": read_rtf,
-}
+@dataclass(frozen=True)
+class FileType:
+    """One kind of document the app reads: its name for people, its extensions, its reader."""
+
+    label: str
+    extensions: tuple[str, ...]
+    reader: Callable[[Path], list[Section]]
+
+
+# The one list of supported files: the extensions, the upload box and every sentence that
+# names the types derive from it.
+FILE_TYPES = (
+    FileType("PDF", (".pdf",), read_pdf),
+    FileType("Word (.docx)", (".docx",), read_docx),
+    FileType("Markdown", (".md", ".markdown"), read_text),
+    FileType("plain text", (".txt", ".text", ".rst", ".log"), read_text),
+    FileType("HTML", (".html", ".htm"), read_html),
+    FileType("CSV", (".csv", ".tsv"), read_csv),
+    FileType("JSON", (".json",), read_json),
+    FileType("RTF", (".rtf",), read_rtf),
+)
+
+READERS: dict[str, Callable[[Path], list[Section]]] = {ext: t.reader for t in FILE_TYPES for ext in t.extensions}
 
 SUPPORTED_EXTENSIONS = tuple(sorted(READERS))
+
+# "PDF, Word (.docx), Markdown, plain text, HTML, CSV, JSON and RTF"
+SUPPORTED_TYPES = ", ".join(t.label for t in FILE_TYPES[:-1]) + f" and {FILE_TYPES[-1].label}"
 
 
 def read_file(path: Path) -> list[Section]:
@@ -152,7 +162,7 @@ def read_file(path: Path) -> list[Section]:
     if reader is None:
         raise ParseError(
             f"{path.name}: unsupported file type {path.suffix or '(none)'}; "
-            f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
+            f"supported: {SUPPORTED_TYPES} ({', '.join(SUPPORTED_EXTENSIONS)})"
         )
     if path.stat().st_size == 0:
         raise ParseError(f"{path.name}: the file is empty")
