@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import html
+import uuid
 from dataclasses import dataclass, field
 
 import streamlit as st
 
 from pages import common
-from rag.answer import MAX_QUESTION_CHARS, Citation, Done, Failure, Sources, Token, clean_question
+from rag.answer import CUT_OFF, MAX_QUESTION_CHARS, Citation, Done, Failure, Sources, Token, clean_question
 from rag.config import LLMMode
 from rag.errors import RagError
 from rag.service import ChatSession
+from rag.source_view import SourceUnavailable, locate, render_pdf_page, text_context
 
 common.require_shell()
 
@@ -30,6 +33,10 @@ class Turn:
     refused: str = ""  # the question was refused (RagError): nothing else to show
     retrieve_only: bool = False
     searched: str = ""  # a follow-up's search with the conversation's context
+    found: bool = True  # False: nothing retrieved answers the question; citations are the closest passages
+    cut_off: bool = False  # the generated answer stops mid-sentence
+    stopped: bool = False  # the user pressed Stop while it was written
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # widget keys of its sources
 
 
 @dataclass
@@ -51,7 +58,7 @@ def conversation(top_k: int, retrieve_only: bool) -> Conversation:
     elif conv.options != options:
         conv.session, conv.options = rag.chat_session(collection, top_k, retrieve_only), options
         if conv.turns:
-            mode = "retrieval only" if retrieve_only else "with the LLM"
+            mode = "retrieval only" if retrieve_only else "with answers"
             notice = Turn("notice", f"Settings changed (top-k {top_k}, {mode}): the next question starts a fresh memory.")
             if conv.turns[-1].role == "notice":  # several changes between two questions: one line
                 conv.turns[-1] = notice
@@ -63,23 +70,68 @@ def conversation(top_k: int, retrieve_only: bool) -> Conversation:
 # Drawing ------------------------------------------------------------------------------------------
 
 
-def citation_label(c: Citation) -> str:
+def citation_label(number: int, c: Citation) -> str:
     page = ""
     if c.page is not None:
         page = f" · page {c.page}"
         if c.page_label and c.page_label != str(c.page):
             page += f" (printed {common.escape_markdown(c.page_label)})"
-    return f"{common.escape_markdown(c.file or 'unknown file')}{page} · score {round(c.score, 2) + 0.0:.2f}"
+    return f"[{number}] {common.escape_markdown(c.file or 'unknown file')}{page} · score {round(c.score, 2) + 0.0:.2f}"
 
 
-def show_sources(citations: list[Citation], expand_first: bool) -> None:
+def marked_html(text: str, spans: tuple[tuple[int, int], ...]) -> str:
+    """Passage text as escaped HTML (document text is data: never markdown), answering sentences marked."""
+    parts, at = [], 0
+    for start, end in sorted(spans):
+        parts += [html.escape(text[at:start]), f"<mark>{html.escape(text[start:end])}</mark>"]
+        at = end
+    parts.append(html.escape(text[at:]))
+    return f'<div class="passage" style="white-space: pre-wrap; font-size: 0.9rem">{"".join(parts)}</div>'
+
+
+def show_sources(turn: Turn, expand_first: bool) -> None:
+    citations = turn.citations
     if not citations:
         st.caption("No passages were found for this question.")
         return
-    st.caption(f"Sources · {len(citations)} passage{'s' if len(citations) > 1 else ''}")
+    plural = "s" if len(citations) > 1 else ""
+    st.caption(f"Sources · {len(citations)} passage{plural}" if turn.found
+               else f"Closest passages · {len(citations)}, none of which answers the question")
     for i, citation in enumerate(citations):
-        with st.expander(citation_label(citation), expanded=expand_first and i == 0, icon=":material/description:"):
-            st.text(citation.text)  # document text is data: never rendered as markdown or HTML
+        with st.expander(citation_label(i + 1, citation), expanded=expand_first and i == 0, icon=":material/description:"):
+            st.html(marked_html(citation.text, citation.highlights))
+            if st.toggle("Show in the document", key=f"{turn.id}-view-{i}"):
+                show_in_document(citation, f"{turn.id}-view-{i}")
+
+
+def show_in_document(citation: Citation, key: str) -> None:
+    """The passage in its original file: the PDF page, or the surrounding lines; and the file itself."""
+    doc_id = citation.doc_id or citation.file
+    record = next((d for d in common.library(rag, collection) if d.doc_id == doc_id), None)
+    try:
+        path = locate(rag.settings, record, collection, doc_id)
+        if path.suffix.lower() == ".pdf" and citation.page is not None:
+            page = st.number_input("Page", min_value=1, value=citation.page, key=f"{key}-page",
+                                   help="Previous and next pages of the document")
+            answers = [citation.text[a:b] for a, b in citation.highlights]
+            image = render_pdf_page(path, int(page), citation.text if page == citation.page else "",
+                                    answers if page == citation.page else [])
+            caption = f"Page {image.page} of {image.pages}"
+            if page == citation.page:
+                caption += " · the passage is marked" if image.marked else " · the passage could not be located on the page"
+            st.image(image.png, caption=caption)
+        else:
+            view = text_context(path, citation.text)
+            rows = "".join(
+                f'<div style="background:{"#fff3bf" if n in view.marked else "transparent"}">'
+                f'<span style="color:#888; display:inline-block; width:3.5em">{n}</span>{html.escape(line)}</div>'
+                for n, line in view.lines
+            )
+            st.html(f'<div class="source-lines" style="font-family: monospace; font-size: 0.8rem; white-space: pre-wrap">{rows}</div>')
+        st.download_button("Download the original", path.read_bytes(), file_name=path.name, key=f"{key}-download",
+                           icon=":material/download:")
+    except SourceUnavailable as exc:
+        st.warning(common.escape_markdown(str(exc)), icon=":material/link_off:")
 
 
 def show_turn(turn: Turn) -> None:
@@ -97,16 +149,22 @@ def show_answer(turn: Turn) -> None:
     if turn.refused:
         st.error(common.escape_markdown(turn.refused), icon=":material/error:")
         return
-    if turn.text:
+    if not turn.found:
+        st.info(common.escape_markdown(turn.text), icon=":material/search_off:")
+    elif turn.text:
         st.markdown(common.safe_markdown(turn.text))
     elif turn.retrieve_only and not turn.error:
         st.markdown("Retrieval only: the passages closest to your question are below.")
+    if turn.stopped:
+        st.caption(":material/stop_circle: Stopped: the answer above is what was written until then.")
+    elif turn.cut_off:
+        st.caption(f":material/content_cut: {CUT_OFF}")
     if turn.error:
         st.warning(f"No generated answer: {common.escape_markdown(turn.error)}. The retrieved passages are below.",
                    icon=":material/warning:")
     if turn.searched:
         st.caption(f":material/manage_search: A follow-up: also searched for “{common.escape_markdown(turn.searched)}”")
-    show_sources(turn.citations, expand_first=not turn.text)
+    show_sources(turn, expand_first=not turn.text or not turn.found)
 
 
 def answer(conv: Conversation, question: str) -> None:
@@ -132,9 +190,15 @@ def answer(conv: Conversation, question: str) -> None:
                 elif isinstance(event, Done):
                     turn.text = event.answer.answer or turn.text.strip()
                     turn.error = event.answer.error or turn.error
-                    turn.searched = event.answer.searched
+                    turn.searched, turn.found, turn.cut_off = event.answer.searched, event.answer.found, event.answer.cut_off
         except RagError as exc:
             turn.refused = str(exc)
+        except Exception:  # a bug: app.py's safety net reports it
+            raise
+        except BaseException:  # Stop pressed (or the page left): Streamlit ends the run here; keep what was written
+            turn.stopped = True
+            conv.turns.append(turn)
+            raise
         with box.container():
             show_answer(turn)
     conv.turns.append(turn)
@@ -149,9 +213,9 @@ toolbar = st.container(horizontal=True, vertical_alignment="center")
 new_chat = toolbar.button("New chat", icon=":material/add_comment:", help="Forget this conversation and start over")
 with toolbar.popover("Settings", icon=":material/tune:"):
     top_k = st.slider("Passages per answer (top-k)", 1, 20, key="top_k",
-                      help="How many passages are retrieved and given to the LLM.")
+                      help="How many passages are retrieved and answered from.")
     retrieve_only = st.toggle("Retrieval only", key="retrieve_only", disabled=no_llm,
-                              help="Skip the LLM: show the closest passages only. Fast, and never wrong about what the documents say.")
+                              help="No answer text: show the closest passages only, with the sentences that answer marked.")
 conv = conversation(top_k, retrieve_only or no_llm)
 if new_chat:
     conv.session.reset()
@@ -188,6 +252,7 @@ question = st.chat_input(
     f"Ask a question about your documents (up to {MAX_QUESTION_CHARS:,} characters)" if ready
     else "Upload documents to start chatting",
     disabled=not ready,
+    submit_mode="stop",  # while an answer is written, the send button stops it
 )
 if question is not None:
     try:

@@ -295,7 +295,7 @@ def _system_info(rag: Rag) -> None:
     st.markdown(
         f":material/database: **Vector store**  \n{escape_markdown(info.milvus)}  \n"
         f":material/scatter_plot: **Embeddings**  \n{escape_markdown(info.embed_model)}  \n"
-        f":material/smart_toy: **LLM**  \n{escape_markdown(info.llm.label)}"
+        f":material/smart_toy: **Answers**  \n{escape_markdown(info.llm.label)}"
     )
     if info.llm.note:
         st.info(info.llm.note, icon=":material/info:")

@@ -170,7 +170,7 @@ def _questions(args) -> list[str]:
 
 
 def cmd_ask(args, settings) -> int:
-    from rag.answer import Done, Failure, Sources, Token
+    from rag.answer import CUT_OFF, Done, Failure, Token
 
     questions = _questions(args)
     rag = _rag(settings)
@@ -187,10 +187,12 @@ def cmd_ask(args, settings) -> int:
             elif isinstance(event, Failure):
                 print(f"\nerror: {event.message}", file=sys.stderr)
             elif isinstance(event, Done):
+                if args.retrieve_only and event.answer.found:
+                    print("(retrieval only: the passages below are the answer)", end="")
                 print()
-                _print_sources(event.answer.sources)
-            elif isinstance(event, Sources) and args.retrieve_only:
-                print("(retrieval only: the passages below are the answer)")
+                if event.answer.cut_off:
+                    print(f"note: {CUT_OFF}", file=sys.stderr)
+                _print_sources(event.answer.sources, event.answer.found)
         answers.append(None)
     if not args.json and not args.retrieve_only and rag.info.llm.note:
         print(f"\nnote: {rag.info.llm.note}", file=sys.stderr)
@@ -201,8 +203,8 @@ def cmd_ask(args, settings) -> int:
     return 0
 
 
-def _print_sources(sources) -> None:
-    print("\nSources:")
+def _print_sources(sources, found: bool = True) -> None:
+    print("\nSources:" if found else "\nClosest passages:")
     for i, s in enumerate(sources, 1):
         page = f", page {s.page}" if s.page is not None else ""
         snippet = " ".join(s.text.split())[:160]
@@ -249,7 +251,7 @@ def cmd_info(args, settings) -> int:
     info = llm_info(settings)
     print(f"Milvus:     {settings.milvus_display}")
     print(f"Embedding:  {settings.embed_model}")
-    print(f"LLM:        {info.label}")
+    print(f"Answers:    {info.label}")
     if info.note:
         print(f"            {info.note}")
     print(f"Collection: {settings.collection}")

@@ -24,9 +24,10 @@ ConsistencyLevel = Literal["Strong", "Session", "Bounded", "Eventually"]
 class LLMMode(str, Enum):
     """Which language model answers questions."""
 
-    AUTO = "auto"  # OpenAI-compatible if OPENAI_API_KEY or OPENAI_BASE_URL is set, else local
+    AUTO = "auto"  # OpenAI-compatible if OPENAI_API_KEY or OPENAI_BASE_URL is set, else quote
+    QUOTE = "quote"  # no LLM: answers quote the passages' best sentences, every word from the documents
     OPENAI = "openai"  # any OpenAI-compatible server
-    LOCAL = "local"  # a GGUF model run in-process with llama-cpp-python
+    LOCAL = "local"  # a small GGUF model run in-process with llama-cpp-python
     NONE = "none"  # retrieval only: answers are the cited passages
 
 
@@ -139,7 +140,7 @@ class Settings(BaseSettings):
             return self.llm
         if self.openai_api_key.get_secret_value() or self.openai_base_url:
             return LLMMode.OPENAI
-        return LLMMode.LOCAL
+        return LLMMode.QUOTE
 
     @property
     def password_required(self) -> bool:

@@ -237,6 +237,7 @@ class Ingestor:
             pages=max(pages) if pages else None,
             chunks=len(nodes),
             content_hash=digest,
+            source_path=str(path.resolve()),
         )
         return record, nodes
 

@@ -31,9 +31,14 @@ from rag.config import LLMMode, Settings
 from rag.errors import ConfigError
 
 TINY_MODEL_NOTE = (
-    "The offline default, SmolLM2-135M, is tiny: its answers are often wrong. Read the cited "
-    "passages, or set OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (Ollama, vLLM, llama.cpp server) "
-    "and RAG_OPENAI_MODEL for better answers."
+    "SmolLM2-135M is a small model: its answers are often wrong. Read the cited passages, set "
+    "RAG_LLM=quote for answers quoted from the documents, or set OPENAI_API_KEY (OpenAI) or "
+    "OPENAI_BASE_URL (Ollama, vLLM, llama.cpp server) and RAG_OPENAI_MODEL for generated answers."
+)
+QUOTE_NOTE = (
+    "Answers quote the sentences of your documents that best match the question; no text is "
+    "generated. For written answers set OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (Ollama, vLLM, "
+    "llama.cpp server) and RAG_OPENAI_MODEL."
 )
 
 
@@ -49,7 +54,8 @@ class LLMInfo:
     def label(self) -> str:
         return {
             LLMMode.OPENAI: f"{self.name} (OpenAI-compatible)",
-            LLMMode.LOCAL: f"{self.name} (local, llama.cpp)",
+            LLMMode.LOCAL: f"{self.name} (local small model, llama.cpp)",
+            LLMMode.QUOTE: "quotes from your documents (no LLM)",
             LLMMode.NONE: "none: retrieval only",
         }.get(self.mode, self.name)
 
@@ -69,13 +75,15 @@ def llm_info(settings: Settings) -> LLMInfo:
         if settings.gguf_path:
             return LLMInfo(mode, Path(settings.gguf_path).name)
         return LLMInfo(mode, packaged_gguf().name, TINY_MODEL_NOTE)
+    if mode is LLMMode.QUOTE:
+        return LLMInfo(mode, "quotes", QUOTE_NOTE)
     return LLMInfo(mode, "none", "Retrieval only: answers are the cited passages, with no generated text.")
 
 
 def build_llm(settings: Settings) -> LLM | None:
     """The configured model, or None for retrieval only. Local models are loaded once per process."""
     mode = settings.llm_mode
-    if mode is LLMMode.NONE:
+    if mode in (LLMMode.NONE, LLMMode.QUOTE):
         return None
     if mode is LLMMode.OPENAI:
         return OpenAICompatible(

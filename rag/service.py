@@ -24,9 +24,10 @@ from llama_index.core import VectorStoreIndex
 from llama_index.core.node_parser import SentenceSplitter
 
 from rag.answer import Answer, ChatEngine, Done, Event, QueryEngine
-from rag.config import Settings, validate_collection_name
+from rag.config import LLMMode, Settings, validate_collection_name
 from rag.embeddings import EmbedInfo, count_tokens, embed_info, load_embed_model
 from rag.errors import ConfigError, DocumentNotFound, RagError
+from rag.grounding import SupportGate, embedder
 from rag.ingest import IngestReport, Ingestor, ProgressCallback, Source, catalog_lock, collect_sources, indexing_here
 from rag.llm import LLMInfo, build_llm, llm_info
 from rag.loop import BackgroundLoop, shared_loop
@@ -322,11 +323,17 @@ class Rag:
     def astream_ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> AsyncIterator[Event]:
         return self._loop.hop_iter(self._astream_ask(question, collection, top_k, retrieve_only))
 
+    async def _answering_parts(self, retrieve_only: bool) -> tuple[Any, SupportGate, bool]:
+        """The LLM (None without one), a fresh support gate, and whether answers are quotes."""
+        quote = not retrieve_only and self.settings.llm_mode is LLMMode.QUOTE
+        llm = None if retrieve_only or quote else await asyncio.to_thread(lambda: self.llm)
+        return llm, SupportGate(embedder(self.embed_model)), quote
+
     async def _astream_ask(self, question, collection, top_k, retrieve_only) -> AsyncIterator[Event]:
         async with self._foreground():
             retriever = await self._retriever(collection, top_k)
-            llm = None if retrieve_only else await asyncio.to_thread(lambda: self.llm)
-            async for event in QueryEngine(retriever, llm, self._secrets()).astream(question):
+            llm, gate, quote = await self._answering_parts(retrieve_only)
+            async for event in QueryEngine(retriever, llm, gate, self._secrets(), quote).astream(question):
                 yield event
 
     def chat_session(self, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> "ChatSession":
@@ -346,8 +353,8 @@ class ChatSession:
     async def _get_engine(self) -> ChatEngine:
         if self._engine is None:
             retriever = await self._rag._retriever(self.collection, self.top_k)
-            llm = None if self.retrieve_only else await asyncio.to_thread(lambda: self._rag.llm)
-            self._engine = ChatEngine(retriever, llm, self._rag._secrets())
+            llm, gate, quote = await self._rag._answering_parts(self.retrieve_only)
+            self._engine = ChatEngine(retriever, llm, gate, self._rag._secrets(), quote)
         return self._engine
 
     async def _astream(self, message: str) -> AsyncIterator[Event]:

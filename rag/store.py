@@ -76,6 +76,7 @@ class DocumentRecord:
     error: str = ""
     indexed_at: str = ""
     previous: dict[str, Any] | None = None  # the indexed version this one replaces, while indexing
+    source_path: str = ""  # the file it was read from, for showing a source in place
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     @property

@@ -38,6 +38,14 @@ def rag(settings: Settings) -> Rag:
     instance.close()
 
 
+@pytest.fixture(scope="session")
+def llm_rag(data_dir: Path) -> Rag:
+    """The same data answered by the local LLM (SmolLM2 via llama.cpp) instead of quotes."""
+    instance = Rag(Settings(RAG_DATA_DIR=data_dir, RAG_LLM="local", _env_file=None))
+    yield instance
+    instance.close()
+
+
 @pytest.fixture
 def collection() -> str:
     """A fresh collection name per test, so tests never see each other's documents."""

@@ -297,8 +297,9 @@ def test_a_fresh_data_folder_leads_to_the_documents_page(app_rag):
     assert at.title[0].value.endswith("Documents")
     assert any("Start here" in i.value for i in at.info)
     sidebar = "\n".join(m.value for m in at.sidebar.markdown)
-    assert "Milvus Lite file" in sidebar and "all\\-MiniLM\\-L6\\-v2" in sidebar and "SmolLM2" in sidebar
-    assert any("OPENAI_API_KEY" in i.value for i in at.sidebar.info), "the tiny model's note says how to configure a real one"
+    assert "Milvus Lite file" in sidebar and "all\\-MiniLM\\-L6\\-v2" in sidebar
+    assert "**Answers**  \nquotes from your documents \\(no LLM\\)" in sidebar, "the sidebar says which mode answers"
+    assert any("OPENAI_API_KEY" in i.value for i in at.sidebar.info), "the note says how to configure an LLM"
     assert at.selectbox(key="collection").value == "documents"
     uploader = at.file_uploader[0]
     assert uploader.accept_multiple_files and {".pdf", ".docx", ".md"} <= set(uploader.allowed_type)
@@ -359,8 +360,9 @@ def test_chat_retrieval_only_cites_file_and_page(indexed):
     answer = at.chat_message[-1]
     assert answer.name == "assistant"
     first = answer.expander[0]
-    assert plain(first.label).startswith("manual.pdf · page 2")
-    assert FACTS["manual.pdf"] in first.text[0].value, "the passage is shown as plain text"
+    assert plain(first.label).startswith("[1] manual.pdf · page 2")
+    [passage] = first.get("html")
+    assert f"<mark>{FACTS['manual.pdf']}</mark>" in passage.proto.body, "the answering sentence is marked"
     assert "Retrieval only" in answer.markdown[0].value
 
     # Several settings changed between two questions: one line says so.
@@ -374,18 +376,18 @@ def test_chat_retrieval_only_cites_file_and_page(indexed):
     assert sum("Settings changed" in c.value for c in at.caption) == 1
 
 
-def test_chat_streams_an_answer_with_the_local_llm_and_keeps_history(indexed):
+def test_chat_quotes_the_documents_and_keeps_history(indexed):
     at = open_page(new_app(), "chat")
     at.chat_input[0].set_value(PUMP).run()
     assert not at.exception and not at.error and not at.warning
     answer = at.chat_message[-1]
-    assert answer.markdown[0].value.strip(), "the LLM wrote an answer"
-    assert plain(answer.expander[0].label).startswith("manual.pdf · page 2")
+    assert plain(answer.markdown[0].value).startswith(FACTS["manual.pdf"] + " [1]"), "a quote with its source number"
+    assert plain(answer.expander[0].label).startswith("[1] manual.pdf · page 2")
 
     at.chat_input[0].set_value("And how often must its seals be replaced?").run()
     assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
     follow_up = at.chat_message[-1]
-    assert "manual.pdf · page 3" in [plain(e.label)[:19] for e in follow_up.expander], "the seals' page is cited"
+    assert any(plain(e.label)[4:].startswith("manual.pdf · page 3") for e in follow_up.expander), "the seals' page is cited"
     assert any("also searched for" in c.value and "Zephyr pump" in plain(c.value) for c in follow_up.caption)
     conversation = at.session_state["chats"]["documents"]
     assert [role for role, _ in conversation.session.history] == ["user", "assistant", "user", "assistant"]
@@ -422,6 +424,48 @@ def test_questions_are_shown_as_typed(indexed):
     assert not at.chat_message[0].markdown, "never parsed as markdown"
 
 
+def test_a_source_opens_in_its_document(app_rag, indexed):
+    """The cited PDF page drawn with the passage marked, its neighbours, the original to download;
+    a Word passage in its surrounding lines; a damaged original says so and the answer stays."""
+    at = open_page(new_app(), "chat")
+    at.chat_input[0].set_value(PUMP).run()
+    turn = at.session_state["chats"]["documents"].turns[-1]
+    at.toggle(key=f"{turn.id}-view-0").set_value(True).run()
+    assert not at.exception and not at.warning
+    [image] = at.get("image")
+    assert image.proto.imgs[0].caption == "Page 2 of 3 · the passage is marked"
+    assert at.get("download_button")[0].proto.label == "Download the original"
+    at.number_input(key=f"{turn.id}-view-0-page").set_value(3).run()
+    assert at.get("image")[0].proto.imgs[0].caption == "Page 3 of 3", "the next page, unmarked"
+
+    at.chat_input[0].set_value("Aurora project budget").run()
+    turn = at.session_state["chats"]["documents"].turns[-1]
+    assert turn.citations[0].file == "report.docx"
+    at.toggle(key=f"{turn.id}-view-0").set_value(True).run()
+    lines = [h.proto.body for h in at.get("html") if "source-lines" in h.proto.body]
+    assert lines and html.escape(FACTS["report.docx"]) in lines[0] and "#fff3bf" in lines[0]
+
+    upload_copy = find_upload(app_rag.settings, "documents", "report.docx")
+    saved = upload_copy.read_bytes()
+    upload_copy.write_bytes(b"not a docx any more")
+    try:
+        at.run()
+        assert not at.exception
+        assert any("cannot be read any more" in plain(w.value) for w in at.warning)
+        assert plain(at.chat_message[-1].markdown[0].value).startswith(FACTS["report.docx"]), "the answer stays"
+    finally:
+        upload_copy.write_bytes(saved)
+
+
+def test_a_question_the_documents_do_not_answer_is_declined_on_the_page(indexed):
+    at = open_page(new_app(), "chat")
+    at.chat_input[0].set_value("What is the population of Tokyo?").run()
+    answer = at.chat_message[-1]
+    assert [plain(i.value) for i in answer.info][0].startswith("Not in your documents")
+    assert any("Closest passages" in c.value for c in answer.caption)
+    assert not answer.markdown, "nothing is written as an answer"
+
+
 def test_document_text_is_shown_as_text(app_rag, tmp_path):
     markup = "# Heading\n\n**Gravel** policy: <b>bold</b> <script>alert(1)</script> [link](http://example.com) $5 and $6"
     at = open_page(new_app(), "documents")
@@ -430,9 +474,10 @@ def test_document_text_is_shown_as_text(app_rag, tmp_path):
     at.toggle(key="retrieve_only").set_value(True).run()
     at.chat_input[0].set_value("gravel policy").run()
     passage = at.chat_message[-1].expander[0]
-    assert plain(passage.label).startswith("markup.md")
-    assert "<script>alert(1)</script>" in passage.text[0].value and "**Gravel**" in passage.text[0].value
-    assert not passage.markdown, "document text never goes through markdown"
+    assert plain(passage.label).startswith("[1] markup.md")
+    [shown] = passage.get("html")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown.proto.body and "**Gravel**" in shown.proto.body
+    assert "<script>" not in shown.proto.body and not passage.markdown, "document text is escaped, never markdown"
 
 
 def test_answer_markup_is_escaped():
@@ -587,7 +632,7 @@ def test_an_unreachable_llm_is_a_readable_warning_with_the_passages(broken_llm_r
     assert not at.exception and not at.error
     answer = at.chat_message[-1]
     assert any("cannot reach the LLM server" in plain(w.value) for w in answer.warning)
-    assert plain(answer.expander[0].label).startswith("manual.pdf · page 2"), "passages are still shown"
+    assert plain(answer.expander[0].label).startswith("[1] manual.pdf · page 2"), "passages are still shown"
 
 
 # The optional password ---------------------------------------------------------------------------

@@ -238,7 +238,7 @@ def _upload(page, server: str, path: Path) -> None:
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files([path])
     page.get_by_test_id("stFileChip").first.wait_for()
     page.get_by_role("button", name="Upload and index").click()
-    page.get_by_text(re.compile(rf"^{re.escape(path.name)}: 1 (indexed|already in the collection)")).wait_for(timeout=LONG)
+    page.get_by_text(re.compile(rf"^{re.escape(path.name)}: 1 (indexed|updated|already in the collection)")).wait_for(timeout=LONG)
     _settle(page)
 
 

@@ -48,9 +48,17 @@ def test_ingest_ask_docs_delete_round_trip(cli, corpus, tmp_path):
     result = cli("ask", "What is the Aurora project budget?", "--json", "--top-k", "2")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert isinstance(answer["answer"], str) and answer["answer"]
-    assert answer["sources"][0]["file"] == "report.docx"
-    assert set(answer["sources"][0]) == {"file", "page", "score", "text"}
+    assert answer["answer"].startswith("The Aurora project budget is 3.5 million euros for the year. [1]")
+    assert answer["found"] is True and answer["sources"][0]["file"] == "report.docx"
+    assert set(answer["sources"][0]) == {"file", "page", "score", "text", "highlights"}
+    [[start, end]] = answer["sources"][0]["highlights"]
+    assert answer["sources"][0]["text"][start:end] == "The Aurora project budget is 3.5 million euros for the year."
+
+    result = cli("ask", "What is the population of Tokyo?", "--json", "--top-k", "2")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["found"] is False and answer["answer"].startswith("Not in your documents")
+    assert len(answer["sources"]) == 2, "the closest passages, as such"
 
     questions = tmp_path / "q.json"
     questions.write_text(json.dumps(["Zephyr pump pressure", "Aurora budget"]))
@@ -76,7 +84,17 @@ def test_human_output_streams_answer_and_sources(cli, corpus):
     result = cli("ask", "When does the cafeteria open?", "-c", "human")
     assert result.returncode == 0, result.stderr
     assert "Sources:" in result.stdout and "plain.txt" in result.stdout
-    assert "SmolLM2-135M, is tiny" in result.stderr  # the user is told the default LLM is weak
+    assert "The staff cafeteria opens at 7:15 every weekday morning. [1]" in result.stdout
+    assert "Answers quote the sentences of your documents" in result.stderr  # which mode answers
+
+    result = cli("ask", "Who painted the Mona Lisa?", "-c", "human")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Not in your documents") and "Closest passages:" in result.stdout
+
+    result = cli("ask", "When does the cafeteria open?", "-c", "human", RAG_LLM="local")
+    assert result.returncode == 0, result.stderr
+    assert "SmolLM2-135M is a small model" in result.stderr  # the user is told the local LLM is weak
+    assert "Answers:    quotes from your documents (no LLM)" in cli("info").stdout
 
 
 def test_a_failing_file_is_reported_and_exit_is_nonzero(cli, corpus, tmp_path):
@@ -100,7 +118,7 @@ def test_a_failing_file_is_reported_and_exit_is_nonzero(cli, corpus, tmp_path):
         (("docs",), {"MILVUS_URI": "ftp://nowhere"}, "is not a Milvus address"),
         (("docs",), {"MILVUS_URI": "http://127.0.0.1:1"}, "cannot use Milvus server http://127.0.0.1:1"),
         (("docs",), {"RAG_TOP_K": "0"}, "RAG_TOP_K"),
-        (("ask", "pump"), {"RAG_GGUF_PATH": "/no/model.gguf"}, "RAG_GGUF_PATH '/no/model.gguf' does not exist"),
+        (("ask", "pump"), {"RAG_LLM": "local", "RAG_GGUF_PATH": "/no/model.gguf"}, "RAG_GGUF_PATH '/no/model.gguf' does not exist"),
         (("ask", "pump"), {"RAG_EMBED_MODEL": "no-such-org/no-such-model"}, "cannot load embedding model"),
         (("bench-ingest", "--memory", "2"), {}, "--memory must be at least 5 chunks"),
     ],

@@ -1,0 +1,160 @@
+"""Which sentences of the retrieved passages answer a question, and whether any does at all.
+
+Used for the quoted (offline) answers, for the highlights under every answer, and to say "not in
+your documents" instead of answering when nothing retrieved supports an answer. No I/O here: the
+embedding function is passed in, so the scoring is the same in every answer mode.
+
+A sentence is scored on two things: how much of the question's rare terms it contains (exact
+terms such as `libtasn1.h` or `-J` count, which embeddings blur) and how close its embedding is to
+the question's (paraphrases, which term overlap misses).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+Embed = Callable[[list[str]], list[list[float]]]
+
+# Calibrated on real questions, in and out of scope (see README, "Answers"): a passage supports
+# an answer when its best sentence is this close to the question in meaning...
+MIN_SIMILARITY = 0.45
+# ... or shares this much of the question's weighted terms and is at least loosely related.
+MIN_TERM_SHARE, MIN_SIMILARITY_WITH_TERMS = 0.6, 0.3
+MAX_QUOTES = 3
+MAX_QUOTE_CHARS = 500  # one quote: a longer "sentence" is a table or a list, cut at a word
+MAX_CANDIDATES = 24  # sentences embedded per question: the cost of a quoted answer's first words
+QUOTE_FRACTION = 0.8  # a further quote must score this share of the best one
+
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have
+    having he her here hers herself him himself his how i if in into is it its itself just me more most
+    my myself no nor not now of off on once only or other our ours ourselves out over own same she
+    should so some such than that the their theirs them themselves then there these they this those
+    through to too under until up very was we were what when where which while who whom why will with
+    would you your yours yourself yourselves tell explain describe please say does mean use used""".split()
+)
+_TOKEN = re.compile(r"-?[a-z0-9][a-z0-9_.+\-]*[a-z0-9+]|-?[a-z0-9]")
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9`-])|\n\s*\n|\n(?=\s*(?:[-*•]|\d+[.)])\s)")
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A sentence that answers the question: which passage, where in its text, how well."""
+
+    source: int  # 0-based position of the passage among the retrieved ones
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Evidence:
+    found: bool  # whether anything retrieved supports an answer
+    quotes: tuple[Quote, ...]  # the best sentences, best first (empty when not found)
+    highlights: tuple[tuple[tuple[int, int], ...], ...]  # per passage: character spans to mark
+    similarity: float  # of the best sentence to the question (cosine)
+    term_share: float  # of the question's weighted terms in the best sentence
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Sentences as (start, end) offsets into `text`, stripped; lines of lists count as sentences."""
+    spans, start = [], 0
+    for match in _SENTENCE_BREAK.finditer(text):
+        spans.append((start, match.start()))
+        start = match.end()
+    spans.append((start, len(text)))
+    result = []
+    for begin, end in spans:
+        while begin < end and text[begin].isspace():
+            begin += 1
+        while end > begin and text[end - 1].isspace():
+            end -= 1
+        if end - begin >= 3:
+            result.append((begin, end))
+    return result
+
+
+def terms(text: str) -> set[str]:
+    """Content terms, lower case, lightly stemmed; dotted or hyphenated names also count whole."""
+    found: set[str] = set()
+    for token in _TOKEN.findall(text.lower()):
+        if len(token) > 1 and token.lstrip("-") not in STOPWORDS:  # `-J`, `2.3.5`, `libtasn1.h`
+            found.add(_stem(token))
+        parts = re.split(r"[._+\-]+", token)
+        if len(parts) > 1:
+            found.update(_stem(p) for p in parts if len(p) > 1 and p not in STOPWORDS and not p.isdigit())
+    return found
+
+
+def _stem(word: str) -> str:
+    for suffix, keep in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            return word[: len(word) - len(suffix)] + keep
+    return word
+
+
+def weigh(question: str, passages: Sequence[str], embed: Embed) -> Evidence:
+    """Score every sentence of `passages` (in retrieval order) against `question`."""
+    candidates = [(i, start, end) for i, text in enumerate(passages) for start, end in sentence_spans(text)]
+    if not candidates:
+        return Evidence(False, (), tuple(() for _ in passages), 0.0, 0.0)
+    texts = [passages[i][start:end] for i, start, end in candidates]
+    share = _term_shares(question, texts)
+    prior = [1.0 / (1 + i) for i, _, _ in candidates]  # the retriever's order, as a tie-breaker
+    shortlist = sorted(range(len(candidates)), key=lambda n: share[n] + 0.1 * prior[n], reverse=True)[:MAX_CANDIDATES]
+    vectors = embed([question] + [texts[n][:MAX_QUOTE_CHARS] for n in shortlist])
+    query, rest = vectors[0], vectors[1:]
+    similarity = {n: _cosine(query, v) for n, v in zip(shortlist, rest)}
+    score = {n: 0.55 * similarity[n] + 0.45 * share[n] + 0.03 * prior[n] for n in shortlist}
+    ranked = sorted(shortlist, key=lambda n: score[n], reverse=True)
+    best = ranked[0]
+    found = any(_supports(similarity[n], share[n]) for n in shortlist)
+    quotes: list[Quote] = []
+    if found:
+        for n in ranked:
+            if len(quotes) == MAX_QUOTES or score[n] < QUOTE_FRACTION * score[best]:
+                break
+            if _supports(similarity[n], share[n]) or not quotes:
+                i, start, end = candidates[n]
+                end = min(end, _cut(passages[i], start, end))
+                quotes.append(Quote(i, start, end, passages[i][start:end], round(score[n], 4)))
+    highlights = tuple(
+        tuple(sorted((q.start, q.end) for q in quotes if q.source == i)) for i in range(len(passages))
+    )
+    return Evidence(found, tuple(quotes), highlights, round(similarity[best], 4), round(share[best], 4))
+
+
+def _supports(similarity: float, share: float) -> bool:
+    return similarity >= MIN_SIMILARITY or (share >= MIN_TERM_SHARE and similarity >= MIN_SIMILARITY_WITH_TERMS)
+
+
+def _term_shares(question: str, sentences: list[str]) -> list[float]:
+    """The share of the question's terms each sentence holds, each term weighted by its rarity
+    among the sentences (a term found nowhere weighs most: it is what the documents lack)."""
+    wanted = terms(question)
+    if not wanted:
+        return [0.0] * len(sentences)
+    held = [terms(s) & wanted for s in sentences]
+    count = len(sentences)
+    weight = {t: math.log(1 + (count + 1) / (0.5 + sum(t in h for h in held))) for t in wanted}
+    total = sum(weight.values())
+    return [sum(weight[t] for t in h) / total for h in held]
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
+
+def _cut(text: str, start: int, end: int) -> int:
+    """Where a quote stops: at most MAX_QUOTE_CHARS, at a word boundary."""
+    if end - start <= MAX_QUOTE_CHARS:
+        return end
+    space = text.rfind(" ", start, start + MAX_QUOTE_CHARS)
+    return space if space > start else start + MAX_QUOTE_CHARS
