@@ -25,7 +25,7 @@ MIN_SIMILARITY = 0.45
 MIN_TERM_SHARE, MIN_SIMILARITY_WITH_TERMS = 0.6, 0.3
 MAX_QUOTES = 3
 MAX_QUOTE_CHARS = 500  # one quote: a longer "sentence" is a table or a list, cut at a word
-MAX_CANDIDATES = 24  # sentences embedded per question: the cost of a quoted answer's first words
+MAX_CANDIDATES = 10  # sentences embedded per question: the cost of a quoted answer's first words
 QUOTE_FRACTION = 0.8  # a further quote must score this share of the best one
 
 STOPWORDS = frozenset(

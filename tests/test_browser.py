@@ -185,14 +185,22 @@ def test_upload_ask_follow_up_and_delete(page, server, tmp_path):
     answer = _ask(page, PUMP)
     sources = answer.get_by_test_id("stExpander")
     first = sources.first.inner_text()
-    assert "manual.pdf" in first and "page 2" in first, first
-    assert answer.get_by_test_id("stMarkdownContainer").first.inner_text().strip(), "an answer was written"
+    assert "[1] manual.pdf" in first and "page 2" in first, first
+    written = answer.get_by_test_id("stMarkdownContainer").first.inner_text().strip()
+    assert written.startswith("The Zephyr pump operates at a pressure of 42 bar. [1]"), written
+    expect(sources.first.locator("mark")).to_have_text("The Zephyr pump operates at a pressure of 42 bar.")
     follow = _ask(page, "And how often must its seals be replaced?")
     cited = follow.get_by_test_id("stExpander").all_inner_texts()
     assert any("manual.pdf" in c and "page 3" in c for c in cited), cited  # the seals' page
     expect(follow.get_by_text(re.compile("also searched for"))).to_be_visible()
     assert page.get_by_test_id("stChatMessage").count() == 4
-    sources.first.click()  # open the cited passage for the screenshot
+    # The first source in its document: the PDF page, drawn with the passage marked.
+    sources.first.click()  # open the first source
+    sources.first.get_by_text("Show in the document").click()
+    expect(sources.first.get_by_test_id("stImage")).to_be_visible(timeout=LONG)
+    expect(sources.first).to_contain_text("Page 2 of 3 · the passage is marked")
+    _settle(page)
+    answer.scroll_into_view_if_needed()
     _shot(page, "chat.png", height=1500)
 
     # Benchmark: a tiny live run on the app's Milvus Lite, its charts and table.

@@ -8,6 +8,7 @@ timeout. In every failure the passages are still returned.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from rag.answer import Done, Failure, Sources, Token
+from rag.answer import NOT_FOUND, Done, Failure, Sources, Token
 from rag.config import Settings
 from rag.llm import packaged_gguf
 from rag.service import Rag
@@ -81,6 +82,11 @@ def test_answers_stream_from_the_openai_compatible_server(settings, llm_server, 
     follow = rag.chat_session(indexed, top_k=2)
     follow.chat("What does the pump manual say about pressure?")
     assert follow.chat("And about its seals?").answer
+    answer = events[-1].answer
+    assert answer.found and re.findall(r"\[(\d+)\]", answer.answer) in ([], ["1"], ["2"], ["1", "2"], ["2", "1"]), \
+        "citation markers only point at the sources"
+    declined = rag.ask("What is the population of Tokyo?", indexed, top_k=2)
+    assert not declined.found and declined.answer == NOT_FOUND and len(declined.sources) == 2
     assert any(r.name.startswith(("openai", "httpx", "httpcore")) for r in caplog.records), "the client's own logs were seen"
     assert API_KEY not in caplog.text and API_KEY not in "".join(capfd.readouterr())
 

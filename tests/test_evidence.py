@@ -1,0 +1,80 @@
+"""Evidence: sentences, citation markers, and sources shown in their original files, including
+the ways an original can go wrong (deleted, damaged, encrypted, changed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.answer import MarkerFilter, keep_valid_markers
+from rag.evidence import sentence_spans, terms
+from rag.source_view import SourceUnavailable, locate, render_pdf_page, text_context
+from rag.store import DocumentRecord
+from tests.docs import FACTS, make_pdf
+
+
+def test_sentences_and_terms():
+    text = "The pump runs at 4 bar. Seals must be replaced every 6 months!\n\n- item one\n- item two"
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "The pump runs at 4 bar.", "Seals must be replaced every 6 months!", "- item one", "- item two",
+    ]
+    assert {"-j", "libtasn1.h", "libtasn1", "mime-magic", "mime", "magic", "tar"} <= terms(
+        "What does tar's -J option do with libtasn1.h and MIME-Magic?"
+    )
+    assert not {"what", "does", "the", "with"} & terms("What does the option do with it?")
+
+
+def test_markers_that_point_nowhere_are_never_shown():
+    assert keep_valid_markers("A [1]. B [7]. C [2, 9]. D [3][4].", 3) == "A [1]. B . C [2]. D [3]."
+    stream = MarkerFilter(2)
+    shown = [stream.feed(t) for t in ["The pump [", "1] runs [", "9", "]. Seals [2", "]."]] + [stream.flush()]
+    assert "".join(shown) == "The pump [1] runs . Seals [2]."
+    assert all("[9" not in part for part in shown), "not even for a moment"
+
+
+@pytest.fixture(scope="module")
+def pdf(tmp_path_factory) -> Path:
+    pages = [f"Page {n} of the manual. Nothing to see here." for n in range(1, 51)]
+    pages[36] = "Chapter 9. Storage. " + FACTS["manual.pdf"] + " Keep the pump dry."
+    return make_pdf(tmp_path_factory.mktemp("pdf") / "long.pdf", pages, labels=False)
+
+
+def test_a_page_of_a_long_pdf_is_drawn_with_its_passage_marked(pdf):
+    image = render_pdf_page(pdf, 37, "Chapter 9. Storage. " + FACTS["manual.pdf"], [FACTS["manual.pdf"]])
+    assert (image.page, image.pages, image.marked) == (37, 50, True)
+    assert image.png.startswith(b"\x89PNG")
+    assert not render_pdf_page(pdf, 38, "Chapter 9. Storage.").marked, "a passage is only marked where it is"
+
+
+def test_a_page_that_cannot_be_shown_says_why(pdf, tmp_path):
+    with pytest.raises(SourceUnavailable, match="has 50 pages, not a page 51"):
+        render_pdf_page(pdf, 51)
+    damaged = tmp_path / "damaged.pdf"
+    damaged.write_bytes(pdf.read_bytes()[:300])
+    with pytest.raises(SourceUnavailable, match="damaged.pdf cannot be shown"):
+        render_pdf_page(damaged, 1)
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(pdf))
+    writer.encrypt("secret")
+    locked = tmp_path / "locked.pdf"
+    with locked.open("wb") as out:
+        writer.write(out)
+    with pytest.raises(SourceUnavailable, match="password-protected"):
+        render_pdf_page(locked, 1)
+
+
+def test_a_text_passage_is_shown_in_its_lines(tmp_path, settings):
+    path = tmp_path / "notes.md"
+    path.write_text("# Birds\n\nNotes.\n\n## Herons\n\nThe heron migration starts\nin the second week of October.\n\nEnd.\n")
+    view = text_context(path, "The heron migration starts in the second week of October.", context=1)
+    assert view.marked == {7, 8} and [n for n, _ in view.lines] == [6, 7, 8, 9]
+    with pytest.raises(SourceUnavailable, match="no longer in notes.md"):
+        text_context(path, "A sentence the file never had.")
+
+    record = DocumentRecord(collection="c", doc_id="notes.md", file_name="notes.md", source_path=str(path))
+    assert locate(settings, record, "c", "notes.md") == path
+    path.unlink()
+    with pytest.raises(SourceUnavailable, match="deleted or moved"):
+        locate(settings, record, "c", "notes.md")
