@@ -151,7 +151,7 @@ def _ask(page, question: str) -> object:
     box.fill(question)
     box.press("Enter")
     answer = answers.nth(before)
-    answer.get_by_text(re.compile(r"^Sources · ")).wait_for(timeout=LONG)
+    answer.get_by_text(re.compile(r"^(Sources|Closest passages) · ")).wait_for(timeout=LONG)
     _settle(page)
     return answer
 
@@ -200,7 +200,7 @@ def test_upload_ask_follow_up_and_delete(page, server, tmp_path):
     expect(sources.first.get_by_test_id("stImage")).to_be_visible(timeout=LONG)
     expect(sources.first).to_contain_text("Page 2 of 3 · the passage is marked")
     _settle(page)
-    answer.scroll_into_view_if_needed()
+    page.get_by_test_id("stChatMessage").first.evaluate("el => el.scrollIntoView({block: 'start'})")
     _shot(page, "chat.png", height=1500)
 
     # Benchmark: a tiny live run on the app's Milvus Lite, its charts and table.
@@ -236,6 +236,7 @@ def test_upload_ask_follow_up_and_delete(page, server, tmp_path):
     answer = _ask(page, PUMP)
     cited = " ".join(answer.get_by_test_id("stExpander").all_inner_texts())
     assert "manual.pdf" not in cited and "report.docx" in cited
+    expect(answer.get_by_text(re.compile("^Not in your documents"))).to_be_visible()  # the pump is gone
 
 
 def _upload(page, server: str, path: Path) -> None:
@@ -412,7 +413,7 @@ def test_two_sessions_upload_batch_while_chatting(browser, server, tmp_path):
         # B's answer: streamed, citing manual.pdf page 2, while A's batch is still indexing.
         answers = b.get_by_test_id("stChatMessage").filter(has=b.get_by_test_id("stChatMessageAvatarAssistant"))
         answer = answers.first
-        answer.get_by_text(re.compile(r"^Sources · ")).wait_for(timeout=LONG)
+        answer.get_by_text(re.compile(r"^(Sources|Closest passages) · ")).wait_for(timeout=LONG)
         answered = time.monotonic() - started
         expect(running).to_be_visible(timeout=1_000)  # the batch has not finished
         _settle(b)
