@@ -41,12 +41,20 @@ class Citation:
     text: str
     doc_id: str = ""
     page_label: str | None = None
+    score_kind: str = "similarity"  # hybrid scores are RRF values, keyword scores BM25: not similarities
+
+    @property
+    def score_label(self) -> str:
+        """The score with what it is, e.g. "similarity 0.83" or "rank score 0.0328"."""
+        digits = 4 if self.score_kind == "rank score" else 2
+        return f"{self.score_kind} {round(self.score, digits) + 0.0:.{digits}f}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "page": self.page, "score": round(self.score, 4), "text": self.text}
+        return {"file": self.file, "page": self.page, "score": round(self.score, 4), "score_kind": self.score_kind,
+                "text": self.text}
 
     @classmethod
-    def from_node(cls, hit: NodeWithScore) -> "Citation":
+    def from_node(cls, hit: NodeWithScore, score_kind: str = "similarity") -> "Citation":
         meta = hit.node.metadata
         page = meta.get("page")
         return cls(
@@ -56,6 +64,7 @@ class Citation:
             text=hit.node.get_content(),
             doc_id=hit.node.ref_doc_id or "",
             page_label=meta.get("page_label"),
+            score_kind=score_kind,
         )
 
 
@@ -66,11 +75,15 @@ class Answer:
     sources: list[Citation] = field(default_factory=list)
     error: str = ""
     searched: str = ""  # a follow-up's search with the conversation's context, when one was made
+    mode: str = "dense"  # the retrieval mode the sources were found with
+    note: str = ""  # why the mode differs from the configured one, if it does
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"answer": self.answer, "sources": [s.to_json() for s in self.sources]}
+        data: dict[str, Any] = {"answer": self.answer, "sources": [s.to_json() for s in self.sources], "mode": self.mode}
         if self.error:
             data["error"] = self.error
+        if self.note:
+            data["note"] = self.note
         return data
 
 
@@ -137,13 +150,17 @@ def redact(text: str, secrets: tuple[str, ...]) -> str:
 class _Engine:
     """Shared by both engines: retrieval-only answers and LLM failure handling."""
 
-    def __init__(self, retriever: BaseRetriever, llm: LLM | None, secrets: tuple[str, ...]) -> None:
+    def __init__(self, retriever: BaseRetriever, llm: LLM | None, secrets: tuple[str, ...], score_kind: str) -> None:
         self._retriever = retriever
         self._llm = llm
         self._secrets = secrets
+        self._score_kind = score_kind
+
+    def _citations(self, hits: list[NodeWithScore]) -> list[Citation]:
+        return [Citation.from_node(hit, self._score_kind) for hit in hits]
 
     async def _retrieve_only(self, question: str, error: str = "") -> AsyncIterator[Event]:
-        citations = [Citation.from_node(hit) for hit in await self._retriever.aretrieve(question)]
+        citations = self._citations(await self._retriever.aretrieve(question))
         yield Sources(citations)
         if error:
             yield Failure(error)
@@ -157,7 +174,7 @@ class _Engine:
             async for event in self._retrieve_only(question, describe_llm_error(exc, self._secrets)):
                 yield event
             return
-        citations = [Citation.from_node(hit) for hit in response.source_nodes]
+        citations = self._citations(response.source_nodes)
         yield Sources(citations)
         text = ""
         try:
@@ -175,8 +192,8 @@ class _Engine:
 class QueryEngine(_Engine):
     """One-shot questions: `RetrieverQueryEngine.aquery` with streaming."""
 
-    def __init__(self, retriever: BaseRetriever, llm: LLM | None, secrets: tuple[str, ...] = ()) -> None:
-        super().__init__(retriever, llm, secrets)
+    def __init__(self, retriever: BaseRetriever, llm: LLM | None, secrets: tuple[str, ...] = (), score_kind: str = "similarity") -> None:
+        super().__init__(retriever, llm, secrets, score_kind)
         self._engine = (
             RetrieverQueryEngine.from_args(retriever, llm=llm, streaming=True) if llm is not None else None
         )
@@ -269,10 +286,10 @@ class ChatEngine(_Engine):
     `FollowUpRetriever`), so a follow-up's sources show as fast as a first question's.
     """
 
-    def __init__(self, retriever: BaseRetriever, llm: LLM | None, secrets: tuple[str, ...] = ()) -> None:
+    def __init__(self, retriever: BaseRetriever, llm: LLM | None, secrets: tuple[str, ...] = (), score_kind: str = "similarity") -> None:
         top_k = getattr(retriever, "similarity_top_k", 4)
         self._follow_up = FollowUpRetriever(retriever, top_k)
-        super().__init__(self._follow_up, llm, secrets)
+        super().__init__(self._follow_up, llm, secrets, score_kind)
         self._engine = (
             ContextChatEngine.from_defaults(
                 self._follow_up,

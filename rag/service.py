@@ -23,13 +23,14 @@ from typing import Any, ParamSpec, TypeVar
 from llama_index.core import VectorStoreIndex
 from llama_index.core.node_parser import SentenceSplitter
 
-from rag.answer import Answer, ChatEngine, Done, Event, QueryEngine
+from rag.answer import Answer, ChatEngine, Citation, Done, Event, QueryEngine
 from rag.config import Settings, validate_collection_name
 from rag.embeddings import EmbedInfo, count_tokens, embed_info, load_embed_model
 from rag.errors import ConfigError, DocumentNotFound, RagError
 from rag.ingest import IngestReport, Ingestor, ProgressCallback, Source, catalog_lock, collect_sources, indexing_here
 from rag.llm import LLMInfo, build_llm, llm_info
 from rag.loop import BackgroundLoop, shared_loop
+from rag.retrieval import QUERY_MODES, SCORE_KINDS, ModeChoice, choose_mode, resolve_scope, scope_filters
 from rag.store import CollectionInfo, DocumentRecord, MilvusStore, check_embedding
 
 log = logging.getLogger(__name__)
@@ -206,15 +207,42 @@ class Rag:
         check_embedding(info, self.embed_info)
         return info
 
-    async def _retriever(self, collection: str | None, top_k: int | None):
+    async def _retriever(self, collection: str | None, top_k: int | None, mode: str | None = None, docs: Sequence[str] = ()):
+        """A retriever over a collection, in a mode, limited to some documents: (retriever, mode)."""
         top_k = self.settings.top_k if top_k is None else top_k
         if not 1 <= top_k <= 100:
             raise ConfigError(f"top-k must be between 1 and 100, not {top_k}")
         info = await self._open(collection)
+        choice = choose_mode(mode, self.settings.retrieval_mode, info, await self._store.asupports_bm25())
         if not await self._store.ahas_indexed(info.name):
             raise RagError(f"collection {info.name!r} has no indexed documents yet: ingest some first")
+        doc_ids = resolve_scope(docs, await self._store.adocuments(info.name), info.name) if docs else []
         index = VectorStoreIndex.from_vector_store(self._store.vector_store(info), embed_model=self.embed_model)
-        return index.as_retriever(similarity_top_k=top_k)
+        retriever = index.as_retriever(
+            similarity_top_k=top_k, vector_store_query_mode=QUERY_MODES[choice.mode], filters=scope_filters(doc_ids)
+        )
+        return retriever, choice
+
+    def retrieval_mode(self, collection: str | None = None, mode: str | None = None) -> ModeChoice:
+        return self._loop.run(self.aretrieval_mode(collection, mode))
+
+    @on_loop
+    async def aretrieval_mode(self, collection: str | None = None, mode: str | None = None) -> ModeChoice:
+        """The mode a search of the collection runs in, with a note when it falls back to dense."""
+        info = await self._open(collection)
+        return choose_mode(mode, self.settings.retrieval_mode, info, await self._store.asupports_bm25())
+
+    def retrieve(self, questions: Sequence[str], collection: str | None = None, top_k: int | None = None,
+                 mode: str | None = None, docs: Sequence[str] = ()) -> list[list[Citation]]:
+        return self._loop.run(self.aretrieve(questions, collection, top_k, mode, docs))
+
+    @on_loop
+    async def aretrieve(self, questions: Sequence[str], collection: str | None = None, top_k: int | None = None,
+                        mode: str | None = None, docs: Sequence[str] = ()) -> list[list[Citation]]:
+        """The passages for each question, best first, with one retriever (no LLM): for evaluations."""
+        retriever, choice = await self._retriever(collection, top_k, mode, docs)
+        kind = SCORE_KINDS[choice.mode]
+        return [[Citation.from_node(hit, kind) for hit in await retriever.aretrieve(q)] for q in questions]
 
     # Collections ----------------------------------------------------------------------------
 
@@ -306,54 +334,70 @@ class Rag:
 
     # Questions --------------------------------------------------------------------------------
 
-    def ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> Answer:
-        return self._loop.run(self.aask(question, collection, top_k, retrieve_only))
+    # `mode`: hybrid, dense or keyword (None: RAG_RETRIEVAL_MODE); `docs`: ids or file names the
+    # search is limited to (empty: the whole collection).
+
+    def ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
+            mode: str | None = None, docs: Sequence[str] = ()) -> Answer:
+        return self._loop.run(self.aask(question, collection, top_k, retrieve_only, mode, docs))
 
     @on_loop
-    async def aask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> Answer:
-        async for event in self._astream_ask(question, collection, top_k, retrieve_only):
+    async def aask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
+                   mode: str | None = None, docs: Sequence[str] = ()) -> Answer:
+        async for event in self._astream_ask(question, collection, top_k, retrieve_only, mode, docs):
             if isinstance(event, Done):
                 return event.answer
         raise RuntimeError("answer stream ended without a result")
 
-    def stream_ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> Iterator[Event]:
-        return self._loop.iterate(self._astream_ask(question, collection, top_k, retrieve_only))
+    def stream_ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
+                   mode: str | None = None, docs: Sequence[str] = ()) -> Iterator[Event]:
+        return self._loop.iterate(self._astream_ask(question, collection, top_k, retrieve_only, mode, docs))
 
-    def astream_ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> AsyncIterator[Event]:
-        return self._loop.hop_iter(self._astream_ask(question, collection, top_k, retrieve_only))
+    def astream_ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
+                    mode: str | None = None, docs: Sequence[str] = ()) -> AsyncIterator[Event]:
+        return self._loop.hop_iter(self._astream_ask(question, collection, top_k, retrieve_only, mode, docs))
 
-    async def _astream_ask(self, question, collection, top_k, retrieve_only) -> AsyncIterator[Event]:
+    async def _astream_ask(self, question, collection, top_k, retrieve_only, mode=None, docs=()) -> AsyncIterator[Event]:
         async with self._foreground():
-            retriever = await self._retriever(collection, top_k)
+            retriever, choice = await self._retriever(collection, top_k, mode, docs)
             llm = None if retrieve_only else await asyncio.to_thread(lambda: self.llm)
-            async for event in QueryEngine(retriever, llm, self._secrets()).astream(question):
+            async for event in QueryEngine(retriever, llm, self._secrets(), SCORE_KINDS[choice.mode]).astream(question):
+                if isinstance(event, Done):
+                    event.answer.mode, event.answer.note = choice.mode, choice.note
                 yield event
 
-    def chat_session(self, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> "ChatSession":
-        return ChatSession(self, collection, top_k, retrieve_only)
+    def chat_session(self, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
+                     mode: str | None = None, docs: Sequence[str] = ()) -> "ChatSession":
+        return ChatSession(self, collection, top_k, retrieve_only, mode, docs)
 
 
 class ChatSession:
     """One conversation: its own memory, so each browser session has its own history."""
 
-    def __init__(self, rag: Rag, collection: str | None, top_k: int | None, retrieve_only: bool) -> None:
+    def __init__(self, rag: Rag, collection: str | None, top_k: int | None, retrieve_only: bool,
+                 mode: str | None = None, docs: Sequence[str] = ()) -> None:
         self._rag = rag
         self.collection = collection
         self.top_k = top_k
         self.retrieve_only = retrieve_only
+        self.mode = mode
+        self.docs = tuple(docs)
         self._engine: ChatEngine | None = None
+        self._choice = ModeChoice("dense")
 
     async def _get_engine(self) -> ChatEngine:
         if self._engine is None:
-            retriever = await self._rag._retriever(self.collection, self.top_k)
+            retriever, self._choice = await self._rag._retriever(self.collection, self.top_k, self.mode, self.docs)
             llm = None if self.retrieve_only else await asyncio.to_thread(lambda: self._rag.llm)
-            self._engine = ChatEngine(retriever, llm, self._rag._secrets())
+            self._engine = ChatEngine(retriever, llm, self._rag._secrets(), SCORE_KINDS[self._choice.mode])
         return self._engine
 
     async def _astream(self, message: str) -> AsyncIterator[Event]:
         async with self._rag._foreground():
             engine = await self._get_engine()
             async for event in engine.astream(message):
+                if isinstance(event, Done):
+                    event.answer.mode, event.answer.note = self._choice.mode, self._choice.note
                 yield event
 
     def stream_chat(self, message: str) -> Iterator[Event]:
