@@ -27,6 +27,7 @@ from rag.answer import Answer, ChatEngine, Citation, Done, Event, QueryEngine
 from rag.config import Settings, validate_collection_name
 from rag.embeddings import EmbedInfo, count_tokens, embed_info, load_embed_model
 from rag.errors import ConfigError, DocumentNotFound, RagError
+from rag.evaluation import Question, Report, check_files, outcome, report
 from rag.ingest import IngestReport, Ingestor, ProgressCallback, Source, catalog_lock, collect_sources, indexing_here
 from rag.llm import LLMInfo, build_llm, llm_info
 from rag.loop import BackgroundLoop, shared_loop
@@ -232,17 +233,26 @@ class Rag:
         info = await self._open(collection)
         return choose_mode(mode, self.settings.retrieval_mode, info, await self._store.asupports_bm25())
 
-    def retrieve(self, questions: Sequence[str], collection: str | None = None, top_k: int | None = None,
-                 mode: str | None = None, docs: Sequence[str] = ()) -> list[list[Citation]]:
-        return self._loop.run(self.aretrieve(questions, collection, top_k, mode, docs))
+    def evaluate(self, questions: Sequence[Question], collection: str | None = None, mode: str | None = None,
+                 top_ks: Sequence[int] = (5,)) -> list[Report]:
+        return self._loop.run(self.aevaluate(questions, collection, mode, top_ks))
 
     @on_loop
-    async def aretrieve(self, questions: Sequence[str], collection: str | None = None, top_k: int | None = None,
-                        mode: str | None = None, docs: Sequence[str] = ()) -> list[list[Citation]]:
-        """The passages for each question, best first, with one retriever (no LLM): for evaluations."""
-        retriever, choice = await self._retriever(collection, top_k, mode, docs)
+    async def aevaluate(self, questions: Sequence[Question], collection: str | None = None, mode: str | None = None,
+                        top_ks: Sequence[int] = (5,)) -> list[Report]:
+        """Retrieval quality of a question set: one search per question at the largest k, one
+        report per k. Refuses a set that names files the collection lacks, before searching."""
+        info = await self._open(collection)
+        documents = [d for d in await self._store.adocuments(info.name) if d.status == "indexed"]
+        check_files(questions, [n for d in documents for n in (d.doc_id, d.file_name)], info.name)
+        deepest = max(top_ks)
+        retriever, choice = await self._retriever(info.name, deepest, mode)
         kind = SCORE_KINDS[choice.mode]
-        return [[Citation.from_node(hit, kind) for hit in await retriever.aretrieve(q)] for q in questions]
+        outcomes = []
+        for q in questions:
+            hits = await retriever.aretrieve(q.question)
+            outcomes.append(outcome(q, [Citation.from_node(hit, kind) for hit in hits]))
+        return [report(info.name, choice.mode, k, outcomes, choice.note) for k in top_ks]
 
     # Collections ----------------------------------------------------------------------------
 

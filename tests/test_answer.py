@@ -64,7 +64,7 @@ def test_retrieval_only_chat_answers_with_passages(rag, indexed):
     answer = rag.chat_session(indexed, top_k=3, retrieve_only=True).chat("cafeteria opening time")
     assert answer.answer is None and answer.sources[0].file == "plain.txt"
     assert len(answer.sources) == 3
-    assert answer.to_json()["sources"][0].keys() == {"file", "page", "score", "text"}
+    assert answer.to_json()["sources"][0].keys() == {"file", "page", "score", "score_kind", "text"}
 
 
 @pytest.mark.parametrize("question, message", [("", "empty"), ("   \n\t", "empty"), ("x" * 100_000, "limit is 4,000")])

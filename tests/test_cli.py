@@ -50,7 +50,7 @@ def test_ingest_ask_docs_delete_round_trip(cli, corpus, tmp_path):
     answer = json.loads(result.stdout)
     assert isinstance(answer["answer"], str) and answer["answer"]
     assert answer["sources"][0]["file"] == "report.docx"
-    assert set(answer["sources"][0]) == {"file", "page", "score", "text"}
+    assert set(answer["sources"][0]) == {"file", "page", "score", "score_kind", "text"}
 
     questions = tmp_path / "q.json"
     questions.write_text(json.dumps(["Zephyr pump pressure", "Aurora budget"]))
