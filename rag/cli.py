@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-tutorial", action="store_true", help="skip the tutorial's from_documents baseline")
     p.add_argument("--memory", type=int, metavar="CHUNKS",
                    help="only the memory check: ingest CHUNKS/5 then CHUNKS chunks and report peak RSS (e.g. 10000)")
+    p.add_argument("--retrieval", action="store_true",
+                   help="only the retrieval benchmark: quality per mode, ingestion with and without BM25, "
+                        "latency per mode over --search-chunks chunks, follow-up vs fresh time to sources")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("bench", help="benchmark sync vs async Milvus through LlamaIndex (the async tutorial's test)")

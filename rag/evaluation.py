@@ -76,7 +76,7 @@ class Report:
         data: dict[str, Any] = {"collection": self.collection, "mode": self.mode, "top_k": self.top_k,
                                 **self.overall.to_json(),
                                 "per_file": {f: fig.to_json() for f, fig in self.per_file.items()},
-                                "questions": [{**asdict(o.question), "rank": o.rank, "top": o.top} for o in self.outcomes]}
+                                "per_question": [{**asdict(o.question), "rank": o.rank, "top": o.top} for o in self.outcomes]}
         if self.note:
             data["note"] = self.note
         return data
