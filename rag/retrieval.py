@@ -39,6 +39,25 @@ class ModeChoice:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class Modes:
+    """The modes a collection can be searched in, and why not all of them (if so)."""
+
+    modes: tuple[str, ...]
+    why_not: str = ""  # the reason hybrid and keyword are missing
+    fix: str = ""  # what gives them
+
+
+def available_modes(info: CollectionInfo, milvus_bm25: bool) -> Modes:
+    if info.has_bm25:
+        return Modes(RETRIEVAL_MODES)
+    if not milvus_bm25:
+        return Modes(("dense",), "this Milvus has no full-text search (BM25 needs Milvus 2.5 or later)",
+                     "use a Milvus 2.5+ server or Milvus Lite")
+    return Modes(("dense",), f"collection {info.name!r} was indexed without full-text search",
+                 "re-index it: ingest its documents into a new collection, or delete it and ingest them again")
+
+
 def choose_mode(requested: str | None, default: str, info: CollectionInfo, milvus_bm25: bool) -> ModeChoice:
     """The mode to search `info` with.
 
@@ -49,17 +68,13 @@ def choose_mode(requested: str | None, default: str, info: CollectionInfo, milvu
     mode = requested or default
     if mode not in RETRIEVAL_MODES:
         raise ConfigError(f"unknown retrieval mode {mode!r}: use one of {', '.join(RETRIEVAL_MODES)}")
-    if mode == "dense" or info.has_bm25:
+    can = available_modes(info, milvus_bm25)
+    if mode in can.modes:
         return ModeChoice(mode)
-    if not milvus_bm25:
-        why = "this Milvus has no full-text search (BM25 needs Milvus 2.5 or later)"
-        fix = "use a Milvus 2.5+ server or Milvus Lite"
-    else:
-        why = f"collection {info.name!r} was indexed without full-text search"
-        fix = "re-index it: ingest its documents into a new collection, or delete it and ingest them again"
     if requested:
-        raise ConfigError(f"{mode} search is not possible: {why}; use the dense mode, or {fix}")
-    return ModeChoice("dense", f"{mode} search is not available ({why}): searching by meaning only. To get it, {fix}.")
+        raise ConfigError(f"{mode} search is not possible: {can.why_not}; use --mode dense, or {can.fix}")
+    return ModeChoice("dense", f"{mode} search is not available ({can.why_not}): searching by meaning only. "
+                               f"To get it, {can.fix}.")
 
 
 def resolve_scope(names: Sequence[str], documents: Sequence[DocumentRecord], collection: str) -> list[str]:

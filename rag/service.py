@@ -31,7 +31,7 @@ from rag.evaluation import Question, Report, check_files, outcome, report
 from rag.ingest import IngestReport, Ingestor, ProgressCallback, Source, catalog_lock, collect_sources, indexing_here
 from rag.llm import LLMInfo, build_llm, llm_info
 from rag.loop import BackgroundLoop, shared_loop
-from rag.retrieval import QUERY_MODES, SCORE_KINDS, ModeChoice, choose_mode, resolve_scope, scope_filters
+from rag.retrieval import QUERY_MODES, SCORE_KINDS, ModeChoice, Modes, available_modes, choose_mode, resolve_scope, scope_filters
 from rag.store import CollectionInfo, DocumentRecord, MilvusStore, check_embedding
 
 log = logging.getLogger(__name__)
@@ -224,14 +224,14 @@ class Rag:
         )
         return retriever, choice
 
-    def retrieval_mode(self, collection: str | None = None, mode: str | None = None) -> ModeChoice:
-        return self._loop.run(self.aretrieval_mode(collection, mode))
+    def retrieval_modes(self, collection: str | None = None) -> Modes:
+        return self._loop.run(self.aretrieval_modes(collection))
 
     @on_loop
-    async def aretrieval_mode(self, collection: str | None = None, mode: str | None = None) -> ModeChoice:
-        """The mode a search of the collection runs in, with a note when it falls back to dense."""
+    async def aretrieval_modes(self, collection: str | None = None) -> Modes:
+        """The modes the collection can be searched in on this Milvus (dense always)."""
         info = await self._open(collection)
-        return choose_mode(mode, self.settings.retrieval_mode, info, await self._store.asupports_bm25())
+        return available_modes(info, await self._store.asupports_bm25())
 
     def evaluate(self, questions: Sequence[Question], collection: str | None = None, mode: str | None = None,
                  top_ks: Sequence[int] = (5,)) -> list[Report]:

@@ -6,13 +6,15 @@ embedding alike ("manip-" / "ulation"), and TOC pages, dense with every heading'
 the results. The rules here are deterministic and only look at the document itself:
 
 - Running headers and footers: a first or last line of a page that is the page's printed label,
-  starts or ends with it ("Chapter 2: ASN.1 structure handling 3"), or (digits ignored) repeats
+  or a short line (not ending a sentence) that starts or ends with it ("Chapter 2: ASN.1
+  structure handling 3"), or (digits ignored) repeats
   at the top or bottom of at least half the pages (3 at least), is dropped.
 - Tables of contents: a line with a dot leader before a page number ("2.1 Syntax . . . . 2") is
   dropped; a page where such lines are at least a third is a TOC page and is dropped whole.
 - Lines are joined into paragraphs: a line is continued by the next one when it is long (at
-  least 70% of the document's usual full line) and the next line does not start a list item.
-  Short lines (ends of paragraphs, headings, code) keep their break.
+  least 70% of the document's usual full line), unless the next line starts a list item, or is
+  short and follows the end of a sentence (a heading, a one-line paragraph). Short lines (ends of
+  paragraphs, headings, code) keep their break.
 - A word split by a hyphen at a line end, between two lowercase letters, is mended: without the
   hyphen ("manip-" + "ulation" -> "manipulation") unless the document itself writes the hyphenated
   form elsewhere and never the joined one ("glob-" + "deleteall" -> "glob-deleteall"); a hyphen
@@ -64,16 +66,18 @@ def _repeated_edges(pages: list[list[str]]) -> set[str]:
     for lines in pages:
         counts.update({_normalise(line) for line in lines[:2] + lines[-2:]})
     least = max(3, FURNITURE_SHARE * len(pages))
-    return {line for line, n in counts.items() if n >= least}
+    return {line for line, n in counts.items() if n >= least and len(line) < 100}
 
 
 def _drop_edges(lines: list[str], label: str | None, furniture: set[str]) -> list[str]:
     def is_furniture(line: str) -> bool:
         if _normalise(line) in furniture:
             return True
-        if label and len(line) < 100:
+        if label and line == label:
+            return True
+        if label and len(line) < 80 and not line.endswith((".", ",", ";", ":")):
             words = line.split()
-            return line == label or words[0] == label or words[-1] == label
+            return words[0] == label or words[-1] == label
         return False
 
     lines = list(lines)
@@ -97,7 +101,9 @@ def reflow(lines: Sequence[str], full_line: int, vocabulary: Counter[str] | None
     paragraphs: list[str] = []
     continues = False
     for line in lines:
-        if continues and paragraphs and not LIST_ITEM.match(line):
+        short = len(line) < LONG_LINE * full_line
+        starts_anew = LIST_ITEM.match(line) or (short and paragraphs and paragraphs[-1].endswith((".", "!", "?", ":")))
+        if continues and paragraphs and not starts_anew:
             paragraphs[-1] = join_lines(paragraphs[-1], line, vocabulary)
         else:
             paragraphs.append(line)
@@ -107,10 +113,10 @@ def reflow(lines: Sequence[str], full_line: int, vocabulary: Counter[str] | None
 
 def join_lines(left: str, right: str, vocabulary: Counter[str]) -> str:
     """Two lines of one paragraph as one, mending a word hyphenated at the break."""
-    end, start = HYPHENATED_END.search(left), WORD_START.match(right)
-    if end is None:
+    if not (left.endswith("-") and left[-2:-1].isalnum() and right[:1].isalnum()):
         return f"{left} {right}"
-    if start is None:
+    end, start = HYPHENATED_END.search(left), WORD_START.match(right)
+    if end is None or start is None:
         return left + right  # a hyphen before a capital or a digit is part of the word: keep it
     head, tail = end.group(1).lower(), start.group(1).lower()
     joined, hyphenated = head + tail, f"{head}-{tail}"
