@@ -100,7 +100,7 @@ async def ingestion(rag, store, data_dir: Path, chunks: int, log) -> dict[str, A
             break
     rates: dict[str, list[float]] = {"warm-up": [], "dense": [], "hybrid": []}
     for retrieval in ("warm-up", *("dense", "hybrid") * ROUNDS):
-        name = f"{PREFIX}_ingest_{retrieval}"
+        name = f"{PREFIX}_ingest_{retrieval.replace('-', '')}"
         await _drop(store, name)
         await store.aensure_collection(name, rag.embed_info, "dense" if retrieval == "warm-up" else retrieval)
         started = time.perf_counter()
