@@ -173,3 +173,16 @@ def test_a_milvus_without_bm25_falls_back_to_dense_and_refuses_keyword(cli, milv
     one_line_error(cli("ask", "cafeteria", "-c", "old_milvus", "--mode", "keyword", **server),
                    "keyword search is not possible: this Milvus has no full-text search")
     assert json.loads(cli("docs", "-c", "old_milvus", "--json", **server).stdout)[0]["status"] == "indexed"
+
+
+def test_bench_ingest_retrieval_reports_every_part(cli):  # noqa: F811
+    result = cli("bench-ingest", "--retrieval", "--chunks", "20", "--search-chunks", "60", "--questions", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    rows = report["quality"]["rows"]
+    assert [(r["mode"], r["top_k"]) for r in rows] == [(m, k) for m in ("dense", "keyword", "hybrid") for k in (1, 3, 5, 10)]
+    assert all(r["questions"] == 30 and 0 <= r["mrr"] <= r["hit@k"] <= 1 for r in rows)
+    assert report["quality"]["follow_ups"]["questions"] == 20
+    assert len(report["ingestion"]["all_runs"]["dense"]) == len(report["ingestion"]["all_runs"]["hybrid"]) == 3
+    assert report["latency"]["chunks"] == 60 and report["latency"]["hybrid_p50_ms"] > 0
+    assert "_rag_bench" not in cli("collections").stdout, "benchmark collections are dropped"
