@@ -18,7 +18,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pages import common
+from pages import common, quality
 from rag import bench, bench_charts
 from rag.errors import ConfigError, RagError
 
@@ -415,3 +415,6 @@ def live() -> None:
 
 
 live()
+
+st.divider()
+quality.show(rag, common.active_collection())

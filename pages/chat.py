@@ -44,19 +44,19 @@ class Conversation:
     """A collection's chat in this browser session: the core's memory plus what is on screen."""
 
     session: ChatSession
-    options: tuple[int, bool]
+    options: tuple
     turns: list[Turn] = field(default_factory=list)
 
 
-def conversation(top_k: int, retrieve_only: bool) -> Conversation:
+def conversation(top_k: int, retrieve_only: bool, mode: str = "hybrid", docs: tuple[str, ...] = ()) -> Conversation:
     """This session's conversation with the active collection; new settings restart its memory."""
     chats: dict[str, Conversation] = st.session_state.setdefault("chats", {})
-    options = (top_k, retrieve_only)
+    options = (top_k, retrieve_only, mode, docs)
     conv = chats.get(collection)
     if conv is None:
-        conv = chats[collection] = Conversation(rag.chat_session(collection, top_k, retrieve_only), options)
+        conv = chats[collection] = Conversation(rag.chat_session(collection, top_k, retrieve_only, mode, docs), options)
     elif conv.options != options:
-        conv.session, conv.options = rag.chat_session(collection, top_k, retrieve_only), options
+        conv.session, conv.options = rag.chat_session(collection, top_k, retrieve_only, mode, docs), options
         if conv.turns:
             mode = "retrieval only" if retrieve_only else "with answers"
             notice = Turn("notice", f"Settings changed (top-k {top_k}, {mode}): the next question starts a fresh memory.")
@@ -76,7 +76,7 @@ def citation_label(number: int, c: Citation) -> str:
         page = f" · page {c.page}"
         if c.page_label and c.page_label != str(c.page):
             page += f" (printed {common.escape_markdown(c.page_label)})"
-    return f"[{number}] {common.escape_markdown(c.file or 'unknown file')}{page} · score {round(c.score, 2) + 0.0:.2f}"
+    return f"[{number}] {common.escape_markdown(c.file or 'unknown file')}{page} · {c.score_label}"
 
 
 def marked_html(text: str, spans: tuple[tuple[int, int], ...]) -> str:
@@ -204,10 +204,25 @@ def answer(conv: Conversation, question: str) -> None:
     conv.turns.append(turn)
 
 
+MODE_LABELS = {"hybrid": "Hybrid (words + meaning)", "dense": "Dense (meaning)", "keyword": "Keyword (BM25)"}
+
+
+def pick_documents() -> tuple[str, ...]:
+    """The documents to ask about (none chosen: the whole collection); searched through a Milvus filter."""
+    names = [d.doc_id for d in common.indexed_documents(rag, collection)]
+    key = f"scope_{collection}"
+    if key in st.session_state:  # a document deleted meanwhile leaves the choice
+        st.session_state[key] = [n for n in st.session_state[key] if n in names]
+    picked = st.multiselect("Only these documents", names, key=key, placeholder="All documents",
+                            help="Answers use passages from the chosen documents only.")
+    return tuple(picked)
+
+
 # The page ---------------------------------------------------------------------------------------
 
 st.session_state.setdefault("top_k", min(rag.settings.top_k, 20))
 st.session_state.setdefault("retrieve_only", no_llm)
+st.session_state.setdefault("retrieval_mode", rag.settings.retrieval_mode)
 st.title(":material/forum: Chat", anchor=False)
 toolbar = st.container(horizontal=True, vertical_alignment="center")
 new_chat = toolbar.button("New chat", icon=":material/add_comment:", help="Forget this conversation and start over")
@@ -216,7 +231,17 @@ with toolbar.popover("Settings", icon=":material/tune:"):
                       help="How many passages are retrieved and answered from.")
     retrieve_only = st.toggle("Retrieval only", key="retrieve_only", disabled=no_llm,
                               help="No answer text: show the closest passages only, with the sentences that answer marked.")
-conv = conversation(top_k, retrieve_only or no_llm)
+    modes = common.retrieval_modes(rag, collection)
+    if st.session_state.retrieval_mode not in modes.modes:
+        st.session_state.retrieval_mode = "dense"
+    mode = st.selectbox("Search mode", modes.modes, key="retrieval_mode", format_func=MODE_LABELS.get,
+                        help="Hybrid finds exact terms and meaning (its scores are rank scores, not similarities); "
+                             "dense searches by meaning; keyword by words (BM25).")
+    docs = pick_documents()
+conv = conversation(top_k, retrieve_only or no_llm, mode, docs)
+if modes.why_not:
+    st.caption(f":material/info: Searching by meaning only: {common.escape_markdown(modes.why_not)}. "
+               f"For hybrid and keyword search, {common.escape_markdown(modes.fix)}.")
 if new_chat:
     conv.session.reset()
     conv.turns.clear()

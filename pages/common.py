@@ -16,9 +16,10 @@ from datetime import datetime
 import streamlit as st
 from pydantic import ValidationError
 
-from rag.config import Settings
+from rag.config import RETRIEVAL_MODES, Settings
 from rag.errors import CollectionNotFound, RagError
 from rag.jobs import IngestJobs
+from rag.retrieval import Modes
 from rag.service import Rag
 from rag.store import DocumentRecord
 
@@ -178,6 +179,18 @@ def library(rag: Rag, collection: str) -> list[DocumentRecord]:
 
 def has_indexed(rag: Rag, collection: str) -> bool:
     return any(d.status == "indexed" for d in library(rag, collection))
+
+
+def indexed_documents(rag: Rag, collection: str) -> list[DocumentRecord]:
+    return [d for d in library(rag, collection) if d.status == "indexed"]
+
+
+def retrieval_modes(rag: Rag, collection: str) -> Modes:
+    """What the collection can be searched with; every mode until it exists (it is created hybrid)."""
+    try:
+        return rag.retrieval_modes(collection)
+    except RagError:  # not created yet (it will be, with every mode Milvus has), or unusable: said elsewhere
+        return Modes(RETRIEVAL_MODES)
 
 
 # Text that must stay text ---------------------------------------------------------------------

@@ -50,15 +50,24 @@ class Citation:
     doc_id: str = ""
     page_label: str | None = None
     highlights: tuple[tuple[int, int], ...] = ()  # character spans of `text` that answer the question
+    score_kind: str = "similarity"  # hybrid scores are RRF values, keyword scores BM25: not similarities
+
+    @property
+    def score_label(self) -> str:
+        """The score with what it is, e.g. "similarity 0.83" or "rank score 0.0328"."""
+        digits = 4 if self.score_kind == "rank score" else 2
+        return f"{self.score_kind} {round(self.score, digits) + 0.0:.{digits}f}"
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "file": self.file, "page": self.page, "score": round(self.score, 4), "text": self.text,
-            "highlights": [list(span) for span in self.highlights],
+            "file": self.file, "page": self.page, "score": round(self.score, 4), "score_kind": self.score_kind,
+            "text": self.text, "highlights": [list(span) for span in self.highlights],
         }
 
     @classmethod
-    def from_node(cls, hit: NodeWithScore, highlights: tuple[tuple[int, int], ...] = ()) -> "Citation":
+    def from_node(
+        cls, hit: NodeWithScore, highlights: tuple[tuple[int, int], ...] = (), score_kind: str = "similarity"
+    ) -> "Citation":
         meta = hit.node.metadata
         page = meta.get("page")
         return cls(
@@ -69,6 +78,7 @@ class Citation:
             doc_id=hit.node.ref_doc_id or "",
             page_label=meta.get("page_label"),
             highlights=highlights,
+            score_kind=score_kind,
         )
 
 
@@ -81,13 +91,17 @@ class Answer:
     searched: str = ""  # a follow-up's search with the conversation's context, when one was made
     found: bool = True  # False: nothing retrieved supports an answer; `sources` are the closest passages
     cut_off: bool = False  # the generated answer stops mid-sentence
+    mode: str = "dense"  # the retrieval mode the sources were found with
+    note: str = ""  # why the mode differs from the configured one, if it does
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "answer": self.answer, "found": self.found, "sources": [s.to_json() for s in self.sources]
+            "answer": self.answer, "found": self.found, "sources": [s.to_json() for s in self.sources], "mode": self.mode,
         }
         if self.error:
             data["error"] = self.error
+        if self.note:
+            data["note"] = self.note
         return data
 
 
@@ -189,15 +203,20 @@ class MarkerFilter:
 class _Engine:
     """Shared by both engines: the support gate, retrieval-only answers, LLM failures."""
 
-    def __init__(self, retriever: BaseRetriever, gate: SupportGate, secrets: tuple[str, ...]) -> None:
+    def __init__(self, retriever: BaseRetriever, gate: SupportGate, secrets: tuple[str, ...], score_kind: str) -> None:
         self._retriever = retriever
         self._gate = gate
         self._secrets = secrets
+        self._score_kind = score_kind  # what the retriever's scores are: similarity, rank score or BM25
+        self._score_kind = score_kind
+
+    def _citations(self, hits: list[NodeWithScore]) -> list[Citation]:
+        return [Citation.from_node(hit, self._score_kind) for hit in hits]
 
     def _citations(self, nodes: list[NodeWithScore]) -> list[Citation]:
         evidence = self._gate.evidence
         spans = evidence.highlights if evidence is not None and len(evidence.highlights) == len(nodes) else ()
-        return [Citation.from_node(hit, spans[i] if spans else ()) for i, hit in enumerate(nodes)]
+        return [Citation.from_node(hit, spans[i] if spans else (), self._score_kind) for i, hit in enumerate(nodes)]
 
     def _found(self) -> bool:
         return self._gate.evidence is not None and self._gate.evidence.found
@@ -256,9 +275,9 @@ class QueryEngine(_Engine):
 
     def __init__(
         self, retriever: BaseRetriever, llm: LLM | None, gate: SupportGate, secrets: tuple[str, ...] = (),
-        quote: bool = False,
+        quote: bool = False, score_kind: str = "similarity",
     ) -> None:
-        super().__init__(retriever, gate, secrets)
+        super().__init__(retriever, gate, secrets, score_kind)
         self._engine = None
         if quote:
             self._engine = RetrieverQueryEngine.from_args(
@@ -357,11 +376,11 @@ class ChatEngine(_Engine):
 
     def __init__(
         self, retriever: BaseRetriever, llm: LLM | None, gate: SupportGate, secrets: tuple[str, ...] = (),
-        quote: bool = False,
+        quote: bool = False, score_kind: str = "similarity",
     ) -> None:
         top_k = getattr(retriever, "similarity_top_k", 4)
         self._follow_up = FollowUpRetriever(retriever, top_k)
-        super().__init__(self._follow_up, gate, secrets)
+        super().__init__(self._follow_up, gate, secrets, score_kind)
         memory = ChatMemoryBuffer.from_defaults(token_limit=MEMORY_TOKENS)
         self._engine: ContextChatEngine | None = None
         if quote:

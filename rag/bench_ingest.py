@@ -487,6 +487,12 @@ def run_cli(args, settings: Settings) -> int:
     if args.chunks < 1 or args.search_chunks < 10 or args.questions < 1:
         raise RagError("--chunks, --search-chunks and --questions must be positive (search-chunks at least 10)")
     log = (lambda *a: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.retrieval:
+        from rag import bench_retrieval
+
+        result = shared_loop().run(bench_retrieval.run(settings, args.chunks, args.search_chunks, args.questions, log))
+        print(json.dumps(result, indent=2)) if args.json else bench_retrieval.print_result(result)
+        return 0
     if args.memory is not None:
         if args.memory < 5:
             raise RagError("--memory must be at least 5 chunks")

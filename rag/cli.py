@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rag.config import RETRIEVAL_MODES
 from rag.errors import RagError
 
 
@@ -30,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--collection", "-c", help="collection (knowledge base); default RAG_COLLECTION or 'documents'")
         return p
 
+    def with_retrieval(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--mode", metavar="|".join(RETRIEVAL_MODES),
+                       help="hybrid (words and meaning), dense (meaning) or keyword (BM25); default RAG_RETRIEVAL_MODE")
+
     p = with_collection(sub.add_parser("ingest", help="index files or folders"))
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -39,7 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--questions-file", type=Path, help="a JSON list of questions, answered in one process")
     p.add_argument("--top-k", "-k", type=_top_k, help="passages to retrieve (1-100)")
     p.add_argument("--retrieve-only", action="store_true", help="no LLM: answer with the passages")
-    p.add_argument("--json", action="store_true", help='print {"answer", "sources"} as JSON')
+    with_retrieval(p)
+    p.add_argument("--doc", action="append", default=[], metavar="NAME",
+                   help="search only this document (id or file name, as `docs` lists it); repeatable")
+    p.add_argument("--json", action="store_true", help='print {"answer", "sources", "mode"} as JSON')
+
+    p = with_collection(sub.add_parser("eval", help="measure retrieval on a question file (hit@k, MRR)"))
+    p.add_argument("questions", type=Path, metavar="QUESTIONS",
+                   help='a JSON list (or CSV) of {"question", "file", "page"?, "evidence"?}')
+    with_retrieval(p)
+    p.add_argument("--top-k", "-k", type=_top_k, default=5, help="passages retrieved per question (default 5)")
+    p.add_argument("--json", action="store_true", help="print hit@1, hit@3, hit@k, mrr, per file and per question")
 
     p = with_collection(sub.add_parser("docs", help="list a collection's documents"))
     p.add_argument("--json", action="store_true")
@@ -59,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-tutorial", action="store_true", help="skip the tutorial's from_documents baseline")
     p.add_argument("--memory", type=int, metavar="CHUNKS",
                    help="only the memory check: ingest CHUNKS/5 then CHUNKS chunks and report peak RSS (e.g. 10000)")
+    p.add_argument("--retrieval", action="store_true",
+                   help="only the retrieval benchmark: quality per mode, ingestion with and without BM25, "
+                        "latency per mode over --search-chunks chunks, follow-up vs fresh time to sources")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("bench", help="benchmark sync vs async Milvus through LlamaIndex (the async tutorial's test)")
@@ -175,13 +193,14 @@ def cmd_ask(args, settings) -> int:
     questions = _questions(args)
     rag = _rag(settings)
     answers = []
+    ask = (args.collection, args.top_k, args.retrieve_only, args.mode, args.doc)
     for question in questions:
         if args.json:
-            answers.append(rag.ask(question, args.collection, args.top_k, args.retrieve_only))
+            answers.append(rag.ask(question, *ask))
             continue
         if len(questions) > 1:
             print(f"\n## {question}")
-        for event in rag.stream_ask(question, args.collection, args.top_k, args.retrieve_only):
+        for event in rag.stream_ask(question, *ask):
             if isinstance(event, Token):
                 print(event.text, end="", flush=True)
             elif isinstance(event, Failure):
@@ -193,6 +212,8 @@ def cmd_ask(args, settings) -> int:
                 if event.answer.cut_off:
                     print(f"note: {CUT_OFF}", file=sys.stderr)
                 _print_sources(event.answer.sources, event.answer.found)
+                if event.answer.note and question == questions[-1]:
+                    print(f"\nnote: {event.answer.note}", file=sys.stderr)
         answers.append(None)
     if not args.json and not args.retrieve_only and rag.info.llm.note:
         print(f"\nnote: {rag.info.llm.note}", file=sys.stderr)
@@ -208,7 +229,36 @@ def _print_sources(sources, found: bool = True) -> None:
     for i, s in enumerate(sources, 1):
         page = f", page {s.page}" if s.page is not None else ""
         snippet = " ".join(s.text.split())[:160]
-        print(f"  [{i}] {s.file}{page} (score {s.score:.3f}): {snippet}")
+        print(f"  [{i}] {s.file}{page} ({s.score_label}): {snippet}")
+
+
+def cmd_eval(args, settings) -> int:
+    from rag.evaluation import parse_questions
+
+    try:
+        text = args.questions.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RagError(f"{args.questions}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RagError(f"{args.questions}: cannot read it as text ({exc})") from None
+    questions = parse_questions(text, str(args.questions))
+    result = _rag(settings).evaluate(questions, args.collection, args.mode, (args.top_k,))[0]
+    if args.json:
+        _print_json(result.to_json())
+        return 0
+    k = result.top_k
+    print(f"collection {result.collection!r}, mode {result.mode}, top-{k}, {result.overall.questions} questions")
+    width = max(len(f) for f in result.per_file)
+    print(f"{'':{width}}  {'hit@1':>6} {'hit@3':>6} {f'hit@{k}':>6} {'MRR':>6}  questions")
+    for name, fig in [*result.per_file.items(), ("overall", result.overall)]:
+        print(f"{name:{width}}  {fig.hit_at_1:6.2f} {fig.hit_at_3:6.2f} {fig.hit_at_k:6.2f} {fig.mrr:6.3f}  {fig.questions}")
+    print()
+    for o in result.outcomes:
+        rank = f"rank {o.rank}" if o.rank else f"miss (top: {o.top or 'nothing'})"
+        print(f"  {rank:<40} {o.question.question}")
+    if result.note:
+        print(f"\nnote: {result.note}", file=sys.stderr)
+    return 0
 
 
 def cmd_docs(args, settings) -> int:
@@ -284,6 +334,7 @@ def cmd_milvus_server(args, settings) -> int:
 COMMANDS = {
     "ingest": cmd_ingest,
     "ask": cmd_ask,
+    "eval": cmd_eval,
     "docs": cmd_docs,
     "delete": cmd_delete,
     "collections": cmd_collections,

@@ -19,6 +19,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 COLLECTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
 ConsistencyLevel = Literal["Strong", "Session", "Bounded", "Eventually"]
+# How passages are found: by meaning (dense vectors), by words (Milvus' built-in BM25), or both
+# fused by rank (hybrid). Hybrid needs a collection indexed with the BM25 field (Milvus 2.5+).
+RetrievalMode = Literal["hybrid", "dense", "keyword"]
+RETRIEVAL_MODES: tuple[str, ...] = ("hybrid", "dense", "keyword")
 
 
 class LLMMode(str, Enum):
@@ -67,6 +71,7 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(60.0, gt=0, alias="RAG_LLM_TIMEOUT")
     max_new_tokens: int = Field(256, ge=1, le=8192, alias="RAG_MAX_NEW_TOKENS")
     top_k: int = Field(4, ge=1, le=100, alias="RAG_TOP_K")
+    retrieval_mode: RetrievalMode = Field("hybrid", alias="RAG_RETRIEVAL_MODE")
 
     # Access
     app_password: SecretStr = Field(

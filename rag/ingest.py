@@ -169,6 +169,38 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+MIN_CHUNK_TOKENS = 32  # word pieces; fewer rarely carry meaning of their own ("2.2 Naming")
+
+
+def merge_small_chunks(nodes: list[BaseNode], documents: list[Document], splitter: SentenceSplitter) -> list[BaseNode]:
+    """Merge a chunk under MIN_CHUNK_TOKENS into its neighbour of the same section (so the same
+    page) when both fit the embedding window together; chunks never merge across pages."""
+    texts = {doc.doc_id: doc.text for doc in documents}
+    count = lambda text: len(splitter._tokenizer(text))  # noqa: E731  the splitter's own counter
+    merged: list[BaseNode] = []
+    for node in nodes:
+        prev = merged[-1] if merged else None
+        if prev is not None and prev.ref_doc_id == node.ref_doc_id and (
+            count(node.get_content()) < MIN_CHUNK_TOKENS or count(prev.get_content()) < MIN_CHUNK_TOKENS
+        ):
+            text = _span(prev, node, texts.get(node.ref_doc_id or ""))
+            room = splitter.chunk_size - count(node.get_metadata_str(MetadataMode.EMBED)) - 4  # as the splitter does
+            if count(text) <= room:
+                prev.set_content(text)
+                prev.end_char_idx = node.end_char_idx
+                continue
+        merged.append(node)
+    return merged
+
+
+def _span(first: BaseNode, second: BaseNode, source: str | None) -> str:
+    """The text from the start of `first` to the end of `second`, without their overlap twice."""
+    start, end = first.start_char_idx, second.end_char_idx
+    if source is not None and start is not None and end is not None and start < end:
+        return source[start:end]
+    return f"{first.get_content()} {second.get_content()}"
+
+
 @dataclass
 class _Parsed:
     source: Source
@@ -218,7 +250,7 @@ class Ingestor:
                 )
             )
         nodes = self._splitter.get_nodes_from_documents(documents)
-        nodes = [n for n in nodes if n.get_content().strip()]
+        nodes = merge_small_chunks([n for n in nodes if n.get_content().strip()], documents, self._splitter)
         if not nodes:
             raise ParseError(f"{source.name}: no text found in the file")
         for i, node in enumerate(nodes):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import ParseError
+from rag.textclean import clean_pdf_pages
 
 
 @dataclass(frozen=True)
@@ -109,21 +110,18 @@ def read_pdf(path: Path) -> list[Section]:
         pdf = pypdf.PdfReader(str(path))
         if pdf.is_encrypted and not pdf.decrypt(""):
             raise ParseError(f"{path.name}: the PDF is password-protected; remove the password and upload again")
-        sections = []
-        for index, page in enumerate(pdf.pages):
-            text = page.extract_text() or ""
-            if text.strip():
-                label = pdf.page_labels[index] if index < len(pdf.page_labels) else str(index + 1)
-                sections.append(Section(text, page=index + 1, page_label=label))
+        texts = [page.extract_text() or "" for page in pdf.pages]
+        labels = [pdf.page_labels[i] if i < len(pdf.page_labels) else str(i + 1) for i in range(len(texts))]
     except ParseError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
         raise ParseError(f"{path.name}: the PDF is damaged or not a PDF ({exc})") from exc
     except Exception as exc:  # pypdf raises many types on malformed input; the file is unreadable either way
         raise ParseError(f"{path.name}: the PDF could not be read ({type(exc).__name__}: {exc})") from exc
-    if not sections:
+    if not any(text.strip() for text in texts):
         raise ParseError(f"{path.name}: the PDF has no text layer (a scan?); run OCR on it first")
-    return sections
+    cleaned = clean_pdf_pages(texts, labels)  # prose: no page furniture, no TOC, whole words
+    return [Section(text, page=i + 1, page_label=labels[i]) for i, text in enumerate(cleaned) if text.strip()]
 
 
 @dataclass(frozen=True)

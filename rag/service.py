@@ -23,14 +23,18 @@ from typing import Any, ParamSpec, TypeVar
 from llama_index.core import VectorStoreIndex
 from llama_index.core.node_parser import SentenceSplitter
 
-from rag.answer import Answer, ChatEngine, Done, Event, QueryEngine
+from rag.answer import Answer, ChatEngine, Citation, Done, Event, QueryEngine
 from rag.config import LLMMode, Settings, validate_collection_name
 from rag.embeddings import EmbedInfo, count_tokens, embed_info, load_embed_model
 from rag.errors import ConfigError, DocumentNotFound, RagError
+from rag.evaluation import Question, Report, check_files, outcome, report
 from rag.grounding import SupportGate, embedder
 from rag.ingest import IngestReport, Ingestor, ProgressCallback, Source, catalog_lock, collect_sources, indexing_here
 from rag.llm import LLMInfo, build_llm, llm_info
 from rag.loop import BackgroundLoop, shared_loop
+from rag.retrieval import (
+    QUERY_MODES, SCORE_KINDS, ModeChoice, Modes, StableOrder, available_modes, choose_mode, resolve_scope, scope_filters,
+)
 from rag.store import CollectionInfo, DocumentRecord, MilvusStore, check_embedding
 
 log = logging.getLogger(__name__)
@@ -207,15 +211,51 @@ class Rag:
         check_embedding(info, self.embed_info)
         return info
 
-    async def _retriever(self, collection: str | None, top_k: int | None):
+    async def _retriever(self, collection: str | None, top_k: int | None, mode: str | None = None, docs: Sequence[str] = ()):
+        """A retriever over a collection, in a mode, limited to some documents: (retriever, mode)."""
         top_k = self.settings.top_k if top_k is None else top_k
         if not 1 <= top_k <= 100:
             raise ConfigError(f"top-k must be between 1 and 100, not {top_k}")
         info = await self._open(collection)
+        choice = choose_mode(mode, self.settings.retrieval_mode, info, await self._store.asupports_bm25())
         if not await self._store.ahas_indexed(info.name):
             raise RagError(f"collection {info.name!r} has no indexed documents yet: ingest some first")
+        doc_ids = resolve_scope(docs, await self._store.adocuments(info.name), info.name) if docs else []
         index = VectorStoreIndex.from_vector_store(self._store.vector_store(info), embed_model=self.embed_model)
-        return index.as_retriever(similarity_top_k=top_k)
+        retriever = index.as_retriever(
+            similarity_top_k=top_k, vector_store_query_mode=QUERY_MODES[choice.mode], filters=scope_filters(doc_ids)
+        )
+        return StableOrder(retriever, top_k), choice
+
+    def retrieval_modes(self, collection: str | None = None) -> Modes:
+        return self._loop.run(self.aretrieval_modes(collection))
+
+    @on_loop
+    async def aretrieval_modes(self, collection: str | None = None) -> Modes:
+        """The modes the collection can be searched in on this Milvus (dense always)."""
+        info = await self._open(collection)
+        return available_modes(info, await self._store.asupports_bm25())
+
+    def evaluate(self, questions: Sequence[Question], collection: str | None = None, mode: str | None = None,
+                 top_ks: Sequence[int] = (5,)) -> list[Report]:
+        return self._loop.run(self.aevaluate(questions, collection, mode, top_ks))
+
+    @on_loop
+    async def aevaluate(self, questions: Sequence[Question], collection: str | None = None, mode: str | None = None,
+                        top_ks: Sequence[int] = (5,)) -> list[Report]:
+        """Retrieval quality of a question set: one search per question at the largest k, one
+        report per k. Refuses a set that names files the collection lacks, before searching."""
+        info = await self._open(collection)
+        documents = [d for d in await self._store.adocuments(info.name) if d.status == "indexed"]
+        check_files(questions, [n for d in documents for n in (d.doc_id, d.file_name)], info.name)
+        deepest = max(top_ks)
+        retriever, choice = await self._retriever(info.name, deepest, mode)
+        kind = SCORE_KINDS[choice.mode]
+        outcomes = []
+        for q in questions:
+            hits = await retriever.aretrieve(q.question)
+            outcomes.append(outcome(q, [Citation.from_node(hit, kind) for hit in hits]))
+        return [report(info.name, choice.mode, k, outcomes, choice.note) for k in top_ks]
 
     # Collections ----------------------------------------------------------------------------
 
@@ -307,21 +347,28 @@ class Rag:
 
     # Questions --------------------------------------------------------------------------------
 
-    def ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> Answer:
-        return self._loop.run(self.aask(question, collection, top_k, retrieve_only))
+    # `mode`: hybrid, dense or keyword (None: RAG_RETRIEVAL_MODE); `docs`: ids or file names the
+    # search is limited to (empty: the whole collection).
+
+    def ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
+            mode: str | None = None, docs: Sequence[str] = ()) -> Answer:
+        return self._loop.run(self.aask(question, collection, top_k, retrieve_only, mode, docs))
 
     @on_loop
-    async def aask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> Answer:
-        async for event in self._astream_ask(question, collection, top_k, retrieve_only):
+    async def aask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
+                   mode: str | None = None, docs: Sequence[str] = ()) -> Answer:
+        async for event in self._astream_ask(question, collection, top_k, retrieve_only, mode, docs):
             if isinstance(event, Done):
                 return event.answer
         raise RuntimeError("answer stream ended without a result")
 
-    def stream_ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> Iterator[Event]:
-        return self._loop.iterate(self._astream_ask(question, collection, top_k, retrieve_only))
+    def stream_ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
+                   mode: str | None = None, docs: Sequence[str] = ()) -> Iterator[Event]:
+        return self._loop.iterate(self._astream_ask(question, collection, top_k, retrieve_only, mode, docs))
 
-    def astream_ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> AsyncIterator[Event]:
-        return self._loop.hop_iter(self._astream_ask(question, collection, top_k, retrieve_only))
+    def astream_ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
+                    mode: str | None = None, docs: Sequence[str] = ()) -> AsyncIterator[Event]:
+        return self._loop.hop_iter(self._astream_ask(question, collection, top_k, retrieve_only, mode, docs))
 
     async def _answering_parts(self, retrieve_only: bool) -> tuple[Any, SupportGate, bool]:
         """The LLM (None without one), a fresh support gate, and whether answers are quotes."""
@@ -329,38 +376,48 @@ class Rag:
         llm = None if retrieve_only or quote else await asyncio.to_thread(lambda: self.llm)
         return llm, SupportGate(embedder(self.embed_model)), quote
 
-    async def _astream_ask(self, question, collection, top_k, retrieve_only) -> AsyncIterator[Event]:
+    async def _astream_ask(self, question, collection, top_k, retrieve_only, mode=None, docs=()) -> AsyncIterator[Event]:
         async with self._foreground():
-            retriever = await self._retriever(collection, top_k)
+            retriever, choice = await self._retriever(collection, top_k, mode, docs)
             llm, gate, quote = await self._answering_parts(retrieve_only)
-            async for event in QueryEngine(retriever, llm, gate, self._secrets(), quote).astream(question):
+            engine = QueryEngine(retriever, llm, gate, self._secrets(), quote, SCORE_KINDS[choice.mode])
+            async for event in engine.astream(question):
+                if isinstance(event, Done):
+                    event.answer.mode, event.answer.note = choice.mode, choice.note
                 yield event
 
-    def chat_session(self, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False) -> "ChatSession":
-        return ChatSession(self, collection, top_k, retrieve_only)
+    def chat_session(self, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
+                     mode: str | None = None, docs: Sequence[str] = ()) -> "ChatSession":
+        return ChatSession(self, collection, top_k, retrieve_only, mode, docs)
 
 
 class ChatSession:
     """One conversation: its own memory, so each browser session has its own history."""
 
-    def __init__(self, rag: Rag, collection: str | None, top_k: int | None, retrieve_only: bool) -> None:
+    def __init__(self, rag: Rag, collection: str | None, top_k: int | None, retrieve_only: bool,
+                 mode: str | None = None, docs: Sequence[str] = ()) -> None:
         self._rag = rag
         self.collection = collection
         self.top_k = top_k
         self.retrieve_only = retrieve_only
+        self.mode = mode
+        self.docs = tuple(docs)
         self._engine: ChatEngine | None = None
+        self._choice = ModeChoice("dense")
 
     async def _get_engine(self) -> ChatEngine:
         if self._engine is None:
-            retriever = await self._rag._retriever(self.collection, self.top_k)
+            retriever, self._choice = await self._rag._retriever(self.collection, self.top_k, self.mode, self.docs)
             llm, gate, quote = await self._rag._answering_parts(self.retrieve_only)
-            self._engine = ChatEngine(retriever, llm, gate, self._rag._secrets(), quote)
+            self._engine = ChatEngine(retriever, llm, gate, self._rag._secrets(), quote, SCORE_KINDS[self._choice.mode])
         return self._engine
 
     async def _astream(self, message: str) -> AsyncIterator[Event]:
         async with self._rag._foreground():
             engine = await self._get_engine()
             async for event in engine.astream(message):
+                if isinstance(event, Done):
+                    event.answer.mode, event.answer.note = self._choice.mode, self._choice.note
                 yield event
 
     def stream_chat(self, message: str) -> Iterator[Event]:

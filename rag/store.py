@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -19,6 +20,7 @@ from typing import Any
 import grpc
 from llama_index.core.schema import BaseNode
 from llama_index.vector_stores.milvus import MilvusVectorStore
+from llama_index.vector_stores.milvus.utils import BM25BuiltInFunction
 from pymilvus import AsyncMilvusClient, DataType, MilvusClient, MilvusException
 
 from rag.config import Settings
@@ -27,6 +29,7 @@ from rag.errors import CollectionNotFound, EmbeddingMismatch, StoreUnavailable
 
 CATALOG = "_rag_catalog"
 INTERNAL_PREFIX = "_rag_"
+RRF_K = 60  # reciprocal rank fusion's constant for Milvus' hybrid search
 QUERY_LIMIT = 16384  # Milvus' cap on offset + limit for one query
 CONNECT_TIMEOUT = 10.0
 # Milvus Lite is a local process on a Unix socket: keepalive pings are useless there, and its
@@ -58,6 +61,13 @@ class CollectionInfo:
     embed_model: str
     embed_dim: int
     created_at: str = ""
+    # "hybrid": chunks carry Milvus' BM25 field too (hybrid, dense and keyword search work);
+    # "dense": vectors only. Rows written before hybrid search existed have no value: dense.
+    retrieval: str = "dense"
+
+    @property
+    def has_bm25(self) -> bool:
+        return self.retrieval == "hybrid"
 
 
 @dataclass
@@ -123,6 +133,7 @@ class MilvusStore:
         self._vector_stores: dict[str, MilvusVectorStore] = {}
         self._catalog_deletes = 0  # catalog deletes made, and how many a Strong read has covered
         self._deletes_seen = 0
+        self._bm25: bool | None = None
 
     @property
     def display(self) -> str:
@@ -228,12 +239,33 @@ class MilvusStore:
             raise CollectionNotFound(f"no collection named {name!r} (collections: {names}); ingest documents into it first")
         return CollectionInfo(**rows[0]["info"])
 
-    async def aensure_collection(self, name: str, embed: EmbedInfo) -> CollectionInfo:
-        """The collection's record, created on first use; refuses a different embedding model."""
+    async def asupports_bm25(self) -> bool:
+        """Whether this Milvus has the built-in BM25 function (Milvus 2.5+; Milvus Lite 2.5+)."""
+        if self._bm25 is None:
+            if self._settings.is_milvus_server:
+                try:
+                    version = await self.client.get_server_version()
+                except MILVUS_ERRORS:
+                    version = ""  # unknown (a managed service may not say): assume a current Milvus
+                self._bm25 = _version_at_least(version, (2, 5)) if version else True
+            else:
+                from importlib.metadata import version as package_version
+
+                self._bm25 = _version_at_least(package_version("milvus-lite"), (2, 5))
+        return self._bm25
+
+    async def aensure_collection(self, name: str, embed: EmbedInfo, retrieval: str | None = None) -> CollectionInfo:
+        """The collection's record, created on first use; refuses a different embedding model.
+
+        A new collection gets the BM25 field where Milvus has it (`retrieval="dense"` opts out)."""
         try:
             info = await self.aget_collection(name)
         except CollectionNotFound:
-            info = CollectionInfo(name=name, embed_model=embed.name, embed_dim=embed.dim, created_at=now_iso())
+            if retrieval is None:
+                retrieval = "hybrid" if await self.asupports_bm25() else "dense"
+            info = CollectionInfo(
+                name=name, embed_model=embed.name, embed_dim=embed.dim, created_at=now_iso(), retrieval=retrieval
+            )
             await self._put(name, "collection", name, asdict(info))
             return info
         check_embedding(info, embed)
@@ -255,6 +287,13 @@ class MilvusStore:
         """The LlamaIndex store for a collection (one per process; creates the Milvus collection)."""
         store = self._vector_stores.get(info.name)
         if store is None:
+            # BM25BuiltInFunction is always passed explicitly: without it, opening an existing
+            # collection falls back to a BGE-M3 function that exits the process (Lite lists no functions).
+            sparse: dict[str, Any] = (
+                {"enable_sparse": True, "sparse_embedding_function": BM25BuiltInFunction(),
+                 "hybrid_ranker": "RRFRanker", "hybrid_ranker_params": {"k": RRF_K}}
+                if info.has_bm25 else {}
+            )
             try:
                 store = MilvusVectorStore(
                     uri=self._uri,
@@ -263,6 +302,7 @@ class MilvusStore:
                     dim=info.embed_dim,
                     similarity_metric="IP",  # embeddings are normalised: inner product is cosine
                     consistency_level=self._settings.consistency_level,
+                    **sparse,
                     **self._client_kwargs,
                 )
             except MILVUS_ERRORS as exc:
@@ -335,6 +375,11 @@ class MilvusStore:
         except MILVUS_ERRORS as exc:
             raise self._guard(exc) from exc
         return int(rows[0]["count(*)"]) if rows else 0
+
+
+def _version_at_least(version: str, minimum: tuple[int, int]) -> bool:
+    numbers = re.findall(r"\d+", version)
+    return len(numbers) >= 2 and (int(numbers[0]), int(numbers[1])) >= minimum
 
 
 def check_embedding(info: CollectionInfo, embed: EmbedInfo) -> None:

@@ -93,7 +93,7 @@ def test_retrieval_only_chat_answers_with_passages(rag, indexed):
     answer = rag.chat_session(indexed, top_k=3, retrieve_only=True).chat("cafeteria opening time")
     assert answer.answer is None and answer.sources[0].file == "plain.txt"
     assert len(answer.sources) == 3
-    assert answer.to_json()["sources"][0].keys() == {"file", "page", "score", "text", "highlights"}
+    assert answer.to_json()["sources"][0].keys() == {"file", "page", "score", "score_kind", "text", "highlights"}
 
 
 @pytest.mark.parametrize("question, message", [("", "empty"), ("   \n\t", "empty"), ("x" * 100_000, "limit is 4,000")])
@@ -126,7 +126,7 @@ def test_a_follow_up_searches_with_its_own_words_and_with_the_conversation(rag, 
     rank; no LLM rewrites anything before the sources are known."""
     from rag.answer import FollowUpRetriever
 
-    inner = rag._loop.run(rag._retriever(indexed, 2))
+    inner, _ = rag._loop.run(rag._retriever(indexed, 2))
     retriever = FollowUpRetriever(inner, top_k=2)
     alone = rag._loop.run(inner.aretrieve("And how often must its seals be replaced?"))
     retriever.context = "When does the staff cafeteria open?"  # a misleading context

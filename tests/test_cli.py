@@ -50,7 +50,7 @@ def test_ingest_ask_docs_delete_round_trip(cli, corpus, tmp_path):
     answer = json.loads(result.stdout)
     assert answer["answer"].startswith("The Aurora project budget is 3.5 million euros for the year. [1]")
     assert answer["found"] is True and answer["sources"][0]["file"] == "report.docx"
-    assert set(answer["sources"][0]) == {"file", "page", "score", "text", "highlights"}
+    assert set(answer["sources"][0]) == {"file", "page", "score", "score_kind", "text", "highlights"}
     [[start, end]] = answer["sources"][0]["highlights"]
     assert answer["sources"][0]["text"][start:end] == "The Aurora project budget is 3.5 million euros for the year."
 

@@ -1,0 +1,98 @@
+"""The Benchmark page's "Retrieval quality" part: which search settings work for these documents.
+
+A question file (uploaded, or the shipped sample) is evaluated on the active collection for
+several modes and top-k values at once (one search per question and mode, at the largest k);
+the scoring is `rag.evaluation`, the same as `python -m rag eval`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from pages import common
+from rag.errors import RagError
+from rag.evaluation import comparison_rows, parse_questions, rows_to_csv
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample-questions.json"
+TOP_KS = (1, 3, 5, 10, 20)
+RESULT_KEY = "quality_result"
+
+
+def question_text() -> tuple[str, str] | None:
+    """(text, name) of the question file to use, or None."""
+    upload = st.file_uploader("Question file (JSON list or CSV of question, file, page, evidence)",
+                              type=["json", "csv"], key="quality_upload")
+    if upload is not None:
+        return upload.getvalue().decode("utf-8", errors="replace"), upload.name
+    if SAMPLE.exists():
+        st.caption(f"No file uploaded: using the sample set `{SAMPLE.name}` (questions about `data/samples`).")
+        return SAMPLE.read_text(encoding="utf-8"), SAMPLE.name
+    return None
+
+
+def run(rag, collection: str, text: str, name: str, modes: list[str], ks: list[int]) -> None:
+    try:
+        questions = parse_questions(text, name)
+        reports = [r for mode in modes for r in rag.evaluate(questions, collection, mode, tuple(ks))]
+    except RagError as exc:
+        st.session_state[RESULT_KEY] = {"error": str(exc)}
+        return
+    st.session_state[RESULT_KEY] = {
+        "collection": collection, "file": name, "rows": comparison_rows(reports),
+        "reports": [r.to_json() for r in reports],
+    }
+
+
+def chart(rows: list[dict]) -> alt.Chart:
+    data = pd.DataFrame(rows)
+    data["top-k"] = data["top_k"].map(lambda k: f"top-{k}")
+    bars = alt.Chart(data).mark_bar().encode(
+        x=alt.X("mode:N", title=None), y=alt.Y("hit@k:Q", title="hit@k (share of questions)", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("mode:N", legend=None), tooltip=["mode", "top_k", "hit@1", "hit@3", "hit@k", "mrr"],
+    )
+    labels = bars.mark_text(dy=-6, fontSize=11).encode(text=alt.Text("hit@k:Q", format=".2f"), color=alt.value("#333"))
+    return (bars + labels).properties(width=140, height=220).facet(column=alt.Column("top-k:N", title=None, sort=[f"top-{k}" for k in TOP_KS]))
+
+
+def show(rag, collection: str) -> None:
+    st.header("Retrieval quality", anchor=False)
+    st.markdown(
+        "Does the right passage come back, and how high? Upload questions with the file (and page, or an "
+        "evidence phrase) that answers each, and compare search modes and top-k on "
+        f"**{common.escape_markdown(collection)}**: hit@k is the share of questions whose right passage is "
+        "among the first k, MRR the mean of 1/rank."
+    )
+    picked = question_text()
+    modes_available = common.retrieval_modes(rag, collection)
+    cols = st.columns(2)
+    modes = cols[0].multiselect("Modes", modes_available.modes, default=list(modes_available.modes), key="quality_modes")
+    ks = cols[1].multiselect("Top-k values", TOP_KS, default=[1, 5, 10], key="quality_ks")
+    if modes_available.why_not:
+        st.caption(f"Only dense search: {common.escape_markdown(modes_available.why_not)}.")
+    ready = common.has_indexed(rag, collection)
+    if st.button("Evaluate retrieval", icon=":material/fact_check:", disabled=not (picked and modes and ks and ready)):
+        with st.spinner("Searching for every question…"):
+            run(rag, collection, picked[0], picked[1], modes, sorted(ks))
+    if not ready:
+        st.caption("Index documents into this collection first.")
+    result = st.session_state.get(RESULT_KEY)
+    if not result:
+        return
+    if "error" in result:
+        st.error(common.escape_markdown(result["error"]), icon=":material/error:")
+        return
+    st.altair_chart(chart(result["rows"]))
+    table = pd.DataFrame(result["rows"]).rename(columns={"top_k": "top-k", "mrr": "MRR"})
+    st.dataframe(table, hide_index=True, key="quality_table")
+    best = max(result["rows"], key=lambda r: (r["mrr"], r["hit@k"]))
+    st.caption(f"Best MRR here: **{best['mode']}** (MRR {best['mrr']:.3f}) on "
+               f"{common.escape_markdown(result['file'])}, collection {common.escape_markdown(result['collection'])}.")
+    downloads = st.columns(2)
+    downloads[0].download_button("Download CSV", rows_to_csv(result["rows"]), "retrieval-quality.csv", "text/csv")
+    downloads[1].download_button("Download JSON", json.dumps(result["reports"], indent=2), "retrieval-quality.json",
+                                 "application/json")

@@ -1,0 +1,157 @@
+"""Hybrid, dense and keyword search on real Milvus Lite (BM25 built in), scope filters, and PDF
+text cleaning, with real files and the real embedding model."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from rag.errors import ConfigError, DocumentNotFound
+from rag.readers import read_pdf
+from rag.textclean import clean_pdf_pages, join_lines, reflow
+from tests.docs import make_pdf
+
+# An exact term that the embedding does not know: keyword search must find it.
+PART = "The replacement gasket for the Zephyr pump is part QX-7731-B, sold by Harland Supplies."
+FILLER = [
+    "Pumps move fluids by mechanical action. Centrifugal pumps use an impeller to add energy.",
+    "A seal keeps the fluid inside the pump housing. Seals wear over time and must be replaced.",
+    "Pressure is measured in bar. One bar is roughly the air pressure at sea level.",
+]
+
+
+@pytest.fixture(scope="module")
+def parts(rag, tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("parts")
+    (folder / "parts.txt").write_text(PART + "\n")
+    for i, text in enumerate(FILLER):
+        (folder / f"filler{i}.txt").write_text(text + "\n")
+    rag.ingest([folder], "hybrid_parts")
+    return "hybrid_parts"
+
+
+# Text cleaning (pure) -----------------------------------------------------------------------------
+
+
+def test_line_end_hyphens_are_mended_by_the_documents_own_words():
+    assert join_lines("Distinguished Encoding Rules (DER) manip-", "ulation.", Counter()) == \
+        "Distinguished Encoding Rules (DER) manipulation."
+    # The document writes "glob-deleteall" elsewhere and never "globdeleteall": a real hyphen.
+    vocabulary = Counter({"glob-deleteall": 2})
+    assert join_lines("except when glob-", "deleteall or magic-deleteall", vocabulary) == \
+        "except when glob-deleteall or magic-deleteall"
+    assert join_lines("no Front-", "Cover Texts", Counter()) == "no Front-Cover Texts"
+    assert join_lines("version 4.19-", "2 of it", Counter()) == "version 4.19-2 of it"
+
+
+def test_paragraph_lines_are_joined_and_short_lines_keep_their_break():
+    lines = [
+        "This manual is for GNU Libtasn1, which is a library for Abstract Syntax",
+        "Notation One and Distinguished Encoding Rules manipulation.",
+        "2.2 Naming",
+        "Consider this definition:",
+        "• UTF8String;",
+    ]
+    assert reflow(lines, full_line=72) == [
+        "This manual is for GNU Libtasn1, which is a library for Abstract Syntax Notation One and "
+        "Distinguished Encoding Rules manipulation.",
+        "2.2 Naming",
+        "Consider this definition:",
+        "• UTF8String;",
+    ]
+
+
+def test_page_furniture_and_tables_of_contents_are_dropped():
+    body = [f"The notation to access the {word} type of the Example definition is Example.{word}."
+            for word in ("Group", "Value", "Naming", "Tag")]
+    pages = [
+        "Shared MIME-info Database\nTable of Contents\n1 Introduction . . . . . . . . 1\n2 Naming . . . . . . . . . 3\n"
+        "3 Utilities . . . . . . . . . 5",
+        f"Shared MIME-info Database\n{body[1]}\n1",
+        f"Shared MIME-info Database\nChapter 2: Naming 2\n{body[2]}\n",
+        f"Shared MIME-info Database\n{body[3]}\nSee also the section about pages.",
+    ]
+    cleaned = clean_pdf_pages(pages, ["i", "1", "2", "3"])
+    assert cleaned[0] == "", "a table-of-contents page is dropped whole"
+    assert cleaned[1] == body[1] and cleaned[2] == body[2], "running header, page number and chapter header are gone"
+    assert cleaned[3].startswith(body[3]) and cleaned[3].endswith("See also the section about pages.")
+
+
+def test_a_real_pdf_reads_as_prose_and_keeps_its_physical_pages(tmp_path):
+    long = "The pump housing is cast in one piece and every seal is checked before it ships"  # one full line
+    pages = [
+        "Contents\nOperation . . . . . . . . . . 1\nMaintenance . . . . . . . . . 2\nParts . . . . . . . . . . 2",
+        f"Zephyr pump manual\n{long}\nand after the first 100 hours. The seals need a lot of careful manip-\nulation.",
+        f"Zephyr pump manual\nIt is tested at the site, by the fitter who installs the pump for its owner.\n{PART}",
+        "Zephyr pump manual\nWarranty: two years from the day the pump is installed, parts and labour.",
+    ]
+    sections = read_pdf(make_pdf(tmp_path / "pump.pdf", pages))
+    assert [s.page for s in sections] == [2, 3, 4], "the TOC page is dropped; the others keep their physical page"
+    assert sections[0].page_label == "1"
+    assert "Zephyr pump manual" not in sections[0].text, "a line on every page is a running header"
+    assert f"{long} and after the first 100 hours." in sections[0].text, "a broken line is joined"
+    assert "careful manipulation." in sections[0].text, "a word hyphenated at the line end is mended"
+    assert "QX-7731-B" in sections[1].text
+
+
+# Modes -------------------------------------------------------------------------------------------------
+
+
+def test_new_collections_are_hybrid_and_every_mode_finds_the_exact_term(rag, parts):
+    [info] = [c for c in rag.collections() if c.name == parts]
+    assert info.retrieval == "hybrid"
+    assert rag.retrieval_modes(parts).modes == ("hybrid", "dense", "keyword")
+    keyword = rag.ask("QX-7731-B", parts, top_k=2, retrieve_only=True, mode="keyword")
+    assert keyword.mode == "keyword" and keyword.sources[0].file == "parts.txt"
+    assert keyword.sources[0].score_kind == "BM25" and keyword.sources[0].score_label.startswith("BM25 ")
+    hybrid = rag.ask("QX-7731-B gasket", parts, top_k=2, retrieve_only=True, mode="hybrid")
+    assert hybrid.mode == "hybrid" and hybrid.sources[0].file == "parts.txt"
+    assert hybrid.sources[0].score_kind == "rank score" and 0 < hybrid.sources[0].score < 0.05, "an RRF value"
+    assert hybrid.to_json()["sources"][0]["score_kind"] == "rank score"
+    dense = rag.ask("how is a pump seal kept", parts, top_k=2, retrieve_only=True, mode="dense")
+    assert dense.mode == "dense" and dense.sources[0].score_kind == "similarity"
+
+
+def test_the_configured_mode_is_the_default(rag, parts):
+    assert rag.settings.retrieval_mode == "hybrid"
+    assert rag.ask("QX-7731-B", parts, top_k=1, retrieve_only=True).mode == "hybrid"
+
+
+def test_a_dense_only_collection_keeps_working_and_says_how_to_upgrade(rag, corpus):
+    name = "dense_only"
+    rag._loop.run(rag._store.aensure_collection(name, rag.embed_info, "dense"))
+    rag.ingest([corpus["plain.txt"]], name)
+    answer = rag.ask("When does the staff cafeteria open?", name, top_k=1, retrieve_only=True)
+    assert answer.mode == "dense" and answer.sources[0].file == "plain.txt"
+    assert "indexed without full-text search" in answer.note and "re-index" in answer.note
+    modes = rag.retrieval_modes(name)
+    assert modes.modes == ("dense",) and "re-index" in modes.fix
+    with pytest.raises(ConfigError, match="keyword search is not possible: collection 'dense_only' was indexed without"):
+        rag.ask("cafeteria", name, retrieve_only=True, mode="keyword")
+    with pytest.raises(ConfigError, match="unknown retrieval mode 'fuzzy'"):
+        rag.ask("cafeteria", name, retrieve_only=True, mode="fuzzy")
+
+
+# Scope ------------------------------------------------------------------------------------------------
+
+
+def test_a_scope_keeps_every_source_inside_it(rag, parts):
+    for mode in ("hybrid", "dense", "keyword"):
+        answer = rag.ask("QX-7731-B gasket pump seal", parts, top_k=4, retrieve_only=True, mode=mode,
+                         docs=["filler1.txt", "filler2.txt"])
+        assert answer.sources and {s.file for s in answer.sources} <= {"filler1.txt", "filler2.txt"}, mode
+
+
+def test_a_chat_scope_and_mode_hold_for_follow_ups(rag, parts):
+    session = rag.chat_session(parts, top_k=3, retrieve_only=True, mode="keyword", docs=["parts.txt"])
+    first = session.chat("Which part number is the gasket?")
+    assert first.mode == "keyword" and {s.file for s in first.sources} == {"parts.txt"}
+    follow = session.chat("and who sells it?")
+    assert follow.searched, "a follow-up searches with the conversation's context too"
+    assert {s.file for s in follow.sources} == {"parts.txt"} and follow.mode == "keyword"
+
+
+def test_an_unknown_scope_is_refused(rag, parts):
+    with pytest.raises(DocumentNotFound, match="no indexed document 'nothing.pdf' in collection 'hybrid_parts'"):
+        rag.ask("gasket", parts, retrieve_only=True, docs=["nothing.pdf"])
