@@ -38,7 +38,11 @@ STOPWORDS = frozenset(
     would you your yours yourself yourselves tell explain describe please say does mean use used""".split()
 )
 _TOKEN = re.compile(r"-?[a-z0-9][a-z0-9_.+\-]*[a-z0-9+]|-?[a-z0-9]")
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9`-])|\n\s*\n|\n(?=\s*(?:[-*•]|\d+[.)])\s)")
+# Sentence ends; blank lines; list items; and, in structured text (JSON, CSV), each line.
+_SENTENCE_BREAK = re.compile(
+    r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9`-])|\n\s*\n|\n(?=\s*(?:[-*•]|\d+[.)])\s)"
+    r"|(?<=[,{}\[\]])\s*\n|\n(?=\s*[\"{}\[\]])"
+)
 
 
 @dataclass(frozen=True)

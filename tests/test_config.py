@@ -16,7 +16,7 @@ def test_defaults_are_offline(tmp_path):
     s = make(RAG_DATA_DIR=tmp_path)
     assert s.resolved_milvus_uri == str((tmp_path / "milvus.db").resolve())
     assert not s.is_milvus_server
-    assert s.llm_mode is LLMMode.LOCAL
+    assert s.llm_mode is LLMMode.QUOTE  # answers quoted from the documents: no model to trust
     assert s.embed_model == "all-MiniLM-L6-v2"
 
 

@@ -19,6 +19,8 @@ def test_sentences_and_terms():
     assert [text[a:b] for a, b in sentence_spans(text)] == [
         "The pump runs at 4 bar.", "Seals must be replaced every 6 months!", "- item one", "- item two",
     ]
+    data = '{\n "servers": [\n  {\n   "role": "backup",\n   "note": "The backup server is called Grimsby."\n  }\n ]\n}'
+    assert '"note": "The backup server is called Grimsby."' in [data[a:b] for a, b in sentence_spans(data)], "a JSON line each"
     assert {"-j", "libtasn1.h", "libtasn1", "mime-magic", "mime", "magic", "tar"} <= terms(
         "What does tar's -J option do with libtasn1.h and MIME-Magic?"
     )
