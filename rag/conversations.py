@@ -171,6 +171,7 @@ class ConversationStore:
         try:
             await client.upsert(CONVERSATIONS, rows)
         except MILVUS_ERRORS as exc:
+            self._ready = False  # the next write checks the collection again (and makes it, if it went)
             raise self._store._guard(exc) from exc
 
     async def _query(self, expr: str, fields: list[str], limit: int = 16_384) -> list[dict[str, Any]]:
@@ -202,10 +203,10 @@ class ConversationStore:
     async def _put_header(self, info: ConversationInfo) -> None:
         await self._upsert(self._rows(info, HEADER, asdict(info)))
 
-    async def _put_turn(self, info: ConversationInfo, seq: int, turn: SavedTurn, old_parts: int = 0) -> None:
+    async def _put_turn(self, info: ConversationInfo, seq: int, turn: SavedTurn, replacing: bool) -> None:
         rows = self._rows(info, seq, turn.to_json())
         await self._upsert(rows)
-        if old_parts > len(rows):
+        if replacing:  # a shorter version leaves no stale parts behind
             await self._delete(f"conversation == {milvus_str(info.id)} and seq == {seq} and part >= {len(rows)}")
 
     # Public ---------------------------------------------------------------------------------
@@ -241,18 +242,24 @@ class ConversationStore:
         await self._put_header(info)
         return info
 
-    async def asave_turn(self, info: ConversationInfo, turn: SavedTurn) -> ConversationInfo:
-        """Append a turn (the header follows: title from the first question, turn count, time)."""
-        if info.turns >= MAX_TURNS:
-            raise RagError(f"this conversation has {MAX_TURNS} turns, the most one can hold: start a new chat")
-        seq = info.turns
-        await self._put_turn(info, seq, turn)
+    async def asave_turn(self, info: ConversationInfo, turn: SavedTurn, seq: int | None = None) -> int:
+        """Write a turn: appended (`seq=None`), or in place of turn `seq` (a question saved before
+        its answer, then the whole turn). The header follows: title from the first question,
+        turn count, time. Returns the turn's number."""
+        replacing = seq is not None
+        if seq is None:
+            if info.turns >= MAX_TURNS:
+                raise RagError(f"this conversation has {MAX_TURNS} turns, the most one can hold: start a new chat")
+            seq = info.turns
+        elif not 0 <= seq < info.turns:
+            raise RagError(f"conversation {info.id!r} has no turn {seq + 1}")
+        await self._put_turn(info, seq, turn, replacing)
         if seq == 0 and info.title == "New chat":
             info.title = title_from(turn.question)
-        info.turns, info.updated_at = seq + 1, now_iso()
+        info.turns, info.updated_at = max(info.turns, seq + 1), now_iso()
         info.top_k, info.retrieve_only = turn.top_k, turn.retrieve_only
         await self._put_header(info)
-        return info
+        return seq
 
     async def arename(self, conversation_id: str, title: str) -> ConversationInfo:
         title = " ".join(title.split())[:200]
@@ -276,7 +283,7 @@ class ConversationStore:
         if feedback is not None:
             feedback.comment = feedback.comment.strip()[:2000]
         turn.feedback = feedback
-        await self._put_turn(info, seq, turn, old_parts=len(rows))
+        await self._put_turn(info, seq, turn, replacing=True)
         return turn
 
 

@@ -367,14 +367,15 @@ class Rag:
         await self._connect()
         return await self._conversations.acreate(self._collection(collection), top_k, retrieve_only, conversation_id)
 
-    def save_turn(self, info: ConversationInfo, turn: SavedTurn) -> ConversationInfo:
-        """Append a turn to a saved conversation; `info` is updated in place and returned."""
-        return self._loop.run(self.asave_turn(info, turn))
+    def save_turn(self, info: ConversationInfo, turn: SavedTurn, seq: int | None = None) -> int:
+        """Append a turn (or replace turn `seq`) of a saved conversation; `info` follows in place.
+        Returns the turn's number."""
+        return self._loop.run(self.asave_turn(info, turn, seq))
 
     @on_loop
-    async def asave_turn(self, info: ConversationInfo, turn: SavedTurn) -> ConversationInfo:
+    async def asave_turn(self, info: ConversationInfo, turn: SavedTurn, seq: int | None = None) -> int:
         await self._connect()
-        return await self._conversations.asave_turn(info, turn)
+        return await self._conversations.asave_turn(info, turn, seq)
 
     def rename_conversation(self, conversation_id: str, title: str) -> ConversationInfo:
         return self._loop.run(self.arename_conversation(conversation_id, title))
@@ -414,13 +415,21 @@ class ChatSession:
         self.top_k = top_k
         self.retrieve_only = retrieve_only
         self._engine: ChatEngine | None = None
+        self._earlier: list[tuple[str, str, str]] = []
 
     async def _get_engine(self) -> ChatEngine:
         if self._engine is None:
             retriever = await self._rag._retriever(self.collection, self.top_k)
             llm, gate, quote = await self._rag._answering_parts(self.retrieve_only)
             self._engine = ChatEngine(retriever, llm, gate, self._rag._secrets(), quote)
+            self._engine.restore(self._earlier)
         return self._engine
+
+    def restore(self, turns: list[SavedTurn]) -> None:
+        """Continue a saved conversation: its turns become this session's memory."""
+        self._earlier = [(t.question, t.answer, t.searched) for t in turns if not t.refused]
+        if self._engine is not None:
+            self._engine.restore(self._earlier)
 
     async def _astream(self, message: str) -> AsyncIterator[Event]:
         async with self._rag._foreground():
@@ -447,6 +456,7 @@ class ChatSession:
 
     def reset(self) -> None:
         """Start a new conversation (same collection and settings)."""
+        self._earlier = []
         if self._engine is not None:
             self._engine.reset()
 

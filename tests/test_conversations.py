@@ -88,3 +88,16 @@ def test_markdown_export_numbers_the_sources(rag: Rag, collection: str):
     assert "## 1. What is the budget?\n\nAn answer [1].\n" in text
     assert "1. **report.docx**, page 2\n\n   > The budget is 3.5 million." in text
     assert "Feedback: 👎: too short" in text
+
+
+def test_a_question_saved_before_its_answer_is_replaced_by_the_whole_turn(rag: Rag, collection: str):
+    info = rag.new_conversation(collection)
+    seq = rag.save_turn(info, SavedTurn(question="q", stopped=True))
+    long = turn("q", answer="a" * (3 * PART_CHARS))
+    assert rag.save_turn(info, long, seq) == seq == 0
+    assert rag.conversation(info.id).turns[0].answer == long.answer
+    rag.save_turn(info, turn("q", answer="short"), seq)  # fewer parts: none of the old ones is left
+    [saved] = rag.conversation(info.id).turns
+    assert saved.answer == "short" and info.turns == 1
+    with pytest.raises(RagError, match="no turn 3"):
+        rag.save_turn(info, turn("q"), 2)
