@@ -393,7 +393,8 @@ def test_chat_quotes_the_documents_and_keeps_history(indexed):
     assert [role for role, _ in conversation.session.history] == ["user", "assistant", "user", "assistant"]
 
     at.button[[b.label for b in at.button].index("New chat")].click().run()
-    assert len(at.chat_message) == 0 and conversation.session.history == []
+    assert len(at.chat_message) == 0 and at.session_state["chats"]["documents"].session.history == []
+    assert any(o.startswith(PUMP) for o in at.selectbox(key="conversation_pick").options), "the old one stays listed"
 
 
 @pytest.mark.parametrize("question, said", [
