@@ -255,13 +255,11 @@ def show_feedback(conv: Conversation, turn: Turn) -> None:
     if f"{key}-score" not in st.session_state and turn.feedback is not None:
         st.session_state[f"{key}-score"] = turn.feedback.score
         st.session_state[f"{key}-comment"] = turn.feedback.comment
-    row = st.container(horizontal=True, vertical_alignment="center")
-    with row:
-        st.feedback("thumbs", key=f"{key}-score", on_change=rate, args=(conv, turn, key), disabled=bool(conv.read_only))
-        if st.session_state.get(f"{key}-score") is not None:
-            st.text_input("Comment (optional)", key=f"{key}-comment", on_change=rate, args=(conv, turn, key),
-                          placeholder="What was right or wrong?", label_visibility="collapsed",
-                          disabled=bool(conv.read_only))
+    st.feedback("thumbs", key=f"{key}-score", on_change=rate, args=(conv, turn, key), disabled=bool(conv.read_only))
+    if st.session_state.get(f"{key}-score") is not None:
+        st.text_input("Comment (optional)", key=f"{key}-comment", on_change=rate, args=(conv, turn, key),
+                      placeholder="A comment on this answer (optional)", label_visibility="collapsed",
+                      disabled=bool(conv.read_only))
 
 
 def show_answer(turn: Turn) -> None:
@@ -330,16 +328,12 @@ def answer(conv: Conversation, question: str) -> None:
 
 # The conversation list ----------------------------------------------------------------------------
 
+LISTED = 30  # conversations linked at once; a title filter finds older ones
+
 
 def start_new_chat() -> None:
     """The current conversation stays saved and listed; the next question starts another."""
     st.session_state["chats"].pop(collection, None)
-
-
-def pick_conversation() -> None:
-    picked = st.session_state.get("conversation_pick")
-    if picked:
-        st.session_state["address_error"] = open_conversation(picked)
 
 
 def rename(conv: Conversation) -> None:
@@ -373,14 +367,17 @@ def conversations_menu(conv: Conversation) -> None:
     except RagError as exc:
         st.warning(f"Saved conversations cannot be listed now: {common.escape_markdown(str(exc))}", icon=":material/cloud_off:")
         listed = []
-    ids = [c.id for c in listed]
-    titles = {c.id: f"{c.title} · {c.updated_at[:16].replace('T', ' ')}" for c in listed}
-    if conv.id not in titles:
-        ids.insert(0, conv.id)
-        titles[conv.id] = "This new chat (saved with its first question)"
-    st.session_state["conversation_pick"] = conv.id
-    st.selectbox(f"Conversations ({len(listed)})", ids, key="conversation_pick", format_func=titles.get,
-                 on_change=pick_conversation, help="Newest first. Each one reopens with its answers and sources.")
+    st.caption(f"{len(listed)} saved in **{common.escape_markdown(collection)}**, newest first" if listed
+               else "None saved yet: a conversation is saved with its first question.")
+    shown = listed
+    if len(listed) > LISTED:
+        words = st.text_input("Find by title", key="conversation_filter", placeholder="words of a title").lower().split()
+        shown = [c for c in listed if all(w in c.title.lower() for w in words)][:LISTED]
+    for c in shown:  # links: opening one is a change of address, as a bookmark is
+        when = common.local_time(c.updated_at)
+        label = f"{c.title} · {when:%Y-%m-%d %H:%M}" if when else c.title
+        st.page_link(common.CHAT_PAGE, label=common.escape_markdown(label), query_params={"collection": c.collection, "c": c.id},
+                     icon=":material/chat:" if c.id != conv.id else ":material/arrow_right:", disabled=c.id == conv.id)
     if conv.info is not None:
         if st.session_state.get("title_of") != (conv.id, conv.info.title):
             st.session_state["title_of"] = (conv.id, conv.info.title)

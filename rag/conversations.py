@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,7 +23,12 @@ from pymilvus import DataType, MilvusClient
 
 from rag.answer import Answer, Citation
 from rag.errors import ConversationNotFound, RagError
-from rag.store import MILVUS_ERRORS, MilvusStore, milvus_str, now_iso
+from rag.store import MILVUS_ERRORS, MilvusStore, milvus_str
+
+
+def now_iso() -> str:
+    """UTC, to the microsecond: two answers within a second still list in order."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 CONVERSATIONS = "_rag_conversations"
 PART_CHARS = 60_000  # ASCII-only JSON (ensure_ascii), so characters are bytes: under 65,535
@@ -290,8 +296,11 @@ class ConversationStore:
 def to_markdown(conv: SavedConversation) -> str:
     """A conversation as a Markdown document: each question, its answer and its numbered sources."""
     info = conv.info
-    lines = [f"# {info.title}", "", f"Collection: {info.collection} · started {info.created_at} · "
-             f"last answer {info.updated_at} · {info.turns} question{'s' if info.turns != 1 else ''}", ""]
+    def when(iso: str) -> str:
+        return iso[:16].replace("T", " ") + " UTC"
+
+    lines = [f"# {info.title}", "", f"Collection: {info.collection} · started {when(info.created_at)} · "
+             f"last answer {when(info.updated_at)} · {info.turns} question{'s' if info.turns != 1 else ''}", ""]
     for n, turn in enumerate(conv.turns, 1):
         lines += [f"## {n}. {' '.join(turn.question.split())}", ""]
         if turn.refused:

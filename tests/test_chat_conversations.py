@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pymilvus import DataType, MilvusClient
 from streamlit.testing.v1 import AppTest
 
 from rag.conversations import CONVERSATIONS, SavedTurn
@@ -67,9 +68,10 @@ def test_new_chat_keeps_the_old_one_listed_and_it_reopens(app_rag, indexed):
     old = current(at).id
     at.button[[b.label for b in at.button].index("New chat")].click().run()
     assert not at.chat_message and "c" not in at.query_params
-    pick = at.selectbox(key="conversation_pick")
-    assert old in pick.options or any(o.startswith(BUDGET) for o in pick.options)
-    at.selectbox(key="conversation_pick").set_value(old).run()
+    [link] = [link for link in at.get("page_link") if f"c={old}" in link.proto.page or old in str(link.proto)]
+    assert plain(link.proto.label).startswith(BUDGET)
+    at.query_params["c"] = old  # following the link: a change of address
+    at.run()
     assert current(at).id == old and at.query_params["c"] == old
     assert plain(at.chat_message[1].expander[0].label).startswith("[1] report.docx")
 
@@ -110,11 +112,19 @@ def test_downloads_offer_markdown_and_json(app_rag, indexed):
 def test_an_unavailable_store_loses_nothing(app_rag, indexed):
     at = ask(open_chat(), PUMP)
     conv_id = current(at).id
-    app_rag._loop.run(app_rag._store.client.drop_collection(CONVERSATIONS))  # the store goes away under the app
+    client = app_rag._store.client
+    # The store breaks under the app: its collection replaced by one that refuses every write.
+    app_rag._loop.run(client.drop_collection(CONVERSATIONS))
+    schema = MilvusClient.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=2)
+    app_rag._loop.run(client.create_collection(CONVERSATIONS, schema=schema))
     ask(at, "And how often must its seals be replaced?")
     assert any("Not saved yet" in plain(w.value) for w in at.warning), "said clearly"
     assert [m.name for m in at.chat_message] == ["user", "assistant"] * 2, "the chat still works"
-    at.run()  # the next run writes what is pending (the store is back: the collection is made again)
+    app_rag._loop.run(client.drop_collection(CONVERSATIONS))  # repaired: the next write makes it again
+    at.run()  # pymilvus keeps the broken collection's schema until a call fails with it: this one
+    at.run()  # and the next run writes what is pending
     assert not any("Not saved yet" in plain(w.value) for w in at.warning)
     saved = app_rag.conversation(conv_id)
     assert [t.question for t in saved.turns][-1] == "And how often must its seals be replaced?"
