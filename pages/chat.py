@@ -94,7 +94,8 @@ def conversation(top_k: int, retrieve_only: bool) -> Conversation:
 def reopen(saved: SavedConversation) -> Conversation:
     """A saved conversation, continued where it stopped: its turns on screen and in the memory."""
     info = saved.info
-    options = (info.top_k or st.session_state["top_k"], info.retrieve_only or no_llm)
+    options = (min(info.top_k or st.session_state["top_k"], 20), info.retrieve_only or no_llm)
+    st.session_state["top_k"], st.session_state["retrieve_only"] = options  # its settings, not a "changed" notice
     session = rag.chat_session(collection, *options)
     session.restore(saved.turns)
     turns = [t for seq, saved_turn in enumerate(saved.turns) for t in Turn.pair(seq, saved_turn)]
@@ -125,7 +126,7 @@ def from_address() -> str:
     address = st.query_params.to_dict()
     if not address or address == st.session_state.get("address"):
         return ""
-    st.session_state["address"] = address
+    st.session_state["address"] = None  # written again at the end of the run: a link's navigation may drop it
     wanted = address.get("c")
     current = st.session_state["chats"].get(collection)
     if not wanted or (current is not None and current.id == wanted):
@@ -136,8 +137,8 @@ def from_address() -> str:
 def to_address(conv: Conversation) -> None:
     """The address names the conversation and the collection, so a reload reopens exactly this chat."""
     wanted = {"collection": collection, **({"c": conv.id} if conv.info is not None else {})}
-    st.session_state["address"] = wanted
-    if st.query_params.to_dict() != wanted:
+    if st.session_state.get("address") != wanted or st.query_params.to_dict() != wanted:
+        st.session_state["address"] = wanted
         st.query_params.from_dict(wanted)
 
 

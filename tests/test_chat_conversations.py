@@ -141,3 +141,12 @@ def test_a_conversation_of_a_deleted_collection_opens_read_only(app_rag, indexed
     at.button[[b.label for b in at.button].index("New chat")].click().run()
     assert not at.chat_input[0].disabled and not at.chat_message
     assert app_rag.conversation(info.id).turns[0].answer == "Something [1]."
+
+
+def test_the_address_comes_back_after_a_visit_to_another_page(app_rag, indexed):
+    at = ask(open_chat(), PUMP)
+    conv_id = current(at).id
+    at.switch_page("pages/documents.py").run()
+    at.query_params.clear()  # the navigation leaves the page's parameters behind
+    at.switch_page("pages/chat.py").run()
+    assert current(at).id == conv_id and at.query_params["c"] == conv_id
