@@ -24,6 +24,8 @@ def main() -> None:
         # widget with a stale value (the first collection instead of the active one).
         if page.url_path == "":  # the root URL
             _route_home(rag)
+        if page.url_path == "chat":
+            common.collection_from_address(names)
         common.sidebar(rag, names)
         # One call per run: answers read best in a narrow column, the library needs the width.
         st.set_page_config(layout="centered" if page.title == "Chat" else "wide")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import json
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -11,7 +13,8 @@ import streamlit as st
 from pages import common
 from rag.answer import CUT_OFF, MAX_QUESTION_CHARS, Citation, Done, Failure, Sources, Token, clean_question
 from rag.config import LLMMode
-from rag.errors import RagError
+from rag.conversations import ConversationInfo, Feedback, SavedConversation, SavedTurn, new_id, title_from, to_markdown
+from rag.errors import ConversationNotFound, RagError
 from rag.service import ChatSession
 from rag.source_view import SourceUnavailable, locate, render_pdf_page, text_context
 
@@ -37,15 +40,36 @@ class Turn:
     cut_off: bool = False  # the generated answer stops mid-sentence
     stopped: bool = False  # the user pressed Stop while it was written
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # widget keys of its sources
+    question: str = ""  # an answer's question, saved with it
+    seq: int | None = None  # an answer's number in the saved conversation, once written
+    dirty: bool = True  # an answer changed since it was saved
+    feedback: Feedback | None = None
+
+    def saved(self, top_k: int) -> SavedTurn:
+        return SavedTurn(question=self.question, answer=self.text, sources=self.citations, error=self.error,
+                         refused=self.refused, found=self.found, searched=self.searched, cut_off=self.cut_off,
+                         stopped=self.stopped, retrieve_only=self.retrieve_only, top_k=top_k, feedback=self.feedback)
+
+    @classmethod
+    def pair(cls, seq: int, t: SavedTurn) -> list["Turn"]:
+        answer = cls("assistant", t.answer, t.sources, t.error, t.refused, t.retrieve_only, t.searched, t.found,
+                     t.cut_off, t.stopped, question=t.question, seq=seq, dirty=False, feedback=t.feedback)
+        return [cls("user", t.question), answer]
 
 
 @dataclass
 class Conversation:
-    """A collection's chat in this browser session: the core's memory plus what is on screen."""
+    """A collection's chat in this browser session: the core's memory plus what is on screen.
+
+    Saved as it happens (`save`); what Milvus could not take stays `dirty` and is written on the next run."""
 
     session: ChatSession
     options: tuple
     turns: list[Turn] = field(default_factory=list)
+    id: str = field(default_factory=new_id)
+    info: ConversationInfo | None = None  # None until its first question is saved
+    read_only: str = ""  # why no question can be added (its collection was deleted)
+    save_error: str = ""
 
 
 def conversation(top_k: int, retrieve_only: bool, mode: str = "hybrid", docs: tuple[str, ...] = ()) -> Conversation:
@@ -55,7 +79,7 @@ def conversation(top_k: int, retrieve_only: bool, mode: str = "hybrid", docs: tu
     conv = chats.get(collection)
     if conv is None:
         conv = chats[collection] = Conversation(rag.chat_session(collection, top_k, retrieve_only, mode, docs), options)
-    elif conv.options != options:
+    elif conv.options != options and not conv.read_only:
         conv.session, conv.options = rag.chat_session(collection, top_k, retrieve_only, mode, docs), options
         if conv.turns:
             mode = "retrieval only" if retrieve_only else "with answers"
@@ -65,6 +89,86 @@ def conversation(top_k: int, retrieve_only: bool, mode: str = "hybrid", docs: tu
             else:
                 conv.turns.append(notice)
     return conv
+
+
+def reopen(saved: SavedConversation) -> Conversation:
+    """A saved conversation, continued where it stopped: its turns on screen and in the memory."""
+    info = saved.info
+    search = (st.session_state.get("retrieval_mode", rag.settings.retrieval_mode),
+              tuple(st.session_state.get(f"scope_{collection}", ())))
+    options = (min(info.top_k or st.session_state["top_k"], 20), info.retrieve_only or no_llm, *search)
+    st.session_state["top_k"], st.session_state["retrieve_only"] = options[:2]  # its settings, not a "changed" notice
+    session = rag.chat_session(collection, *options)
+    session.restore(saved.turns)
+    turns = [t for seq, saved_turn in enumerate(saved.turns) for t in Turn.pair(seq, saved_turn)]
+    conv = Conversation(session, options, turns, id=info.id, info=info)
+    if info.collection != collection:
+        conv.read_only = (f"This conversation was with collection {info.collection!r}, which no longer exists: "
+                          "it is shown as it was and can be downloaded. Start a new chat to ask more.")
+    return conv
+
+
+def open_conversation(conversation_id: str) -> str:
+    """Make a saved conversation the current one; returns why it could not be opened ("" if it was)."""
+    try:
+        saved = rag.conversation(conversation_id)
+    except ConversationNotFound as exc:
+        return f"{exc}. A new chat is open."
+    except RagError as exc:
+        return f"Saved conversations cannot be read now ({exc}). A new chat is open."
+    if saved.info.collection != collection and saved.info.collection in {c.name for c in rag.collections()}:
+        return f"That conversation belongs to collection {saved.info.collection!r}: pick it in the sidebar. A new chat is open."
+    st.session_state["chats"][collection] = reopen(saved)
+    return ""
+
+
+def from_address() -> str:
+    """A reload, a bookmarked link or an edited address (/chat?collection=...&c=...) opens that conversation.
+    An address this session wrote itself is already on screen."""
+    address = st.query_params.to_dict()
+    if not address or address == st.session_state.get("address"):
+        return ""
+    st.session_state["address"] = None  # written again at the end of the run: a link's navigation may drop it
+    wanted = address.get("c")
+    current = st.session_state["chats"].get(collection)
+    if not wanted or (current is not None and current.id == wanted):
+        return ""
+    return open_conversation(wanted)
+
+
+def to_address(conv: Conversation) -> None:
+    """The address names the conversation and the collection, so a reload reopens exactly this chat."""
+    wanted = {"collection": collection, **({"c": conv.id} if conv.info is not None else {})}
+    if st.session_state.get("address") != wanted or st.query_params.to_dict() != wanted:
+        st.session_state["address"] = wanted
+        st.query_params.from_dict(wanted)
+
+
+def save(conv: Conversation) -> None:
+    """Write the answers not saved yet. Milvus unreachable: say so and keep them for the next run."""
+    if conv.read_only:
+        return
+    try:
+        for turn in conv.turns:
+            if turn.role != "assistant" or not turn.dirty:
+                continue
+            if conv.info is None:
+                conv.info = rag.new_conversation(collection, *conv.options[:2], conversation_id=conv.id)
+            turn.seq = rag.save_turn(conv.info, turn.saved(conv.options[0]), turn.seq)
+            turn.dirty = False
+        conv.save_error = ""
+        to_address(conv)
+    except RagError as exc:
+        conv.save_error = str(exc)
+
+
+def rate(conv: Conversation, turn: Turn, key: str) -> None:
+    """Thumbs and comment of one answer, saved with it (a callback)."""
+    score = st.session_state.get(f"{key}-score")
+    comment = st.session_state.get(f"{key}-comment", "") if score is not None else ""
+    turn.feedback = Feedback(score, comment) if score is not None else None
+    turn.dirty = True
+    save(conv)
 
 
 # Drawing ------------------------------------------------------------------------------------------
@@ -134,7 +238,7 @@ def show_in_document(citation: Citation, key: str) -> None:
         st.warning(common.escape_markdown(str(exc)), icon=":material/link_off:")
 
 
-def show_turn(turn: Turn) -> None:
+def show_turn(conv: Conversation, turn: Turn) -> None:
     if turn.role == "notice":
         st.caption(f":material/info: {turn.text}")
         return
@@ -143,6 +247,22 @@ def show_turn(turn: Turn) -> None:
             common.show_typed(turn.text)  # a question's markup is never rendered
         else:
             show_answer(turn)
+            show_feedback(conv, turn)
+
+
+def show_feedback(conv: Conversation, turn: Turn) -> None:
+    """Thumbs up or down, and a comment once rated: saved with the answer."""
+    if turn.refused:
+        return
+    key = f"{turn.id}-feedback"
+    if f"{key}-score" not in st.session_state and turn.feedback is not None:
+        st.session_state[f"{key}-score"] = turn.feedback.score
+        st.session_state[f"{key}-comment"] = turn.feedback.comment
+    st.feedback("thumbs", key=f"{key}-score", on_change=rate, args=(conv, turn, key), disabled=bool(conv.read_only))
+    if st.session_state.get(f"{key}-score") is not None:
+        st.text_input("Comment (optional)", key=f"{key}-comment", on_change=rate, args=(conv, turn, key),
+                      placeholder="A comment on this answer (optional)", label_visibility="collapsed",
+                      disabled=bool(conv.read_only))
 
 
 def show_answer(turn: Turn) -> None:
@@ -156,7 +276,8 @@ def show_answer(turn: Turn) -> None:
     elif turn.retrieve_only and not turn.error:
         st.markdown("Retrieval only: the passages closest to your question are below.")
     if turn.stopped:
-        st.caption(":material/stop_circle: Stopped: the answer above is what was written until then.")
+        st.caption(":material/stop_circle: Stopped: the answer above is what was written until then." if turn.text
+                   else ":material/stop_circle: Stopped before an answer was written.")
     elif turn.cut_off:
         st.caption(f":material/content_cut: {CUT_OFF}")
     if turn.error:
@@ -170,9 +291,12 @@ def show_answer(turn: Turn) -> None:
 def answer(conv: Conversation, question: str) -> None:
     """Stream one answer into the page, then keep it in the transcript."""
     user = Turn("user", question)
-    conv.turns.append(user)
-    show_turn(user)
-    turn = Turn("assistant", retrieve_only=conv.options[1])
+    # Saved before it is answered (as stopped, until the answer replaces it): a reload mid-answer keeps it.
+    turn = Turn("assistant", retrieve_only=conv.options[1], question=question, stopped=True)
+    conv.turns += [user, turn]
+    save(conv)
+    show_turn(conv, user)
+    turn.stopped = False
     with st.chat_message("assistant"):
         box = st.empty()
         box.caption(":material/search: Searching the documents…")
@@ -196,12 +320,87 @@ def answer(conv: Conversation, question: str) -> None:
         except Exception:  # a bug: app.py's safety net reports it
             raise
         except BaseException:  # Stop pressed (or the page left): Streamlit ends the run here; keep what was written
-            turn.stopped = True
-            conv.turns.append(turn)
+            turn.stopped = turn.dirty = True  # saved on the next run
             raise
+        turn.dirty = True
+        save(conv)
         with box.container():
             show_answer(turn)
-    conv.turns.append(turn)
+            show_feedback(conv, turn)
+
+
+# The conversation list ----------------------------------------------------------------------------
+
+LISTED = 30  # conversations linked at once; a title filter finds older ones
+
+
+def start_new_chat() -> None:
+    """The current conversation stays saved and listed; the next question starts another."""
+    st.session_state["chats"].pop(collection, None)
+
+
+def rename(conv: Conversation) -> None:
+    try:
+        conv.info = rag.rename_conversation(conv.id, st.session_state.get("conversation_title", ""))
+    except RagError as exc:
+        st.session_state["address_error"] = str(exc)
+
+
+def delete(conv: Conversation) -> None:
+    try:
+        rag.delete_conversation(conv.id)
+    except RagError as exc:
+        st.session_state["address_error"] = str(exc)
+        return
+    start_new_chat()
+    st.toast(f"Deleted “{common.escape_markdown(conv.info.title)}”", icon=":material/delete:")
+
+
+def as_saved(conv: Conversation) -> SavedConversation:
+    """What is on screen, saved or not: an export works even while Milvus cannot be reached."""
+    turns = [t.saved(conv.options[0]) for t in conv.turns if t.role == "assistant"]
+    info = conv.info or ConversationInfo(conv.id, collection, title_from(turns[0].question) if turns else "New chat")
+    return SavedConversation(info, turns)
+
+
+def conversations_menu(conv: Conversation) -> None:
+    """Newest first, this collection's conversations: open one, rename or delete the current one, download it."""
+    try:
+        listed = rag.conversations(conv.info.collection if conv.info else collection)
+    except RagError as exc:
+        st.warning(f"Saved conversations cannot be listed now: {common.escape_markdown(str(exc))}", icon=":material/cloud_off:")
+        listed = []
+    st.caption(f"{len(listed)} saved in **{common.escape_markdown(collection)}**, newest first" if listed
+               else "None saved yet: a conversation is saved with its first question.")
+    shown = listed
+    if len(listed) > LISTED:
+        words = st.text_input("Find by title", key="conversation_filter", placeholder="words of a title").lower().split()
+        shown = [c for c in listed if all(w in c.title.lower() for w in words)][:LISTED]
+    for c in shown:  # links: opening one is a change of address, as a bookmark is
+        when = common.local_time(c.updated_at)
+        label = f"{c.title} · {when:%Y-%m-%d %H:%M}" if when else c.title
+        st.page_link(common.CHAT_PAGE, label=common.escape_markdown(label), query_params={"collection": c.collection, "c": c.id},
+                     icon=":material/chat:" if c.id != conv.id else ":material/arrow_right:", disabled=c.id == conv.id)
+    if conv.info is not None:
+        if st.session_state.get("title_of") != (conv.id, conv.info.title):
+            st.session_state["title_of"] = (conv.id, conv.info.title)
+            st.session_state["conversation_title"] = conv.info.title
+        st.text_input("Title", key="conversation_title", on_change=rename, args=(conv,), max_chars=200)
+        if st.session_state.get("confirm_delete") != conv.id:
+            st.button("Delete this conversation", icon=":material/delete:",
+                      on_click=lambda: st.session_state.update(confirm_delete=conv.id))
+        else:
+            st.warning("Delete this conversation, its answers and its feedback? This cannot be undone.")
+            row = st.container(horizontal=True)
+            row.button("Delete", type="primary", key="delete_confirmed", on_click=delete, args=(conv,))
+            row.button("Cancel", key="delete_cancelled", on_click=lambda: st.session_state.pop("confirm_delete", None))
+    export = as_saved(conv)
+    name = "chat-" + (re.sub(r"[^A-Za-z0-9]+", "-", export.info.title).strip("-")[:40] or conv.id)
+    row = st.container(horizontal=True)
+    row.download_button("Markdown", to_markdown(export), file_name=f"{name}.md", mime="text/markdown",
+                        icon=":material/download:", disabled=not export.turns)
+    row.download_button("JSON", json.dumps(export.to_json(), indent=2, ensure_ascii=False), file_name=f"{name}.json",
+                        mime="application/json", icon=":material/download:", disabled=not export.turns)
 
 
 MODE_LABELS = {"hybrid": "Hybrid (words + meaning)", "dense": "Dense (meaning)", "keyword": "Keyword (BM25)"}
@@ -223,9 +422,12 @@ def pick_documents() -> tuple[str, ...]:
 st.session_state.setdefault("top_k", min(rag.settings.top_k, 20))
 st.session_state.setdefault("retrieve_only", no_llm)
 st.session_state.setdefault("retrieval_mode", rag.settings.retrieval_mode)
+st.session_state.setdefault("chats", {})
+address_error = from_address() or st.session_state.pop("address_error", "")
 st.title(":material/forum: Chat", anchor=False)
 toolbar = st.container(horizontal=True, vertical_alignment="center")
-new_chat = toolbar.button("New chat", icon=":material/add_comment:", help="Forget this conversation and start over")
+toolbar.button("New chat", icon=":material/add_comment:", on_click=start_new_chat,
+               help="Start over; this conversation stays saved in Conversations")
 with toolbar.popover("Settings", icon=":material/tune:"):
     top_k = st.slider("Passages per answer (top-k)", 1, 20, key="top_k",
                       help="How many passages are retrieved and answered from.")
@@ -242,12 +444,15 @@ conv = conversation(top_k, retrieve_only or no_llm, mode, docs)
 if modes.why_not:
     st.caption(f":material/info: Searching by meaning only: {common.escape_markdown(modes.why_not)}. "
                f"For hybrid and keyword search, {common.escape_markdown(modes.fix)}.")
-if new_chat:
-    conv.session.reset()
-    conv.turns.clear()
+save(conv)  # what Milvus could not take on an earlier run
 
 llm = "retrieval only" if conv.options[1] else rag.info.llm.label
 st.caption(f"Answers from collection **{common.escape_markdown(collection)}** · {common.escape_markdown(llm)}")
+if address_error:
+    st.warning(common.escape_markdown(address_error), icon=":material/link_off:")
+if conv.read_only:
+    st.info(common.escape_markdown(conv.read_only), icon=":material/inventory_2:")
+save_notice = st.empty()  # filled at the end of the run: an answer may fail to be saved
 
 ready = common.has_indexed(rag, collection)
 if not ready:
@@ -262,7 +467,7 @@ if ready and not conv.turns:
     hint.caption("Ask anything about your documents. Each answer lists the passages it is based on, with file and page.")
 
 for turn in conv.turns:
-    show_turn(turn)
+    show_turn(conv, turn)
 
 def refuse(message: str, text: str) -> None:
     """A question that cannot be asked stays out of the history; a long one is kept to copy."""
@@ -276,7 +481,7 @@ def refuse(message: str, text: str) -> None:
 question = st.chat_input(
     f"Ask a question about your documents (up to {MAX_QUESTION_CHARS:,} characters)" if ready
     else "Upload documents to start chatting",
-    disabled=not ready,
+    disabled=not ready or bool(conv.read_only),
     submit_mode="stop",  # while an answer is written, the send button stops it
 )
 if question is not None:
@@ -287,3 +492,11 @@ if question is not None:
     else:
         hint.empty()
         answer(conv, question)
+
+# Last, so they show what this run saved: the list, the address, a failed save.
+with toolbar.popover("Conversations", icon=":material/history:"):
+    conversations_menu(conv)
+to_address(conv)
+if conv.save_error:
+    save_notice.warning(f"Not saved yet: {common.escape_markdown(conv.save_error)} This conversation is kept in this "
+                        "tab and saved as soon as Milvus answers again.", icon=":material/cloud_off:")

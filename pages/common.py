@@ -169,6 +169,18 @@ def active_collection() -> str:
     return st.session_state.get("collection") or get_rag().settings.collection
 
 
+def collection_from_address(names: list[str]) -> None:
+    """A reload or a bookmarked /chat?collection=NAME takes the collection from the address (before the
+    sidebar's picker is drawn), unless the Chat page wrote that address itself. An unknown name is left
+    to the page."""
+    address = st.query_params.to_dict()
+    if not address or address == st.session_state.get("address"):
+        return
+    wanted = address.get("collection")
+    if wanted in names:
+        st.session_state["collection"] = wanted
+
+
 def library(rag: Rag, collection: str) -> list[DocumentRecord]:
     """The collection's documents; a collection nobody has uploaded to yet is simply empty."""
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.chat_engine import ContextChatEngine
-from llama_index.core.llms import LLM
+from llama_index.core.llms import LLM, ChatMessage, MessageRole
 from llama_index.core.memory import ChatMemoryBuffer
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import NodeWithScore, QueryBundle
@@ -381,7 +381,7 @@ class ChatEngine(_Engine):
         top_k = getattr(retriever, "similarity_top_k", 4)
         self._follow_up = FollowUpRetriever(retriever, top_k)
         super().__init__(self._follow_up, gate, secrets, score_kind)
-        memory = ChatMemoryBuffer.from_defaults(token_limit=MEMORY_TOKENS)
+        memory = self._memory = ChatMemoryBuffer.from_defaults(token_limit=MEMORY_TOKENS)
         self._engine: ContextChatEngine | None = None
         if quote:
             self._engine = QuotingChatEngine.for_gate(self._follow_up, gate, memory)
@@ -401,6 +401,16 @@ class ChatEngine(_Engine):
                 event.answer.searched = self._follow_up.searched
             yield event
         self._follow_up.context = self._follow_up.searched or message
+
+    def restore(self, turns: list[tuple[str, str, str]]) -> None:
+        """A reopened conversation's (question, answer, search) turns: the memory follow-ups lean on."""
+        messages = []
+        for question, answer, _ in turns:
+            messages += [ChatMessage(role=MessageRole.USER, content=question),
+                         ChatMessage(role=MessageRole.ASSISTANT, content=answer)]
+        self._memory.set(messages)
+        if turns:
+            self._follow_up.context = turns[-1][2] or turns[-1][0]
 
     def reset(self) -> None:
         self._follow_up.context = ""

@@ -65,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collections", help="list collections")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("chats", help="list saved conversations, or `chats export ID` to print one")
+    p.add_argument("--collection", "-c", help="only this collection's conversations (default: all)")
+    p.add_argument("--json", action="store_true")
+    chats = p.add_subparsers(dest="chats_command", metavar="export")
+    p = chats.add_parser("export", help="print one conversation: questions, answers and numbered sources")
+    p.add_argument("id", metavar="ID", help="conversation id, as `chats` lists it")
+    p.add_argument("--format", "-f", choices=("md", "json"), default="md", help="Markdown (default) or JSON")
+
     sub.add_parser("info", help="show the configuration in use")
 
     p = sub.add_parser("bench-ingest", help="benchmark ingestion and retrieval (see README)")
@@ -295,6 +303,28 @@ def cmd_collections(args, settings) -> int:
     return 0
 
 
+def cmd_chats(args, settings) -> int:
+    rag = _rag(settings)
+    if args.chats_command == "export":
+        from rag.conversations import to_markdown
+
+        conv = rag.conversation(args.id)
+        if args.format == "json":
+            _print_json(conv.to_json())
+        else:
+            print(to_markdown(conv), end="")
+        return 0
+    infos = rag.conversations(args.collection)
+    if args.json:
+        _print_json([vars(c) for c in infos])
+    elif not infos:
+        print("no saved conversations yet: they are saved as you chat in the app")
+    else:
+        for c in infos:
+            print(f"{c.id}  {c.updated_at}  {c.collection}  {c.turns:3} turns  {c.title}")
+    return 0
+
+
 def cmd_info(args, settings) -> int:
     from rag.llm import llm_info
 
@@ -338,6 +368,7 @@ COMMANDS = {
     "docs": cmd_docs,
     "delete": cmd_delete,
     "collections": cmd_collections,
+    "chats": cmd_chats,
     "info": cmd_info,
     "bench-ingest": cmd_bench_ingest,
     "bench": cmd_bench,

@@ -33,3 +33,7 @@ class ParseError(RagError):
 
 class LLMError(RagError):
     """The language model failed (unreachable, refused the key, timed out)."""
+
+
+class ConversationNotFound(RagError):
+    """No saved conversation with that id (deleted, or a wrong or tampered link)."""

@@ -24,6 +24,7 @@ from llama_index.core import VectorStoreIndex
 from llama_index.core.node_parser import SentenceSplitter
 
 from rag.answer import Answer, ChatEngine, Citation, Done, Event, QueryEngine
+from rag.conversations import ConversationInfo, ConversationStore, Feedback, SavedConversation, SavedTurn
 from rag.config import LLMMode, Settings, validate_collection_name
 from rag.embeddings import EmbedInfo, count_tokens, embed_info, load_embed_model
 from rag.errors import ConfigError, DocumentNotFound, RagError
@@ -77,6 +78,7 @@ class Rag:
         self.settings = settings or Settings()
         self._loop = loop or shared_loop()
         self._store = MilvusStore(self.settings)
+        self._conversations = ConversationStore(self._store)
         self._embed_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
         self._llm: Any = None
         self._llm_loaded = False
@@ -386,6 +388,70 @@ class Rag:
                     event.answer.mode, event.answer.note = choice.mode, choice.note
                 yield event
 
+    # Conversations ----------------------------------------------------------------------------
+
+    def conversations(self, collection: str | None = None) -> list[ConversationInfo]:
+        """Saved conversations, newest first: of one collection, or of all with `collection=None`."""
+        return self._loop.run(self.aconversations(collection))
+
+    @on_loop
+    async def aconversations(self, collection: str | None = None) -> list[ConversationInfo]:
+        await self._connect()
+        return await self._conversations.alist(collection)
+
+    def conversation(self, conversation_id: str) -> SavedConversation:
+        return self._loop.run(self.aconversation(conversation_id))
+
+    @on_loop
+    async def aconversation(self, conversation_id: str) -> SavedConversation:
+        await self._connect()
+        return await self._conversations.aget(conversation_id)
+
+    def new_conversation(self, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
+                         conversation_id: str | None = None) -> ConversationInfo:
+        return self._loop.run(self.anew_conversation(collection, top_k, retrieve_only, conversation_id))
+
+    @on_loop
+    async def anew_conversation(self, collection: str | None = None, top_k: int | None = None,
+                                retrieve_only: bool = False, conversation_id: str | None = None) -> ConversationInfo:
+        await self._connect()
+        return await self._conversations.acreate(self._collection(collection), top_k, retrieve_only, conversation_id)
+
+    def save_turn(self, info: ConversationInfo, turn: SavedTurn, seq: int | None = None) -> int:
+        """Append a turn (or replace turn `seq`) of a saved conversation; `info` follows in place.
+        Returns the turn's number."""
+        return self._loop.run(self.asave_turn(info, turn, seq))
+
+    @on_loop
+    async def asave_turn(self, info: ConversationInfo, turn: SavedTurn, seq: int | None = None) -> int:
+        await self._connect()
+        return await self._conversations.asave_turn(info, turn, seq)
+
+    def rename_conversation(self, conversation_id: str, title: str) -> ConversationInfo:
+        return self._loop.run(self.arename_conversation(conversation_id, title))
+
+    @on_loop
+    async def arename_conversation(self, conversation_id: str, title: str) -> ConversationInfo:
+        await self._connect()
+        return await self._conversations.arename(conversation_id, title)
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        self._loop.run(self.adelete_conversation(conversation_id))
+
+    @on_loop
+    async def adelete_conversation(self, conversation_id: str) -> None:
+        await self._connect()
+        await self._conversations.adelete(conversation_id)
+
+    def feedback(self, conversation_id: str, turn: int, feedback: Feedback | None) -> SavedTurn:
+        """Rate answer number `turn` (0-based); None clears the rating."""
+        return self._loop.run(self.afeedback(conversation_id, turn, feedback))
+
+    @on_loop
+    async def afeedback(self, conversation_id: str, turn: int, feedback: Feedback | None) -> SavedTurn:
+        await self._connect()
+        return await self._conversations.afeedback(conversation_id, turn, feedback)
+
     def chat_session(self, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
                      mode: str | None = None, docs: Sequence[str] = ()) -> "ChatSession":
         return ChatSession(self, collection, top_k, retrieve_only, mode, docs)
@@ -404,13 +470,21 @@ class ChatSession:
         self.docs = tuple(docs)
         self._engine: ChatEngine | None = None
         self._choice = ModeChoice("dense")
+        self._earlier: list[tuple[str, str, str]] = []
 
     async def _get_engine(self) -> ChatEngine:
         if self._engine is None:
             retriever, self._choice = await self._rag._retriever(self.collection, self.top_k, self.mode, self.docs)
             llm, gate, quote = await self._rag._answering_parts(self.retrieve_only)
             self._engine = ChatEngine(retriever, llm, gate, self._rag._secrets(), quote, SCORE_KINDS[self._choice.mode])
+            self._engine.restore(self._earlier)
         return self._engine
+
+    def restore(self, turns: list[SavedTurn]) -> None:
+        """Continue a saved conversation: its turns become this session's memory."""
+        self._earlier = [(t.question, t.answer, t.searched) for t in turns if not t.refused]
+        if self._engine is not None:
+            self._engine.restore(self._earlier)
 
     async def _astream(self, message: str) -> AsyncIterator[Event]:
         async with self._rag._foreground():
@@ -439,6 +513,7 @@ class ChatSession:
 
     def reset(self) -> None:
         """Start a new conversation (same collection and settings)."""
+        self._earlier = []
         if self._engine is not None:
             self._engine.reset()
 

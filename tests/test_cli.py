@@ -152,3 +152,46 @@ def test_bench_ingest_memory_reports_peak_rss_of_both_runs(cli):
     assert report["large_over_small_peak"] == round(large["peak_rss_mb"] / small["peak_rss_mb"], 3)
     assert large["above_start_mb"] == pytest.approx(large["peak_rss_mb"] - report["rss_before_mb"], abs=0.2)
     assert "_rag_bench_memory" not in cli("collections").stdout, "benchmark collections are dropped"
+
+
+SEED_CHATS = """
+import json, sys
+from rag.answer import Citation
+from rag.config import Settings
+from rag.conversations import Feedback, SavedTurn
+from rag.service import Rag
+rag = Rag(Settings(RAG_DATA_DIR=sys.argv[1], _env_file=None))
+source = Citation(file="manual.pdf", page=3, score=0.7, text="Check the seal\\nevery 500 hours.")
+info = rag.new_conversation("manuals")
+rag.save_turn(info, SavedTurn(question="How often is the seal checked?", answer="Every 500 hours [1].", sources=[source]))
+rag.feedback(info.id, 0, Feedback(1, "right"))
+print(json.dumps([info.id, rag.new_conversation("notes").id]))
+"""
+
+
+def test_chats_are_listed_and_exported(cli, tmp_path):
+    data = tmp_path / "chats-data"
+    seeded = subprocess.run([sys.executable, "-c", SEED_CHATS, str(data)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert seeded.returncode == 0, seeded.stderr
+    first, second = json.loads(seeded.stdout.splitlines()[-1])
+    env = {"RAG_DATA_DIR": str(data)}
+
+    result = cli("chats", **env)
+    assert result.returncode == 0, result.stderr
+    assert first in result.stdout and second in result.stdout and "How often is the seal checked?" in result.stdout
+    result = cli("chats", "--collection", "manuals", "--json", **env)
+    assert [c["id"] for c in json.loads(result.stdout)] == [first]
+
+    result = cli("chats", "export", first, **env)
+    assert result.returncode == 0, result.stderr
+    assert "## 1. How often is the seal checked?\n\nEvery 500 hours [1].\n" in result.stdout
+    assert "1. **manual.pdf**, page 3\n\n   > Check the seal every 500 hours." in result.stdout
+    result = cli("chats", "export", first, "--format", "json", **env)
+    data = json.loads(result.stdout)
+    assert data["turns"][0]["sources"][0]["page"] == 3 and data["turns"][0]["feedback"]["comment"] == "right"
+
+    one_line_error(cli("chats", "export", "0" * 32, **env), "no conversation")
+    one_line_error(cli("chats", "export", "../x", **env), "not a conversation id")
+    result = cli("chats", "export", first, "--format", "pdf", **env)
+    assert result.returncode != 0 and "invalid choice" in result.stderr

@@ -1,0 +1,152 @@
+"""Saved conversations on the Chat page (AppTest, real Milvus Lite, real model, real files)."""
+
+from __future__ import annotations
+
+import pytest
+from pymilvus import DataType, MilvusClient
+from streamlit.testing.v1 import AppTest
+
+from rag.conversations import CONVERSATIONS, SavedTurn
+from tests.test_app import PUMP, _app_environment, indexed, new_app, open_page, plain, texts  # noqa: F401
+
+BUDGET = "What is the Aurora project budget?"
+
+
+@pytest.fixture(scope="module")
+def app_rag(tmp_path_factory):
+    yield from _app_environment(tmp_path_factory)
+
+
+def open_chat(**params: str) -> AppTest:
+    """The Chat page in a new session, then at an address (as a reload or a bookmarked link opens it)."""
+    at = open_page(new_app(), "chat")
+    if params:
+        for name, value in params.items():
+            at.query_params[name] = value
+        at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def ask(at: AppTest, question: str) -> AppTest:
+    at.chat_input[0].set_value(question).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def current(at: AppTest):
+    return at.session_state["chats"]["documents"]
+
+
+def test_the_address_names_the_conversation_and_reopens_it_with_its_sources(app_rag, indexed):
+    at = ask(open_chat(), PUMP)
+    conv = current(at)
+    assert at.query_params["c"] == conv.id and at.query_params["collection"] == "documents"
+    saved = app_rag.conversation(conv.id)
+    assert saved.info.title == PUMP and saved.turns[0].sources[0].file == "manual.pdf"
+
+    again = open_chat(c=conv.id, collection="documents")  # a reload: a new session, the same address
+    assert [m.name for m in again.chat_message] == ["user", "assistant"]
+    assert plain(again.chat_message[1].expander[0].label).startswith("[1] manual.pdf · page 2")
+    assert current(again).id == conv.id and not again.warning
+    ask(again, "And how often must its seals be replaced?")  # the memory came back: a follow-up
+    assert any("also searched for" in c.value for c in again.chat_message[-1].caption)
+    assert app_rag.conversation(conv.id).info.turns == 2
+
+
+@pytest.mark.parametrize("bad", ["0" * 32, "x'); drop", "../../etc/passwd"])
+def test_an_unknown_or_tampered_id_says_so_and_opens_a_new_chat(app_rag, indexed, bad):
+    at = open_chat(c=bad, collection="documents")
+    assert any("A new chat is open" in plain(w.value) for w in at.warning)
+    assert not at.chat_message and "c" not in at.query_params
+    ask(at, PUMP)
+    assert at.chat_message[-1].name == "assistant" and at.query_params["c"] == current(at).id
+
+
+def test_new_chat_keeps_the_old_one_listed_and_it_reopens(app_rag, indexed):
+    at = ask(open_chat(), BUDGET)
+    old = current(at).id
+    at.button[[b.label for b in at.button].index("New chat")].click().run()
+    assert not at.chat_message and "c" not in at.query_params
+    [link] = [link for link in at.get("page_link") if f"c={old}" in link.proto.page or old in str(link.proto)]
+    assert plain(link.proto.label).startswith(BUDGET)
+    at.query_params["c"] = old  # following the link: a change of address
+    at.run()
+    assert current(at).id == old and at.query_params["c"] == old
+    assert plain(at.chat_message[1].expander[0].label).startswith("[1] report.docx")
+
+
+def test_rename_and_delete_with_a_confirmation(app_rag, indexed):
+    at = ask(open_chat(), BUDGET)
+    conv_id = current(at).id
+    at.text_input(key="conversation_title").set_value("Budget questions").run()
+    assert app_rag.conversation(conv_id).info.title == "Budget questions"
+    at.button[[b.label for b in at.button].index("Delete this conversation")].click().run()
+    assert app_rag.conversation(conv_id), "nothing is deleted before the confirmation"
+    at.button(key="delete_cancelled").click().run()
+    at.button[[b.label for b in at.button].index("Delete this conversation")].click().run()
+    at.button(key="delete_confirmed").click().run()
+    assert conv_id not in [c.id for c in app_rag.conversations("documents")]
+    assert not at.chat_message and current(at).id != conv_id
+
+
+def test_feedback_is_stored_with_the_answer(app_rag, indexed):
+    at = ask(open_chat(), PUMP)
+    conv = current(at)
+    key = f"{conv.turns[1].id}-feedback"
+    at.feedback(key=f"{key}-score").set_value(0).run()
+    assert app_rag.conversation(conv.id).turns[0].feedback.score == 0
+    at.text_input(key=f"{key}-comment").set_value("wrong page").run()
+    saved = app_rag.conversation(conv.id).turns[0].feedback
+    assert (saved.score, saved.comment) == (0, "wrong page")
+    reopened = open_chat(c=conv.id, collection="documents")
+    assert reopened.feedback(key=f"{current(reopened).turns[1].id}-feedback-score").value == 0
+
+
+def test_downloads_offer_markdown_and_json(app_rag, indexed):
+    at = ask(open_chat(), PUMP)
+    labels = [b.label for b in at.get("download_button")]
+    assert "Markdown" in labels and "JSON" in labels
+
+
+def test_an_unavailable_store_loses_nothing(app_rag, indexed):
+    at = ask(open_chat(), PUMP)
+    conv_id = current(at).id
+    client = app_rag._store.client
+    # The store breaks under the app: its collection replaced by one that refuses every write.
+    app_rag._loop.run(client.drop_collection(CONVERSATIONS))
+    schema = MilvusClient.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=2)
+    app_rag._loop.run(client.create_collection(CONVERSATIONS, schema=schema))
+    ask(at, "And how often must its seals be replaced?")
+    assert any("Not saved yet" in plain(w.value) for w in at.warning), "said clearly"
+    assert [m.name for m in at.chat_message] == ["user", "assistant"] * 2, "the chat still works"
+    app_rag._loop.run(client.drop_collection(CONVERSATIONS))  # repaired: the next write makes it again
+    at.run()  # pymilvus keeps the broken collection's schema until a call fails with it: this one
+    at.run()  # and the next run writes what is pending
+    assert not any("Not saved yet" in plain(w.value) for w in at.warning)
+    saved = app_rag.conversation(conv_id)
+    assert [t.question for t in saved.turns][-1] == "And how often must its seals be replaced?"
+
+
+def test_a_conversation_of_a_deleted_collection_opens_read_only(app_rag, indexed):
+    app_rag.create_collection("gone")
+    info = app_rag.new_conversation("gone")
+    app_rag.save_turn(info, SavedTurn(question="What was in it?", answer="Something [1]."))
+    app_rag.drop_collection("gone")
+    at = open_chat(c=info.id, collection="gone")
+    assert any("no longer exists" in plain(i.value) for i in at.info)
+    assert [m.name for m in at.chat_message] == ["user", "assistant"] and at.chat_input[0].disabled
+    at.button[[b.label for b in at.button].index("New chat")].click().run()
+    assert not at.chat_input[0].disabled and not at.chat_message
+    assert app_rag.conversation(info.id).turns[0].answer == "Something [1]."
+
+
+def test_the_address_comes_back_after_a_visit_to_another_page(app_rag, indexed):
+    at = ask(open_chat(), PUMP)
+    conv_id = current(at).id
+    at.switch_page("pages/documents.py").run()
+    at.query_params.clear()  # the navigation leaves the page's parameters behind
+    at.switch_page("pages/chat.py").run()
+    assert current(at).id == conv_id and at.query_params["c"] == conv_id
