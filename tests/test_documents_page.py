@@ -138,7 +138,7 @@ def test_a_running_job_shows_measured_figures_and_a_ticking_clock(app_rag, corpu
         metrics = {m.label: m.value for m in at.metric}
         assert metrics["Files"] == "0 / 3" and metrics["Chunks"] == "0", "done counts, no guessed total"
         assert metrics["Time left"] == "estimating…"
-        since_report = last_report.updated_at - last_report.started_at + 2
+        since_report = int(last_report.updated_at - last_report.started_at + 2)  # shown in whole seconds
         assert _seconds(_progress_text(at)) >= since_report, "elapsed is read at render time, not at the last report"
         assert _progress_text(at).startswith("0% of the data (by file size)")
         sidebar = _progress_text(at, sidebar=True)
