@@ -148,6 +148,7 @@ def _ask(page, question: str) -> object:
     answers = page.get_by_test_id("stChatMessage").filter(has=page.get_by_test_id("stChatMessageAvatarAssistant"))
     before = answers.count()
     box = page.get_by_test_id("stChatInputTextArea")
+    expect(box).to_be_enabled(timeout=LONG)  # disabled while the page runs (its send button is Stop then)
     box.fill(question)
     box.press("Enter")
     answer = answers.nth(before)
@@ -260,12 +261,14 @@ def test_what_is_typed_in_the_chat_box(page, server, tmp_path):
     before = messages.count()
     box = page.get_by_test_id("stChatInputTextArea")
 
+    expect(box).to_be_enabled(timeout=LONG)
     box.fill("   ")
     box.press("Enter")
     page.get_by_text("The question is empty: type a question. Nothing was asked.").wait_for()
     expect(messages).to_have_count(before)
 
     long = " ".join(["Aurora budget details."] * 200)  # 4,599 characters, pasted at once
+    expect(box).to_be_enabled(timeout=LONG)
     box.focus()
     page.keyboard.insert_text(long)
     expect(box).to_have_value(long)
@@ -358,9 +361,17 @@ def _library_rows(page) -> dict[str, str]:
     scroller = grid.locator(".dvn-scroller")
     scroller.evaluate("el => { el.scrollTop = 0; }")
     rows: dict[str, str] = {}
+    shown = None
     while True:
-        page.wait_for_timeout(300)  # the table follows the scroll on the next frames
-        table = grid.evaluate("el => [...el.querySelectorAll('tr')].map(r => [...r.children].map(c => c.textContent))")
+        # The table follows the scroll a few frames later, later still on a loaded machine: wait
+        # until the rows in view change (or 5 s pass, at the very end of the table).
+        deadline = time.monotonic() + 5
+        while True:
+            page.wait_for_timeout(200)
+            table = grid.evaluate("el => [...el.querySelectorAll('tr')].map(r => [...r.children].map(c => c.textContent))")
+            if table != shown or time.monotonic() > deadline:
+                break
+        shown = table
         header = next(r for r in table if "File" in r and "Status" in r)
         for cells in table:
             if cells is not header and len(cells) == len(header):
@@ -397,6 +408,7 @@ def test_two_sessions_upload_batch_while_chatting(browser, server, tmp_path):
         running = a.get_by_test_id("stExpander").filter(has_text=f"Indexing {batch[0].name} and {BATCH - 1} more")
         expect(running).to_be_visible(timeout=LONG)
         box = b.get_by_test_id("stChatInputTextArea")
+        expect(box).to_be_enabled(timeout=LONG)
         box.fill(PUMP)
         box.press("Enter")
 
