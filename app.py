@@ -1,67 +1,9 @@
-"""The browser app: `streamlit run app.py`. Navigation, sidebar, and a safety net for errors.
+"""The browser app: `streamlit run app.py`.
 
-The pages are thin; the work is done by `rag` (one `Rag` and one job registry per process,
-see `pages/common.py`).
+The pages (`pages/`) are thin; the work is done by `rag` (one `Rag` and one job registry per
+process, see `pages/common.py`); `pages/shell.py` draws what is around every page.
 """
 
-from __future__ import annotations
+from pages.shell import main
 
-import streamlit as st
-
-from pages import common
-from rag.errors import RagError
-
-
-def main() -> None:
-    """The shell around every page: configuration, sidebar, navigation, then the page itself."""
-    with common.shell_run():
-        common.require_password(common.settings_or_stop(), _pages())
-        rag = common.rag_or_stop()
-        common.keep_widget_state("top_k", "retrieve_only")  # chat settings survive a visit to Documents
-        names = common.collections_or_stop(rag)
-        page = st.navigation(_pages(), position="top")
-        # Before the sidebar: switching page after its collection picker is drawn leaves that
-        # widget with a stale value (the first collection instead of the active one).
-        if page.url_path == "":  # the root URL
-            _route_home(rag)
-        if page.url_path == "chat":
-            common.collection_from_address(names)
-        common.sidebar(rag, names)
-        # One call per run: answers read best in a narrow column, the library needs the width.
-        st.set_page_config(layout="centered" if page.title == "Chat" else "wide")
-        try:
-            page.run()
-        except RagError as exc:  # a user-ready message: say it, and nothing else
-            st.error(common.escape_markdown(str(exc)), icon=":material/error:")
-        except Exception as exc:  # a bug: the traceback goes to the server log, the user gets one line
-            common.log.exception("page %s failed", page.title)
-            st.error(common.escape_markdown(f"Something went wrong ({type(exc).__name__}: {exc}).") + " The details are in the server log.",
-                     icon=":material/error:")
-
-
-def _pages() -> list:
-    """Every page has its own URL, so a deep link or a reload opens exactly that page. The root
-    URL (`/`) is a hidden page that only routes: to Chat, or to Documents while nothing is indexed."""
-    return [
-        st.Page(common.DOCUMENTS_PAGE, title="Documents", icon=":material/folder_open:", url_path="documents"),
-        st.Page(common.CHAT_PAGE, title="Chat", icon=":material/forum:", url_path="chat"),
-        st.Page(common.BENCHMARK_PAGE, title="Benchmark", icon=":material/speed:", url_path="benchmark"),
-        st.Page(_home, title="Document chat", url_path="home", default=True, visibility="hidden"),
-    ]
-
-
-def _home() -> None:
-    """The root URL's page: never drawn, `main` routes away from it first."""
-
-
-def _route_home(rag) -> None:
-    """The root URL: Chat, or Documents when the active collection has nothing indexed yet."""
-    try:
-        empty = not common.has_indexed(rag, common.active_collection())
-    except RagError:  # Milvus cannot be reached: Chat says so
-        empty = False
-    st.switch_page(common.DOCUMENTS_PAGE if empty else common.CHAT_PAGE)
-
-
-if __name__ == "__main__":  # Streamlit runs this file as __main__; pages import it (see common.require_shell)
-    main()
+main()

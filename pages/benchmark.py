@@ -8,6 +8,7 @@ which it drops afterwards: the user's collections are never touched.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -18,11 +19,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pages import common, quality
+from pages import common, formatting, quality, shell
 from rag import bench, bench_charts
 from rag.errors import ConfigError, RagError
 
-common.require_shell()
+shell.require_shell()
 
 HOLDER_KEY = "bench_run"
 SERIES = {
@@ -153,7 +154,7 @@ def start_run() -> None:
     try:
         options = read_options()
     except ConfigError as exc:
-        st.error(common.escape_markdown(str(exc)), icon=":material/error:")
+        st.error(formatting.escape_markdown(str(exc)), icon=":material/error:")
         return
     run = BenchRun(options, bench.planned_measurements(options))
     engine = bench.BenchEngine(settings, options, on_record=run.add, stop=run.stop_event, on_status=run.set_status)
@@ -301,8 +302,8 @@ def results(run: BenchRun) -> None:
     if run.running:
         done = len(records)
         fraction = min(done / run.planned, 1.0) if run.planned else 0.0
-        st.progress(fraction, text=f"{done} of {run.planned} measurements · {common.escape_markdown(run.status)} · "
-                                   f"{common.duration(run.elapsed())} elapsed")
+        st.progress(fraction, text=f"{done} of {run.planned} measurements · {formatting.escape_markdown(run.status)} · "
+                                   f"{formatting.duration(run.elapsed())} elapsed")
     else:
         outcome(run)
     if not records:
@@ -313,7 +314,7 @@ def results(run: BenchRun) -> None:
     backends = ", ".join(dict.fromkeys(r.backend for r in records))
     tutorial = st.session_state.get("bench_show_tutorial", True)
     note = " · panels titled *tutorial*: the tutorial's published figures, for comparison" if tutorial else ""
-    st.caption(f"Measured on **{common.escape_markdown(backends)}**{note}")
+    st.caption(f"Measured on **{formatting.escape_markdown(backends)}**{note}")
     charts = [time_chart(records, "add", tutorial), time_chart(records, "search", tutorial),
               speedup_chart(records, tutorial), overhead_chart(records)]
     for chart in charts:
@@ -345,12 +346,12 @@ def results(run: BenchRun) -> None:
 def outcome(run: BenchRun) -> None:
     """How a finished run ended: done, stopped, or a readable error."""
     error = run.future.exception() if run.future is not None else None
-    took = common.duration(run.elapsed())
+    took = formatting.duration(run.elapsed())
     if isinstance(error, RagError):
-        st.error(common.escape_markdown(str(error)), icon=":material/cloud_off:")
+        st.error(formatting.escape_markdown(str(error)), icon=":material/cloud_off:")
     elif error is not None:
-        common.log.error("benchmark failed", exc_info=error)
-        st.error(common.escape_markdown(f"The benchmark failed ({type(error).__name__}: {error}).")
+        logging.getLogger("rag.app").error("benchmark failed", exc_info=error)
+        st.error(formatting.escape_markdown(f"The benchmark failed ({type(error).__name__}: {error}).")
                  + " The details are in the server log.", icon=":material/error:")
     elif run.stop_event.is_set():
         st.warning(f"Stopped after {len(run.records)} of {run.planned} measurements ({took}).", icon=":material/stop_circle:")
@@ -384,10 +385,10 @@ st.markdown(
 )
 backend = bench.backend_label(settings)
 if settings.is_milvus_server:
-    st.caption(f":material/database: Backend: **{common.escape_markdown(settings.milvus_display)}**")
+    st.caption(f":material/database: Backend: **{formatting.escape_markdown(settings.milvus_display)}**")
 else:
     st.info(
-        f"Backend: **{common.escape_markdown(backend)}** ({common.escape_markdown(settings.milvus_display)}). "
+        f"Backend: **{formatting.escape_markdown(backend)}** ({formatting.escape_markdown(settings.milvus_display)}). "
         "Milvus Lite serves one request at a time, so most of the async gain needs a Milvus server. "
         "To measure one: run `python -m rag milvus-server`, then start the app with "
         "`MILVUS_URI=http://127.0.0.1:19530`.",

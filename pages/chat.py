@@ -10,19 +10,21 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from pages import common
+from pages import common, formatting, shell
 from rag.answer import CUT_OFF, MAX_QUESTION_CHARS, Citation, Done, Failure, Sources, Token, clean_question
-from rag.config import LLMMode
+from rag.config import MIN_TOP_K, LLMMode
 from rag.conversations import ConversationInfo, Feedback, SavedConversation, SavedTurn, new_id, title_from, to_markdown
-from rag.errors import ConversationNotFound, RagError
+from rag.errors import ConversationNotFound, QuestionRefused, QuestionTooLong, RagError
+from rag.options import AskOptions
 from rag.service import ChatSession
 from rag.source_view import SourceUnavailable, locate, render_pdf_page, text_context
 
-common.require_shell()
+shell.require_shell()
 
 rag = common.get_rag()
 collection = common.active_collection()
 no_llm = rag.settings.llm_mode is LLMMode.NONE
+MAX_SLIDER_K = 20  # more passages than this make an answer slow and no better; the CLI allows up to 100
 
 
 @dataclass
@@ -64,26 +66,28 @@ class Conversation:
     Saved as it happens (`save`); what Milvus could not take stays `dirty` and is written on the next run."""
 
     session: ChatSession
-    options: tuple
     turns: list[Turn] = field(default_factory=list)
     id: str = field(default_factory=new_id)
     info: ConversationInfo | None = None  # None until its first question is saved
     read_only: str = ""  # why no question can be added (its collection was deleted)
     save_error: str = ""
 
+    @property
+    def options(self) -> AskOptions:
+        return self.session.options
 
-def conversation(top_k: int, retrieve_only: bool, mode: str = "hybrid", docs: tuple[str, ...] = ()) -> Conversation:
+
+def conversation(options: AskOptions) -> Conversation:
     """This session's conversation with the active collection; new settings restart its memory."""
     chats: dict[str, Conversation] = st.session_state.setdefault("chats", {})
-    options = (top_k, retrieve_only, mode, docs)
     conv = chats.get(collection)
     if conv is None:
-        conv = chats[collection] = Conversation(rag.chat_session(collection, top_k, retrieve_only, mode, docs), options)
+        conv = chats[collection] = Conversation(rag.chat_session(options))
     elif conv.options != options and not conv.read_only:
-        conv.session, conv.options = rag.chat_session(collection, top_k, retrieve_only, mode, docs), options
+        conv.session = rag.chat_session(options)
         if conv.turns:
-            mode = "retrieval only" if retrieve_only else "with answers"
-            notice = Turn("notice", f"Settings changed (top-k {top_k}, {mode}): the next question starts a fresh memory.")
+            answers = "retrieval only" if options.retrieve_only else "with answers"
+            notice = Turn("notice", f"Settings changed (top-k {options.top_k}, {answers}): the next question starts a fresh memory.")
             if conv.turns[-1].role == "notice":  # several changes between two questions: one line
                 conv.turns[-1] = notice
             else:
@@ -94,14 +98,18 @@ def conversation(top_k: int, retrieve_only: bool, mode: str = "hybrid", docs: tu
 def reopen(saved: SavedConversation) -> Conversation:
     """A saved conversation, continued where it stopped: its turns on screen and in the memory."""
     info = saved.info
-    search = (st.session_state.get("retrieval_mode", rag.settings.retrieval_mode),
-              tuple(st.session_state.get(f"scope_{collection}", ())))
-    options = (min(info.top_k or st.session_state["top_k"], 20), info.retrieve_only or no_llm, *search)
-    st.session_state["top_k"], st.session_state["retrieve_only"] = options[:2]  # its settings, not a "changed" notice
-    session = rag.chat_session(collection, *options)
+    options = AskOptions(
+        collection, top_k=min(info.top_k or st.session_state["top_k"], MAX_SLIDER_K),
+        retrieve_only=info.retrieve_only or no_llm,
+        mode=st.session_state.get("retrieval_mode", rag.settings.retrieval_mode),
+        docs=st.session_state.get(f"scope_{collection}", ()),
+    )
+    # Its settings become the page's, without a "settings changed" notice.
+    st.session_state["top_k"], st.session_state["retrieve_only"] = options.top_k, options.retrieve_only
+    session = rag.chat_session(options)
     session.restore(saved.turns)
     turns = [t for seq, saved_turn in enumerate(saved.turns) for t in Turn.pair(seq, saved_turn)]
-    conv = Conversation(session, options, turns, id=info.id, info=info)
+    conv = Conversation(session, turns, id=info.id, info=info)
     if info.collection != collection:
         conv.read_only = (f"This conversation was with collection {info.collection!r}, which no longer exists: "
                           "it is shown as it was and can be downloaded. Start a new chat to ask more.")
@@ -153,8 +161,9 @@ def save(conv: Conversation) -> None:
             if turn.role != "assistant" or not turn.dirty:
                 continue
             if conv.info is None:
-                conv.info = rag.new_conversation(collection, *conv.options[:2], conversation_id=conv.id)
-            turn.seq = rag.save_turn(conv.info, turn.saved(conv.options[0]), turn.seq)
+                conv.info = rag.new_conversation(collection, conv.options.top_k, conv.options.retrieve_only,
+                                                   conversation_id=conv.id)
+            turn.seq = rag.save_turn(conv.info, turn.saved(conv.options.top_k), turn.seq)
             turn.dirty = False
         conv.save_error = ""
         to_address(conv)
@@ -179,8 +188,8 @@ def citation_label(number: int, c: Citation) -> str:
     if c.page is not None:
         page = f" · page {c.page}"
         if c.page_label and c.page_label != str(c.page):
-            page += f" (printed {common.escape_markdown(c.page_label)})"
-    return f"[{number}] {common.escape_markdown(c.file or 'unknown file')}{page} · {c.score_label}"
+            page += f" (printed {formatting.escape_markdown(c.page_label)})"
+    return f"[{number}] {formatting.escape_markdown(c.file or 'unknown file')}{page} · {c.score_label}"
 
 
 def marked_html(text: str, spans: tuple[tuple[int, int], ...]) -> str:
@@ -235,7 +244,7 @@ def show_in_document(citation: Citation, key: str) -> None:
         st.download_button("Download the original", path.read_bytes(), file_name=path.name, key=f"{key}-download",
                            icon=":material/download:")
     except SourceUnavailable as exc:
-        st.warning(common.escape_markdown(str(exc)), icon=":material/link_off:")
+        st.warning(formatting.escape_markdown(str(exc)), icon=":material/link_off:")
 
 
 def show_turn(conv: Conversation, turn: Turn) -> None:
@@ -244,7 +253,7 @@ def show_turn(conv: Conversation, turn: Turn) -> None:
         return
     with st.chat_message(turn.role):
         if turn.role == "user":
-            common.show_typed(turn.text)  # a question's markup is never rendered
+            formatting.show_typed(turn.text)  # a question's markup is never rendered
         else:
             show_answer(turn)
             show_feedback(conv, turn)
@@ -267,12 +276,12 @@ def show_feedback(conv: Conversation, turn: Turn) -> None:
 
 def show_answer(turn: Turn) -> None:
     if turn.refused:
-        st.error(common.escape_markdown(turn.refused), icon=":material/error:")
+        st.error(formatting.escape_markdown(turn.refused), icon=":material/error:")
         return
     if not turn.found:
-        st.info(common.escape_markdown(turn.text), icon=":material/search_off:")
+        st.info(formatting.escape_markdown(turn.text), icon=":material/search_off:")
     elif turn.text:
-        st.markdown(common.safe_markdown(turn.text))
+        st.markdown(formatting.safe_markdown(turn.text))
     elif turn.retrieve_only and not turn.error:
         st.markdown("Retrieval only: the passages closest to your question are below.")
     if turn.stopped:
@@ -281,10 +290,10 @@ def show_answer(turn: Turn) -> None:
     elif turn.cut_off:
         st.caption(f":material/content_cut: {CUT_OFF}")
     if turn.error:
-        st.warning(f"No generated answer: {common.escape_markdown(turn.error)}. The retrieved passages are below.",
+        st.warning(f"No generated answer: {formatting.escape_markdown(turn.error)}. The retrieved passages are below.",
                    icon=":material/warning:")
     if turn.searched:
-        st.caption(f":material/manage_search: A follow-up: also searched for “{common.escape_markdown(turn.searched)}”")
+        st.caption(f":material/manage_search: A follow-up: also searched for “{formatting.escape_markdown(turn.searched)}”")
     show_sources(turn, expand_first=not turn.text or not turn.found)
 
 
@@ -292,7 +301,7 @@ def answer(conv: Conversation, question: str) -> None:
     """Stream one answer into the page, then keep it in the transcript."""
     user = Turn("user", question)
     # Saved before it is answered (as stopped, until the answer replaces it): a reload mid-answer keeps it.
-    turn = Turn("assistant", retrieve_only=conv.options[1], question=question, stopped=True)
+    turn = Turn("assistant", retrieve_only=conv.options.retrieve_only, question=question, stopped=True)
     conv.turns += [user, turn]
     save(conv)
     show_turn(conv, user)
@@ -308,7 +317,7 @@ def answer(conv: Conversation, question: str) -> None:
                         box.caption(":material/edit: Writing the answer…")
                 elif isinstance(event, Token):
                     turn.text += event.text
-                    box.markdown(common.safe_markdown(turn.text) + " ▌")
+                    box.markdown(formatting.safe_markdown(turn.text) + " ▌")
                 elif isinstance(event, Failure):
                     turn.error = event.message
                 elif isinstance(event, Done):
@@ -353,12 +362,12 @@ def delete(conv: Conversation) -> None:
         st.session_state["address_error"] = str(exc)
         return
     start_new_chat()
-    st.toast(f"Deleted “{common.escape_markdown(conv.info.title)}”", icon=":material/delete:")
+    st.toast(f"Deleted “{formatting.escape_markdown(conv.info.title)}”", icon=":material/delete:")
 
 
 def as_saved(conv: Conversation) -> SavedConversation:
     """What is on screen, saved or not: an export works even while Milvus cannot be reached."""
-    turns = [t.saved(conv.options[0]) for t in conv.turns if t.role == "assistant"]
+    turns = [t.saved(conv.options.top_k) for t in conv.turns if t.role == "assistant"]
     info = conv.info or ConversationInfo(conv.id, collection, title_from(turns[0].question) if turns else "New chat")
     return SavedConversation(info, turns)
 
@@ -368,18 +377,18 @@ def conversations_menu(conv: Conversation) -> None:
     try:
         listed = rag.conversations(conv.info.collection if conv.info else collection)
     except RagError as exc:
-        st.warning(f"Saved conversations cannot be listed now: {common.escape_markdown(str(exc))}", icon=":material/cloud_off:")
+        st.warning(f"Saved conversations cannot be listed now: {formatting.escape_markdown(str(exc))}", icon=":material/cloud_off:")
         listed = []
-    st.caption(f"{len(listed)} saved in **{common.escape_markdown(collection)}**, newest first" if listed
+    st.caption(f"{len(listed)} saved in **{formatting.escape_markdown(collection)}**, newest first" if listed
                else "None saved yet: a conversation is saved with its first question.")
     shown = listed
     if len(listed) > LISTED:
         words = st.text_input("Find by title", key="conversation_filter", placeholder="words of a title").lower().split()
         shown = [c for c in listed if all(w in c.title.lower() for w in words)][:LISTED]
     for c in shown:  # links: opening one is a change of address, as a bookmark is
-        when = common.local_time(c.updated_at)
+        when = formatting.local_time(c.updated_at)
         label = f"{c.title} · {when:%Y-%m-%d %H:%M}" if when else c.title
-        st.page_link(common.CHAT_PAGE, label=common.escape_markdown(label), query_params={"collection": c.collection, "c": c.id},
+        st.page_link(shell.CHAT_PAGE, label=formatting.escape_markdown(label), query_params={"collection": c.collection, "c": c.id},
                      icon=":material/chat:" if c.id != conv.id else ":material/arrow_right:", disabled=c.id == conv.id)
     if conv.info is not None:
         if st.session_state.get("title_of") != (conv.id, conv.info.title):
@@ -419,7 +428,7 @@ def pick_documents() -> tuple[str, ...]:
 
 # The page ---------------------------------------------------------------------------------------
 
-st.session_state.setdefault("top_k", min(rag.settings.top_k, 20))
+st.session_state.setdefault("top_k", min(rag.settings.top_k, MAX_SLIDER_K))
 st.session_state.setdefault("retrieve_only", no_llm)
 st.session_state.setdefault("retrieval_mode", rag.settings.retrieval_mode)
 st.session_state.setdefault("chats", {})
@@ -429,7 +438,7 @@ toolbar = st.container(horizontal=True, vertical_alignment="center")
 toolbar.button("New chat", icon=":material/add_comment:", on_click=start_new_chat,
                help="Start over; this conversation stays saved in Conversations")
 with toolbar.popover("Settings", icon=":material/tune:"):
-    top_k = st.slider("Passages per answer (top-k)", 1, 20, key="top_k",
+    top_k = st.slider("Passages per answer (top-k)", MIN_TOP_K, MAX_SLIDER_K, key="top_k",
                       help="How many passages are retrieved and answered from.")
     retrieve_only = st.toggle("Retrieval only", key="retrieve_only", disabled=no_llm,
                               help="No answer text: show the closest passages only, with the sentences that answer marked.")
@@ -440,18 +449,18 @@ with toolbar.popover("Settings", icon=":material/tune:"):
                         help="Hybrid finds exact terms and meaning (its scores are rank scores, not similarities); "
                              "dense searches by meaning; keyword by words (BM25).")
     docs = pick_documents()
-conv = conversation(top_k, retrieve_only or no_llm, mode, docs)
+conv = conversation(AskOptions(collection, top_k, retrieve_only or no_llm, mode, docs))
 if modes.why_not:
-    st.caption(f":material/info: Searching by meaning only: {common.escape_markdown(modes.why_not)}. "
-               f"For hybrid and keyword search, {common.escape_markdown(modes.fix)}.")
+    st.caption(f":material/info: Searching by meaning only: {formatting.escape_markdown(modes.why_not)}. "
+               f"For hybrid and keyword search, {formatting.escape_markdown(modes.fix)}.")
 save(conv)  # what Milvus could not take on an earlier run
 
-llm = "retrieval only" if conv.options[1] else rag.info.llm.label
-st.caption(f"Answers from collection **{common.escape_markdown(collection)}** · {common.escape_markdown(llm)}")
+llm = "retrieval only" if conv.options.retrieve_only else rag.info.llm.label
+st.caption(f"Answers from collection **{formatting.escape_markdown(collection)}** · {formatting.escape_markdown(llm)}")
 if address_error:
-    st.warning(common.escape_markdown(address_error), icon=":material/link_off:")
+    st.warning(formatting.escape_markdown(address_error), icon=":material/link_off:")
 if conv.read_only:
-    st.info(common.escape_markdown(conv.read_only), icon=":material/inventory_2:")
+    st.info(formatting.escape_markdown(conv.read_only), icon=":material/inventory_2:")
 save_notice = st.empty()  # filled at the end of the run: an answer may fail to be saved
 
 ready = common.has_indexed(rag, collection)
@@ -459,9 +468,9 @@ if not ready:
     if common.get_jobs().active(collection):
         st.info("Your documents are being indexed. You can ask as soon as the first one is done.", icon=":material/hourglass_top:")
     else:
-        st.info(f"There are no documents in **{common.escape_markdown(collection)}** yet: upload some first.",
+        st.info(f"There are no documents in **{formatting.escape_markdown(collection)}** yet: upload some first.",
                 icon=":material/folder_off:")
-    st.page_link(common.DOCUMENTS_PAGE, label="Go to Documents to upload files", icon=":material/upload_file:")
+    st.page_link(shell.DOCUMENTS_PAGE, label="Go to Documents to upload files", icon=":material/upload_file:")
 hint = st.empty()  # cleared as soon as the first question is sent
 if ready and not conv.turns:
     hint.caption("Ask anything about your documents. Each answer lists the passages it is based on, with file and page.")
@@ -469,10 +478,11 @@ if ready and not conv.turns:
 for turn in conv.turns:
     show_turn(conv, turn)
 
-def refuse(message: str, text: str) -> None:
+def refuse(exc: QuestionRefused, text: str) -> None:
     """A question that cannot be asked stays out of the history; a long one is kept to copy."""
-    st.warning(common.escape_markdown(message[:1].upper() + message[1:]) + ". Nothing was asked.", icon=":material/warning:")
-    if len(text) > MAX_QUESTION_CHARS:
+    message = str(exc)
+    st.warning(formatting.escape_markdown(message[:1].upper() + message[1:]) + ". Nothing was asked.", icon=":material/warning:")
+    if isinstance(exc, QuestionTooLong):
         with st.expander(f"Your text ({len(text):,} characters), to shorten and send again", icon=":material/content_copy:"):
             st.code(text, language=None, wrap_lines=True, height=240)
 
@@ -487,8 +497,8 @@ question = st.chat_input(
 if question is not None:
     try:
         clean_question(question)
-    except RagError as exc:
-        refuse(str(exc), question)
+    except QuestionRefused as exc:
+        refuse(exc, question)
     else:
         hint.empty()
         answer(conv, question)
@@ -498,5 +508,5 @@ with toolbar.popover("Conversations", icon=":material/history:"):
     conversations_menu(conv)
 to_address(conv)
 if conv.save_error:
-    save_notice.warning(f"Not saved yet: {common.escape_markdown(conv.save_error)} This conversation is kept in this "
+    save_notice.warning(f"Not saved yet: {formatting.escape_markdown(conv.save_error)} This conversation is kept in this "
                         "tab and saved as soon as Milvus answers again.", icon=":material/cloud_off:")

@@ -7,26 +7,28 @@ import time
 import pandas as pd
 import streamlit as st
 
-from pages import common
+from pages import common, formatting, shell
 from rag.errors import RagError
 from rag.ingest import ETA_MIN_FRACTION, ETA_MIN_SECONDS, Source
 from rag.jobs import FileState, JobView
 from rag.readers import SUPPORTED_EXTENSIONS, SUPPORTED_TYPES
+from rag.status import DocStatus, FileStatus, JobState
 from rag.store import DocumentRecord
 from rag.uploads import find_upload, remove_upload, safe_file_name, save_upload
 
-common.require_shell()
+shell.require_shell()
 
-STATUS_COLORS = {"indexed": "#1e7b3a", "indexing": "#a86400", "failed": "#c62828"}
-FILE_STATUS = {
-    "waiting": (":material/schedule:", "waiting"),
-    "indexing": (":material/progress_activity:", "indexing"),
-    "indexed": (":green[:material/check_circle:]", "indexed"),
-    "replaced": (":green[:material/published_with_changes:]", "updated: the previous version was replaced"),
-    "unchanged": (":blue[:material/task_alt:]", "already in the collection, unchanged: not indexed again"),
-    "failed": (":red[:material/error:]", "failed"),
-    "skipped": (":orange[:material/block:]", "not indexed"),
+STATUS_COLORS = {DocStatus.INDEXED: "#1e7b3a", DocStatus.INDEXING: "#a86400", DocStatus.FAILED: "#c62828"}
+FILE_ICONS = {  # the words are the statuses' own (`FileStatus.label`)
+    FileStatus.WAITING: ":material/schedule:",
+    FileStatus.INDEXING: ":material/progress_activity:",
+    FileStatus.INDEXED: ":green[:material/check_circle:]",
+    FileStatus.REPLACED: ":green[:material/published_with_changes:]",
+    FileStatus.UNCHANGED: ":blue[:material/task_alt:]",
+    FileStatus.FAILED: ":red[:material/error:]",
+    FileStatus.SKIPPED: ":orange[:material/block:]",
 }
+PROBLEMS = (FileStatus.FAILED, FileStatus.SKIPPED)
 
 MAX_FILE_LINES = 12  # larger jobs list their files in a table
 LIBRARY_ROWS = 25  # the library grows with its documents up to this many rows, then scrolls
@@ -60,7 +62,7 @@ def queue_uploads(files: list) -> list[tuple[str, str]]:
     messages, sources, busy = [], {}, jobs.busy(collection)
     for file in files:
         doc_id = safe_file_name(file.name)
-        name = common.escape_markdown(doc_id)
+        name = formatting.escape_markdown(doc_id)
         if doc_id in busy:
             messages.append(("warning", f"**{name}** is being indexed right now: upload it again when that is done."))
             continue
@@ -72,7 +74,7 @@ def queue_uploads(files: list) -> list[tuple[str, str]]:
         try:
             path = save_upload(rag.settings, collection, file.name, file)
         except (RagError, OSError) as exc:
-            messages.append(("error", f"Could not save **{name}**: {common.escape_markdown(str(exc))}"))
+            messages.append(("error", f"Could not save **{name}**: {formatting.escape_markdown(str(exc))}"))
             continue
         sources[path.name] = Source(path, path.name)
     if sources:
@@ -87,24 +89,24 @@ def queue_uploads(files: list) -> list[tuple[str, str]]:
 
 def job_panel(job: JobView) -> None:
     """One job: overall metrics and bar while running, per-file outcome always."""
-    if job.state == "queued":
+    failed = job.count(FileStatus.FAILED)
+    if job.state is JobState.QUEUED:
         label, icon = f"Queued: {job.label}", ":material/schedule:"
-    elif job.state == "running":
+    elif job.state is JobState.RUNNING:
         label, icon = f"Indexing {job.label}", ":material/sync:"
-    elif job.state == "done":
-        failed = job.count("failed")
+    elif job.state is JobState.DONE:
         label, icon = f"{job.label}: {job.summary()}", ":material/error:" if failed else ":material/check_circle:"
     else:
-        label, icon = f"{job.label}: {job.state}", ":material/cancel:" if job.state == "cancelled" else ":material/error:"
-    with st.expander(common.escape_markdown(label), icon=icon, expanded=job.active or bool(job.count("failed"))):
-        if job.state == "running":
+        label, icon = f"{job.label}: {job.state}", ":material/cancel:" if job.state is JobState.CANCELLED else ":material/error:"
+    with st.expander(formatting.escape_markdown(label), icon=icon, expanded=job.active or bool(failed)):
+        if job.state is JobState.RUNNING:
             job_progress(job)
-        elif job.state == "queued":
+        elif job.state is JobState.QUEUED:
             st.caption("Starts when the job before it has finished.")
         elif job.report is not None:
-            st.caption(f"{job.report.chunks:,} chunks in {common.duration(job.report.seconds)}")
-        if job.error and job.state != "done":
-            st.error(common.escape_markdown(job.error))
+            st.caption(f"{job.report.chunks:,} chunks in {formatting.duration(job.report.seconds)}")
+        if job.error and job.state is not JobState.DONE:
+            st.error(formatting.escape_markdown(job.error))
         if len(job.files) <= MAX_FILE_LINES:
             for file in job.files:
                 file_line(file)
@@ -125,30 +127,30 @@ def job_progress(job: JobView, now: float | None = None) -> None:
     a.metric("Files", f"{p.files_done} / {p.files_total}", help="Files finished: indexed, unchanged or failed")
     b.metric("Chunks", f"{p.chunks_done:,}", help="Chunks embedded and stored so far")
     c.metric("Speed", f"{p.chunks_per_second:.1f} chunks/s")
-    d.metric("Time left", common.duration(eta) if eta is not None else "estimating…",
+    d.metric("Time left", formatting.duration(eta) if eta is not None else "estimating…",
              help=f"Estimated from the rate so far, once {ETA_MIN_FRACTION:.0%} of the data (by file size) "
                   f"is done and {ETA_MIN_SECONDS:.0f} s have passed")
-    st.progress(p.fraction, text=f"{p.fraction:.0%} of the data (by file size) · {common.duration(job.elapsed(now))} elapsed")
+    st.progress(p.fraction, text=f"{p.fraction:.0%} of the data (by file size) · {formatting.duration(job.elapsed(now))} elapsed")
 
 
 def file_line(file: FileState) -> None:
-    icon, words = FILE_STATUS[file.status]
-    name = common.escape_markdown(file.doc_id)
-    if file.status in ("indexed", "replaced"):
+    icon, words = FILE_ICONS[file.status], file.status.explanation
+    name = formatting.escape_markdown(file.doc_id)
+    if file.status.stored:
         pages = f", {file.pages} pages" if file.pages else ""
         words = f"{words} ({file.chunks} chunk{'s' if file.chunks != 1 else ''}{pages})"
     st.markdown(f"{icon} **{name}**: {words}")
-    if file.status == "failed":
-        st.error(common.escape_markdown(file.error or "unknown reason"))
-    elif file.status == "skipped":
-        st.caption(common.escape_markdown(file.error))
+    if file.status is FileStatus.FAILED:
+        st.error(formatting.escape_markdown(file.error or "unknown reason"))
+    elif file.status is FileStatus.SKIPPED:
+        st.caption(formatting.escape_markdown(file.error))
 
 
 def file_table(files: tuple[FileState, ...]) -> None:
     """Per-file state of a large job, as a compact table rather than one line per file."""
-    ordered = sorted(files, key=lambda f: f.status not in ("failed", "skipped"))  # problems first
-    rows = [{"File": f.doc_id, "Status": FILE_STATUS[f.status][1].split(":")[0],
-             "Chunks": None if f.status in ("waiting", "indexing", "skipped") else f.chunks, "Reason": f.error}
+    ordered = sorted(files, key=lambda f: f.status not in PROBLEMS)  # problems first
+    rows = [{"File": f.doc_id, "Status": f.status.label,
+             "Chunks": None if f.status.pending or f.status is FileStatus.SKIPPED else f.chunks, "Reason": f.error}
             for f in ordered]
     frame = pd.DataFrame(rows).astype({"Chunks": "Int64"})
     st.dataframe(
@@ -163,12 +165,12 @@ def file_table(files: tuple[FileState, ...]) -> None:
 
 
 def library_table(docs: list[DocumentRecord]) -> None:
-    indexed = [d for d in docs if d.status == "indexed"]
+    indexed = [d for d in docs if d.status is DocStatus.INDEXED]
     a, b, c, d = st.columns(4)
     a.metric("Documents", len(indexed))
     b.metric("Chunks", f"{sum(x.chunks for x in indexed):,}")
     c.metric("Pages", f"{sum(x.pages or 0 for x in indexed):,}")
-    d.metric("Failed", sum(x.status == "failed" for x in docs))
+    d.metric("Failed", sum(x.status is DocStatus.FAILED for x in docs))
     notes = any(doc.error for doc in docs)
     frame = pd.DataFrame(
         [
@@ -178,8 +180,8 @@ def library_table(docs: list[DocumentRecord]) -> None:
                 "Pages": str(doc.pages) if doc.pages else "—",
                 "Chunks": doc.chunks,
                 "Size": doc.size,
-                "Indexed at": common.local_time(doc.indexed_at),
-                "Status": doc.status,
+                "Indexed at": formatting.local_time(doc.indexed_at),
+                "Status": doc.status.value,
                 **({"Note": doc.error.removeprefix(f"{doc.file_name}: ")} if notes else {}),  # named in "File"
             }
             for doc in docs
@@ -224,7 +226,7 @@ def library_actions(docs: list[DocumentRecord]) -> None:
     left, right, _ = st.columns([1, 1, 4])
     reindex = left.button("Re-index", icon=":material/refresh:", disabled=not selected, width="stretch")
     with right.popover("Delete", icon=":material/delete:", disabled=not selected, width="stretch"):
-        st.markdown(f"Delete **{len(selected)}** document(s) and their chunks from **{common.escape_markdown(collection)}**?")
+        st.markdown(f"Delete **{len(selected)}** document(s) and their chunks from **{formatting.escape_markdown(collection)}**?")
         delete = st.button("Yes, delete", type="primary", icon=":material/delete_forever:", key="confirm_delete")
     if reindex:
         flash(reindex_documents(selected, {d.doc_id: d for d in docs}))
@@ -239,16 +241,16 @@ def reindex_documents(doc_ids: list[str], docs: dict[str, DocumentRecord]) -> li
     for doc_id in doc_ids:
         path = find_upload(rag.settings, collection, doc_id)
         if doc_id in busy:
-            messages.append(("warning", f"**{common.escape_markdown(doc_id)}** is already being indexed."))
+            messages.append(("warning", f"**{formatting.escape_markdown(doc_id)}** is already being indexed."))
         elif path is None:
-            messages.append(("warning", f"No uploaded copy of **{common.escape_markdown(doc_id)}** is kept "
+            messages.append(("warning", f"No uploaded copy of **{formatting.escape_markdown(doc_id)}** is kept "
                              "(it was added from the command line): upload it again to re-index it."))
         else:
             try:
-                if docs[doc_id].status == "indexed":
+                if docs[doc_id].status is DocStatus.INDEXED:
                     rag.delete(doc_id, collection)
             except RagError as exc:
-                messages.append(("error", common.escape_markdown(str(exc))))
+                messages.append(("error", formatting.escape_markdown(str(exc))))
                 continue
             sources.append(Source(path, doc_id))
     if sources:
@@ -261,14 +263,14 @@ def reindex_documents(doc_ids: list[str], docs: dict[str, DocumentRecord]) -> li
 def delete_documents(doc_ids: list[str]) -> list[tuple[str, str]]:
     messages, busy, deleted = [], jobs.busy(collection), []
     for doc_id in doc_ids:
-        name = common.escape_markdown(doc_id)
+        name = formatting.escape_markdown(doc_id)
         if doc_id in busy:
             messages.append(("warning", f"**{name}** is being indexed: cancel that first, or wait."))
             continue
         try:
             rag.delete(doc_id, collection)
         except RagError as exc:
-            messages.append(("error", common.escape_markdown(str(exc))))
+            messages.append(("error", formatting.escape_markdown(str(exc))))
             continue
         remove_upload(rag.settings, collection, doc_id)
         deleted.append(name)
@@ -302,7 +304,7 @@ def show_flash() -> None:
 
 st.title(":material/folder_open: Documents", anchor=False)
 st.caption(
-    f"Collection **{common.escape_markdown(collection)}** · {SUPPORTED_TYPES} · up to **{max_mb} MB** per file"
+    f"Collection **{formatting.escape_markdown(collection)}** · {SUPPORTED_TYPES} · up to **{max_mb} MB** per file"
 )
 intro = st.empty()
 upload_form()
@@ -333,7 +335,7 @@ def library_panel() -> None:
     try:
         docs = common.library(rag, collection)
     except RagError as exc:  # a fragment rerun is outside app.py's safety net
-        st.error(common.escape_markdown(str(exc)), icon=":material/error:")
+        st.error(formatting.escape_markdown(str(exc)), icon=":material/error:")
         return
     if docs:
         st.subheader("Library", anchor=False)

@@ -14,7 +14,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pages import common
+from pages import common, formatting
 from rag.errors import RagError
 from rag.evaluation import comparison_rows, parse_questions, rows_to_csv
 
@@ -64,7 +64,7 @@ def show(rag, collection: str) -> None:
     st.markdown(
         "Does the right passage come back, and how high? Upload questions with the file (and page, or an "
         "evidence phrase) that answers each, and compare search modes and top-k on "
-        f"**{common.escape_markdown(collection)}**: hit@k is the share of questions whose right passage is "
+        f"**{formatting.escape_markdown(collection)}**: hit@k is the share of questions whose right passage is "
         "among the first k, MRR the mean of 1/rank."
     )
     picked = question_text()
@@ -73,7 +73,7 @@ def show(rag, collection: str) -> None:
     modes = cols[0].multiselect("Modes", modes_available.modes, default=list(modes_available.modes), key="quality_modes")
     ks = cols[1].multiselect("Top-k values", TOP_KS, default=[1, 5, 10], key="quality_ks")
     if modes_available.why_not:
-        st.caption(f"Only dense search: {common.escape_markdown(modes_available.why_not)}.")
+        st.caption(f"Only dense search: {formatting.escape_markdown(modes_available.why_not)}.")
     ready = common.has_indexed(rag, collection)
     if st.button("Evaluate retrieval", icon=":material/fact_check:", disabled=not (picked and modes and ks and ready)):
         with st.spinner("Searching for every question…"):
@@ -84,14 +84,14 @@ def show(rag, collection: str) -> None:
     if not result:
         return
     if "error" in result:
-        st.error(common.escape_markdown(result["error"]), icon=":material/error:")
+        st.error(formatting.escape_markdown(result["error"]), icon=":material/error:")
         return
     st.altair_chart(chart(result["rows"]))
     table = pd.DataFrame(result["rows"]).rename(columns={"top_k": "top-k", "mrr": "MRR"})
     st.dataframe(table, hide_index=True, key="quality_table")
     best = max(result["rows"], key=lambda r: (r["mrr"], r["hit@k"]))
     st.caption(f"Best MRR here: **{best['mode']}** (MRR {best['mrr']:.3f}) on "
-               f"{common.escape_markdown(result['file'])}, collection {common.escape_markdown(result['collection'])}.")
+               f"{formatting.escape_markdown(result['file'])}, collection {formatting.escape_markdown(result['collection'])}.")
     downloads = st.columns(2)
     downloads[0].download_button("Download CSV", rows_to_csv(result["rows"]), "retrieval-quality.csv", "text/csv")
     downloads[1].download_button("Download JSON", json.dumps(result["reports"], indent=2), "retrieval-quality.json",

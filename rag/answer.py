@@ -23,7 +23,7 @@ from llama_index.core.memory import ChatMemoryBuffer
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from rag.errors import RagError
+from rag.errors import QuestionRefused, QuestionTooLong, first_line
 from rag.grounding import NoGeneration, QuoteSynthesizer, QuotingChatEngine, SupportGate
 
 MAX_QUESTION_CHARS = 4000
@@ -132,9 +132,9 @@ def clean_question(question: str) -> str:
     """Refuse what no engine should see: empty or oversized questions."""
     text = (question or "").strip()
     if not text:
-        raise RagError("the question is empty: type a question")
+        raise QuestionRefused("the question is empty: type a question")
     if len(text) > MAX_QUESTION_CHARS:
-        raise RagError(f"the question is {len(text):,} characters long; the limit is {MAX_QUESTION_CHARS:,}")
+        raise QuestionTooLong(f"the question is {len(text):,} characters long; the limit is {MAX_QUESTION_CHARS:,}")
     return text
 
 
@@ -154,7 +154,7 @@ def describe_llm_error(exc: BaseException, secrets: tuple[str, ...] = ()) -> str
     elif isinstance(exc, openai.APIStatusError):
         text = f"the LLM server answered with an error ({exc.status_code})"
     else:
-        text = f"the LLM failed ({type(exc).__name__}: {str(exc)[:200]})"
+        text = f"the LLM failed ({type(exc).__name__}: {first_line(exc, 200)})"
     return redact(text, secrets)
 
 

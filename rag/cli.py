@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.config import RETRIEVAL_MODES
+from rag.config import MAX_TOP_K, MIN_TOP_K, RETRIEVAL_MODES, check_top_k
 from rag.errors import RagError
+from rag.status import FileStatus
 
 
 def _top_k(value: str) -> int:
@@ -18,9 +19,10 @@ def _top_k(value: str) -> int:
         k = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"top-k must be a whole number, not {value!r}") from None
-    if not 1 <= k <= 100:
-        raise argparse.ArgumentTypeError(f"top-k must be between 1 and 100, not {k}")
-    return k
+    try:
+        return check_top_k(k)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_collection(sub.add_parser("ask", help="ask a question (or --questions-file)"))
     p.add_argument("question", nargs="?")
     p.add_argument("--questions-file", type=Path, help="a JSON list of questions, answered in one process")
-    p.add_argument("--top-k", "-k", type=_top_k, help="passages to retrieve (1-100)")
+    p.add_argument("--top-k", "-k", type=_top_k, help=f"passages to retrieve ({MIN_TOP_K}-{MAX_TOP_K})")
     p.add_argument("--retrieve-only", action="store_true", help="no LLM: answer with the passages")
     with_retrieval(p)
     p.add_argument("--doc", action="append", default=[], metavar="NAME",
@@ -125,9 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _settings_error(exc: Any) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
-    return f"invalid setting {where}: {first.get('msg', '').removeprefix('Value error, ')}"
+    from rag.config import setting_problems
+
+    where, what = setting_problems(exc)[0]
+    return f"invalid setting {where}: {what}"
 
 
 def _rag(settings):
@@ -169,7 +172,7 @@ def cmd_ingest(args, settings) -> int:
         )
     else:
         for r in report.results:
-            detail = r.error if r.status == "failed" else f"{r.chunks} chunks"
+            detail = r.error if r.status is FileStatus.FAILED else f"{r.chunks} chunks"
             print(f"{r.status:9} {r.doc_id}: {detail}")
         print(f"{report.chunks} chunks into {report.collection!r} in {report.seconds:.1f} s")
         if report.aborted:
@@ -197,18 +200,19 @@ def _questions(args) -> list[str]:
 
 def cmd_ask(args, settings) -> int:
     from rag.answer import CUT_OFF, Done, Failure, Token
+    from rag.options import AskOptions
 
+    options = AskOptions(args.collection, args.top_k, args.retrieve_only, args.mode, args.doc)
     questions = _questions(args)
     rag = _rag(settings)
     answers = []
-    ask = (args.collection, args.top_k, args.retrieve_only, args.mode, args.doc)
     for question in questions:
         if args.json:
-            answers.append(rag.ask(question, *ask))
+            answers.append(rag.ask(question, options))
             continue
         if len(questions) > 1:
             print(f"\n## {question}")
-        for event in rag.stream_ask(question, *ask):
+        for event in rag.stream_ask(question, options):
             if isinstance(event, Token):
                 print(event.text, end="", flush=True)
             elif isinstance(event, Failure):

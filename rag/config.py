@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+MIN_TOP_K, MAX_TOP_K = 1, 100  # passages retrieved per question
 
 ConsistencyLevel = Literal["Strong", "Session", "Bounded", "Eventually"]
 # How passages are found: by meaning (dense vectors), by words (Milvus' built-in BM25), or both
@@ -70,7 +71,7 @@ class Settings(BaseSettings):
     gguf_path: str = Field("", alias="RAG_GGUF_PATH", description="empty: the packaged SmolLM2-135M-Instruct")
     llm_timeout: float = Field(60.0, gt=0, alias="RAG_LLM_TIMEOUT")
     max_new_tokens: int = Field(256, ge=1, le=8192, alias="RAG_MAX_NEW_TOKENS")
-    top_k: int = Field(4, ge=1, le=100, alias="RAG_TOP_K")
+    top_k: int = Field(4, ge=MIN_TOP_K, le=MAX_TOP_K, alias="RAG_TOP_K")
     retrieval_mode: RetrievalMode = Field("hybrid", alias="RAG_RETRIEVAL_MODE")
 
     # Access
@@ -175,6 +176,26 @@ def validate_collection_name(name: str) -> str:
             "starting with a letter (at most 255 characters)"
         )
     return name
+
+
+def check_top_k(top_k: int) -> int:
+    if not MIN_TOP_K <= top_k <= MAX_TOP_K:
+        raise ValueError(f"top-k must be between {MIN_TOP_K} and {MAX_TOP_K}, not {top_k}")
+    return top_k
+
+
+def check_retrieval_mode(mode: str) -> str:
+    if mode not in RETRIEVAL_MODES:
+        raise ValueError(f"unknown retrieval mode {mode!r}: use one of {', '.join(RETRIEVAL_MODES)}")
+    return mode
+
+
+def setting_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """(setting, what is wrong with it) for each error of a `Settings` validation, in plain words."""
+    return [
+        (".".join(map(str, e["loc"])) or "settings", e["msg"].removeprefix("Value error, "))
+        for e in exc.errors()
+    ]
 
 
 def import_pymilvus() -> None:

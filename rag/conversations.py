@@ -150,7 +150,7 @@ class ConversationStore:
                     await self._create(client)
                 await client.load_collection(CONVERSATIONS)
             except MILVUS_ERRORS as exc:
-                raise self._store._guard(exc) from exc
+                raise self._store.unavailable(exc) from exc
             self._ready = True
         return client
 
@@ -178,7 +178,7 @@ class ConversationStore:
             await client.upsert(CONVERSATIONS, rows)
         except MILVUS_ERRORS as exc:
             self._ready = False  # the next write checks the collection again (and makes it, if it went)
-            raise self._store._guard(exc) from exc
+            raise self._store.unavailable(exc) from exc
 
     async def _query(self, expr: str, fields: list[str], limit: int = 16_384) -> list[dict[str, Any]]:
         # Strong: a tab reloaded on another app process must see the turn this one just wrote.
@@ -187,14 +187,14 @@ class ConversationStore:
             return await client.query(CONVERSATIONS, filter=expr, output_fields=fields, limit=limit,
                                       consistency_level="Strong")
         except MILVUS_ERRORS as exc:
-            raise self._store._guard(exc) from exc
+            raise self._store.unavailable(exc) from exc
 
     async def _delete(self, expr: str) -> None:
         client = await self._client()
         try:
             await client.delete(CONVERSATIONS, filter=expr)
         except MILVUS_ERRORS as exc:
-            raise self._store._guard(exc) from exc
+            raise self._store.unavailable(exc) from exc
 
     @staticmethod
     def _rows(info: ConversationInfo, seq: int, data: dict[str, Any]) -> list[dict[str, Any]]:

@@ -35,5 +35,19 @@ class LLMError(RagError):
     """The language model failed (unreachable, refused the key, timed out)."""
 
 
+class QuestionRefused(RagError):
+    """A question no engine should see (empty, or over the length limit): nothing was asked."""
+
+
+class QuestionTooLong(QuestionRefused):
+    """Over the length limit: the text is worth keeping, to shorten and send again."""
+
+
 class ConversationNotFound(RagError):
     """No saved conversation with that id (deleted, or a wrong or tampered link)."""
+
+
+def first_line(exc: BaseException | str, limit: int = 300) -> str:
+    """The first line of an error, cut to `limit` characters: what one line of a report shows
+    (a raw gRPC or HTTP error's text can be a multi-line dump)."""
+    return next(iter(str(exc).strip().splitlines()), "")[:limit]

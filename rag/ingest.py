@@ -21,11 +21,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from llama_index.core.node_parser import SentenceSplitter
-from llama_index.core.schema import BaseNode, Document, MetadataMode, NodeRelationship, RelatedNodeInfo, TextNode
+from llama_index.core.schema import BaseNode, Document, MetadataMode, NodeRelationship, RelatedNodeInfo
 
 from rag.embeddings import EmbedInfo
-from rag.errors import ParseError, RagError
+from rag.errors import ParseError, RagError, first_line
 from rag.readers import SUPPORTED_EXTENSIONS, read_file
+from rag.status import DocStatus, FileStatus
 from rag.store import DocumentRecord, MilvusStore, now_iso
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,13 @@ class Source:
 @dataclass
 class FileResult:
     doc_id: str
-    status: str  # indexed | replaced | unchanged | failed
+    status: FileStatus  # an outcome: indexed, replaced, unchanged or failed
     chunks: int = 0
     pages: int | None = None
     error: str = ""
+
+    def __post_init__(self) -> None:
+        self.status = FileStatus(self.status)
 
 
 ETA_MIN_FRACTION = 0.10  # of the bytes: before that, a time left extrapolates from too little
@@ -120,10 +124,6 @@ class IngestProgress:
             return None
         return self.elapsed * (1 - done) / done
 
-    @property
-    def finished(self) -> bool:
-        return self.files_done >= self.files_total
-
 
 @dataclass
 class IngestReport:
@@ -134,11 +134,11 @@ class IngestReport:
 
     @property
     def chunks(self) -> int:
-        return sum(r.chunks for r in self.results if r.status in ("indexed", "replaced"))
+        return sum(r.chunks for r in self.results if r.status.stored)
 
     @property
     def failed(self) -> list[FileResult]:
-        return [r for r in self.results if r.status == "failed"]
+        return [r for r in self.results if r.status is FileStatus.FAILED]
 
 
 ProgressCallback = Callable[[IngestProgress], None]
@@ -292,8 +292,7 @@ class Ingestor:
         except RagError as exc:
             run.aborted = str(exc)
         except Exception as exc:  # Milvus or embedding failure: stop, undo what is half-done
-            first_line = next(iter(str(exc).strip().splitlines()), "")[:300]  # the report shows one line
-            run.aborted = f"{type(exc).__name__}: {first_line}"
+            run.aborted = f"{type(exc).__name__}: {first_line(exc)}"  # the report shows one line
             log.exception("ingestion stopped")
         finally:
             if run.aborted:
@@ -317,11 +316,11 @@ class Ingestor:
                     reason = str(exc) if isinstance(exc, ParseError) else f"{source.name}: cannot read the file ({exc})"
                     run.parsed(source, 0)
                     await self._record_failure(collection, source, previous, reason)
-                    run.report(FileResult(source.doc_id, "failed", error=reason))
+                    run.report(FileResult(source.doc_id, FileStatus.FAILED, error=reason))
                     continue
-                if previous and previous.status == "indexed" and previous.content_hash == record.content_hash:
+                if previous and previous.status == DocStatus.INDEXED and previous.content_hash == record.content_hash:
                     run.parsed(source, 0)
-                    run.report(FileResult(source.doc_id, "unchanged", previous.chunks, previous.pages))
+                    run.report(FileResult(source.doc_id, FileStatus.UNCHANGED, previous.chunks, previous.pages))
                     continue
                 run.parsed(source, len(nodes))
                 await run.queue.put(_Parsed(source, record, nodes, previous))
@@ -371,7 +370,7 @@ class Ingestor:
             run.in_flight.append(doc)
             # Leftovers of this very version (an earlier run that died) would be duplicates.
             await self._store.adelete_chunks(record.collection, record.doc_id, only_hash=record.content_hash)
-            if doc.previous is not None and doc.previous.status == "indexed":
+            if doc.previous is not None and doc.previous.status == DocStatus.INDEXED:
                 record.previous = asdict(doc.previous)  # lets a restart roll back
             await self._store.aput_document(record)  # status "indexing" until complete
 
@@ -386,7 +385,8 @@ class Ingestor:
             if doc.inserted == len(doc.nodes):
                 await self._finish(doc)
                 run.in_flight.remove(doc)
-                status = "replaced" if doc.previous and doc.previous.status == "indexed" else "indexed"
+                indexed_before = doc.previous is not None and doc.previous.status == DocStatus.INDEXED
+                status = FileStatus.REPLACED if indexed_before else FileStatus.INDEXED
                 run.report(FileResult(doc.record.doc_id, status, len(doc.nodes), doc.record.pages))
         run.emit()
 
@@ -394,13 +394,13 @@ class Ingestor:
         record = doc.record
         async with catalog_lock():
             await self._store.adelete_chunks(record.collection, record.doc_id, keep_hash=record.content_hash)
-            record.status, record.error, record.indexed_at, record.previous = "indexed", "", now_iso(), None
+            record.status, record.error, record.indexed_at, record.previous = DocStatus.INDEXED, "", now_iso(), None
             await self._store.aput_document(record)
             _indexing.discard((self._store.uri, record.key))
 
     async def _record_failure(self, collection: str, source: Source, previous: DocumentRecord | None, reason: str) -> None:
         """Keep an indexed previous version (noting the error); otherwise list the failure."""
-        if previous is not None and previous.status == "indexed":
+        if previous is not None and previous.status == DocStatus.INDEXED:
             previous.error = reason
             await self._store.aput_document(previous)
             return
@@ -411,7 +411,7 @@ class Ingestor:
                 file_name=source.name,
                 file_type=source.path.suffix.lower().lstrip("."),
                 size=source.path.stat().st_size if source.path.exists() else 0,
-                status="failed",
+                status=DocStatus.FAILED,
                 error=reason,
             )
         )
@@ -437,7 +437,7 @@ class Ingestor:
         done = {r.doc_id for r in run.state.results}
         for source in run.sources:
             if source.doc_id not in done:
-                run.report(FileResult(source.doc_id, "failed", error=f"not indexed: {run.aborted}"))
+                run.report(FileResult(source.doc_id, FileStatus.FAILED, error=f"not indexed: {run.aborted}"))
 
 
 class _Run:

@@ -20,15 +20,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
-from rag.errors import RagError
+from rag.errors import RagError, first_line
 from rag.ingest import FileResult, IngestProgress, IngestReport, ProgressCallback, Source
+from rag.status import FileStatus, JobState
 
 log = logging.getLogger(__name__)
 
-JobState = Literal["queued", "running", "done", "failed", "cancelled"]
-FileStatus = Literal["waiting", "indexing", "indexed", "replaced", "unchanged", "failed", "skipped"]
 StartIngest = Callable[[Sequence[Source], str, ProgressCallback], "Future[IngestReport]"]
 
 KEEP_FINISHED = 20  # finished jobs remembered per registry, newest kept
@@ -43,6 +41,9 @@ class FileState:
     chunks: int = 0
     pages: int | None = None
     error: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", FileStatus(self.status))
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,12 @@ class JobView:
     started_at: float | None = None  # when the worker took it up: elapsed time counts from here
     updated_at: float | None = None  # when `progress` arrived
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", JobState(self.state))
+
     @property
     def active(self) -> bool:
-        return self.state in ("queued", "running")
+        return self.state.active
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds since the job started, up to now (read at render time, so it ticks between
@@ -77,7 +81,7 @@ class JobView:
     def eta(self, now: float | None = None) -> float | None:
         """Time left: the last report's estimate, counted down since; None while it would be a guess."""
         left = self.progress.eta_seconds
-        if left is None or self.state != "running":
+        if left is None or self.state is not JobState.RUNNING:
             return None
         since = (time.time() if now is None else now) - (self.updated_at or self.submitted_at)
         return max(left - since, 0.0)
@@ -87,13 +91,8 @@ class JobView:
 
     def summary(self) -> str:
         """`2 indexed, 1 already in the collection, 1 failed`: what the job did, in words."""
-        parts = [
-            (self.count("indexed"), "indexed"),
-            (self.count("replaced"), "updated"),
-            (self.count("unchanged"), "already in the collection"),
-            (self.count("failed"), "failed"),
-            (self.count("skipped"), "not indexed"),
-        ]
+        outcomes = (FileStatus.INDEXED, FileStatus.REPLACED, FileStatus.UNCHANGED, FileStatus.FAILED, FileStatus.SKIPPED)
+        parts = [(self.count(status), status.label) for status in outcomes]
         return ", ".join(f"{n} {what}" for n, what in parts if n) or "nothing to do"
 
 
@@ -106,7 +105,7 @@ class _Job:
     submitted_at: float = field(default_factory=time.time)
     started_at: float | None = None
     updated_at: float | None = None
-    state: JobState = "queued"
+    state: JobState = JobState.QUEUED
     progress: IngestProgress | None = None
     report: IngestReport | None = None
     error: str = ""
@@ -139,22 +138,21 @@ class _Job:
         """
         results = {r.doc_id: r for r in (self.report.results if self.report else progress.results)}
         names = [s.name for s in self.sources]
-        reached = names.index(progress.current) if self.state == "running" and progress.current in names else -1
+        reached = names.index(progress.current) if self.state is JobState.RUNNING and progress.current in names else -1
         states = []
         for i, source in enumerate(self.sources):
             result = results.get(source.doc_id)
             if result is not None:
                 states.append(_from_result(result))
-            elif self.state in ("queued", "running"):
-                states.append(FileState(source.doc_id, "indexing" if i <= reached else "waiting"))
+            elif self.state.active:
+                states.append(FileState(source.doc_id, FileStatus.INDEXING if i <= reached else FileStatus.WAITING))
             else:
-                states.append(FileState(source.doc_id, "skipped", error=self.error or "not indexed"))
+                states.append(FileState(source.doc_id, FileStatus.SKIPPED, error=self.error or FileStatus.SKIPPED.label))
         return states
 
 
 def _from_result(result: FileResult) -> FileState:
-    status: FileStatus = result.status if result.status in ("indexed", "replaced", "unchanged") else "failed"  # type: ignore[assignment]
-    return FileState(result.doc_id, status, result.chunks, result.pages, result.error)
+    return FileState(result.doc_id, result.status, result.chunks, result.pages, result.error)
 
 
 def _snapshot(progress: IngestProgress) -> IngestProgress:
@@ -200,12 +198,12 @@ class IngestJobs:
         """Stop a job: a queued one never starts; a running one stops and undoes its half-done file."""
         with self._lock:
             job = self._jobs.get(job_id)
-            if job is None or job.state not in ("queued", "running"):
+            if job is None or not job.state.active:
                 return False
             job.cancel_requested = True
-            if job.state == "queued":
+            if job.state is JobState.QUEUED:
                 self._queue.remove(job_id)
-                self._finish(job, "cancelled", "cancelled before it started")
+                self._finish(job, JobState.CANCELLED, "cancelled before it started")
                 return True
             future = job.future
         if future is not None:
@@ -216,13 +214,13 @@ class IngestJobs:
         """Forget a finished job (a running one stays)."""
         with self._lock:
             job = self._jobs.get(job_id)
-            if job is not None and job.state not in ("queued", "running"):
+            if job is not None and not job.state.active:
                 del self._jobs[job_id]
 
     def clear_finished(self, collection: str | None = None) -> None:
         with self._lock:
             for job in list(self._jobs.values()):
-                if job.state not in ("queued", "running") and collection in (None, job.collection):
+                if not job.state.active and collection in (None, job.collection):
                     del self._jobs[job.id]
 
     def close(self, timeout: float = 5.0) -> None:
@@ -257,7 +255,7 @@ class IngestJobs:
             return {
                 s.doc_id
                 for j in self._jobs.values()
-                if j.collection == collection and j.state in ("queued", "running")
+                if j.collection == collection and j.state.active
                 for s in j.sources
             }
 
@@ -265,7 +263,7 @@ class IngestJobs:
         """Block until a job has finished (tests and scripts; pages poll instead)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while (job := self._jobs[job_id]).state in ("queued", "running"):
+            while (job := self._jobs[job_id]).state.active:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError(f"{job_id} still {job.state} after {timeout} s")
@@ -287,7 +285,7 @@ class IngestJobs:
                 if self._closed and not self._queue:
                     return
                 job = self._jobs[self._queue.popleft()]
-                job.state, job.started_at = "running", time.time()
+                job.state, job.started_at = JobState.RUNNING, time.time()
             self._run(job)
 
     def _run(self, job: _Job) -> None:
@@ -306,27 +304,27 @@ class IngestJobs:
             report = future.result()
         except CancelledError:
             with self._lock:
-                self._finish(job, "cancelled", "cancelled")
+                self._finish(job, JobState.CANCELLED, "cancelled")
             return
         except RagError as exc:
             with self._lock:
-                self._finish(job, "failed", str(exc))
+                self._finish(job, JobState.FAILED, str(exc))
             return
         except Exception as exc:  # a bug or a broken dependency: keep the worker alive, say what broke
             log.exception("ingestion job %s failed", job.id)
             with self._lock:
-                self._finish(job, "failed", f"indexing stopped ({type(exc).__name__}: {exc})")
+                self._finish(job, JobState.FAILED, f"indexing stopped ({type(exc).__name__}: {first_line(exc)})")
             return
         with self._lock:
             job.report = report
             job.progress = replace(_snapshot(job.progress or IngestProgress(len(job.sources))), results=list(report.results))
             job.progress.files_done = len(report.results)
-            self._finish(job, "failed" if report.aborted else "done", report.aborted)
+            self._finish(job, JobState.FAILED if report.aborted else JobState.DONE, report.aborted)
 
     def _finish(self, job: _Job, state: JobState, error: str = "") -> None:
         """Mark a job finished (lock held) and forget the oldest finished ones beyond the limit."""
         job.state, job.error, job.finished_at, job.future = state, error, time.time(), None
-        finished = [j for j in self._jobs.values() if j.state not in ("queued", "running")]
+        finished = [j for j in self._jobs.values() if not j.state.active]
         for old in finished[: max(len(finished) - self._keep, 0)]:
             del self._jobs[old.id]
         self._wakeup.notify_all()

@@ -21,8 +21,9 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryMode,
 )
 
-from rag.config import RETRIEVAL_MODES
+from rag.config import RETRIEVAL_MODES, check_retrieval_mode
 from rag.errors import ConfigError, DocumentNotFound
+from rag.status import DocStatus
 from rag.store import CollectionInfo, DocumentRecord
 
 QUERY_MODES = {
@@ -68,9 +69,10 @@ def choose_mode(requested: str | None, default: str, info: CollectionInfo, milvu
     configured default falls back to dense with a note, so an old collection or an old Milvus
     keeps working.
     """
-    mode = requested or default
-    if mode not in RETRIEVAL_MODES:
-        raise ConfigError(f"unknown retrieval mode {mode!r}: use one of {', '.join(RETRIEVAL_MODES)}")
+    try:
+        mode = check_retrieval_mode(requested or default)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     can = available_modes(info, milvus_bm25)
     if mode in can.modes:
         return ModeChoice(mode)
@@ -82,7 +84,7 @@ def choose_mode(requested: str | None, default: str, info: CollectionInfo, milvu
 
 def resolve_scope(names: Sequence[str], documents: Sequence[DocumentRecord], collection: str) -> list[str]:
     """The document ids that `names` (ids or file names) pick among the indexed documents."""
-    indexed = [d for d in documents if d.status == "indexed"]
+    indexed = [d for d in documents if d.status is DocStatus.INDEXED]
     picked: list[str] = []
     for name in names:
         matches = [d.doc_id for d in indexed if name in (d.doc_id, d.file_name)]

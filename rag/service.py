@@ -33,9 +33,11 @@ from rag.grounding import SupportGate, embedder
 from rag.ingest import IngestReport, Ingestor, ProgressCallback, Source, catalog_lock, collect_sources, indexing_here
 from rag.llm import LLMInfo, build_llm, llm_info
 from rag.loop import BackgroundLoop, shared_loop
+from rag.options import AskOptions
 from rag.retrieval import (
     QUERY_MODES, SCORE_KINDS, ModeChoice, Modes, StableOrder, available_modes, choose_mode, resolve_scope, scope_filters,
 )
+from rag.status import DocStatus
 from rag.store import CollectionInfo, DocumentRecord, MilvusStore, check_embedding
 
 log = logging.getLogger(__name__)
@@ -65,10 +67,8 @@ class SystemInfo:
     """What the app runs on, safe to display (no tokens, no keys)."""
 
     milvus: str
-    milvus_is_server: bool
     embed_model: str
     llm: LLMInfo
-    collection: str
 
 
 class Rag:
@@ -138,10 +138,8 @@ class Rag:
     def info(self) -> SystemInfo:
         return SystemInfo(
             milvus=self.settings.milvus_display,
-            milvus_is_server=self.settings.is_milvus_server,
             embed_model=self.settings.embed_model,
             llm=llm_info(self.settings),
-            collection=self.settings.collection,
         )
 
     def _secrets(self) -> tuple[str, ...]:
@@ -174,7 +172,7 @@ class Rag:
         async with catalog_lock():
             for info in await self._store.alist_collections():
                 for doc in await self._store.adocuments(info.name):
-                    if doc.status != "indexing":
+                    if doc.status is not DocStatus.INDEXING:
                         continue
                     owner_host, _, owner_pid = doc.owner.rpartition(":")
                     pid = int(owner_pid) if owner_pid.isdigit() else 0
@@ -213,15 +211,14 @@ class Rag:
         check_embedding(info, self.embed_info)
         return info
 
-    async def _retriever(self, collection: str | None, top_k: int | None, mode: str | None = None, docs: Sequence[str] = ()):
-        """A retriever over a collection, in a mode, limited to some documents: (retriever, mode)."""
-        top_k = self.settings.top_k if top_k is None else top_k
-        if not 1 <= top_k <= 100:
-            raise ConfigError(f"top-k must be between 1 and 100, not {top_k}")
-        info = await self._open(collection)
-        choice = choose_mode(mode, self.settings.retrieval_mode, info, await self._store.asupports_bm25())
+    async def _retriever(self, options: AskOptions) -> tuple[StableOrder, ModeChoice]:
+        """A retriever over a collection, in a mode, limited to some documents, and that mode."""
+        top_k = self.settings.top_k if options.top_k is None else options.top_k
+        info = await self._open(options.collection)
+        choice = choose_mode(options.mode, self.settings.retrieval_mode, info, await self._store.asupports_bm25())
         if not await self._store.ahas_indexed(info.name):
             raise RagError(f"collection {info.name!r} has no indexed documents yet: ingest some first")
+        docs = options.docs
         doc_ids = resolve_scope(docs, await self._store.adocuments(info.name), info.name) if docs else []
         index = VectorStoreIndex.from_vector_store(self._store.vector_store(info), embed_model=self.embed_model)
         retriever = index.as_retriever(
@@ -248,10 +245,10 @@ class Rag:
         """Retrieval quality of a question set: one search per question at the largest k, one
         report per k. Refuses a set that names files the collection lacks, before searching."""
         info = await self._open(collection)
-        documents = [d for d in await self._store.adocuments(info.name) if d.status == "indexed"]
+        documents = [d for d in await self._store.adocuments(info.name) if d.status is DocStatus.INDEXED]
         check_files(questions, [n for d in documents for n in (d.doc_id, d.file_name)], info.name)
         deepest = max(top_ks)
-        retriever, choice = await self._retriever(info.name, deepest, mode)
+        retriever, choice = await self._retriever(AskOptions(info.name, deepest, mode=mode))
         kind = SCORE_KINDS[choice.mode]
         outcomes = []
         for q in questions:
@@ -274,13 +271,6 @@ class Rag:
     @on_loop
     async def acreate_collection(self, name: str) -> CollectionInfo:
         return await (await self._connect()).aensure_collection(self._collection(name), self.embed_info)
-
-    def drop_collection(self, name: str) -> None:
-        self._loop.run(self.adrop_collection(name))
-
-    @on_loop
-    async def adrop_collection(self, name: str) -> None:
-        await (await self._connect()).adrop_collection(self._collection(name))
 
     # Documents --------------------------------------------------------------------------------
 
@@ -349,28 +339,24 @@ class Rag:
 
     # Questions --------------------------------------------------------------------------------
 
-    # `mode`: hybrid, dense or keyword (None: RAG_RETRIEVAL_MODE); `docs`: ids or file names the
-    # search is limited to (empty: the whole collection).
+    # Each takes the question and one `AskOptions` (None: every default), checked when it is
+    # built, before anything is loaded; the streaming pair yields `Sources`, `Token`s, `Done`.
 
-    def ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
-            mode: str | None = None, docs: Sequence[str] = ()) -> Answer:
-        return self._loop.run(self.aask(question, collection, top_k, retrieve_only, mode, docs))
+    def ask(self, question: str, options: AskOptions | None = None) -> Answer:
+        return _last_answer(self.stream_ask(question, options))
 
-    @on_loop
-    async def aask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
-                   mode: str | None = None, docs: Sequence[str] = ()) -> Answer:
-        async for event in self._astream_ask(question, collection, top_k, retrieve_only, mode, docs):
+    async def aask(self, question: str, options: AskOptions | None = None) -> Answer:
+        answer = None
+        async for event in self.astream_ask(question, options):
             if isinstance(event, Done):
-                return event.answer
-        raise RuntimeError("answer stream ended without a result")
+                answer = event.answer
+        return _checked(answer)
 
-    def stream_ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
-                   mode: str | None = None, docs: Sequence[str] = ()) -> Iterator[Event]:
-        return self._loop.iterate(self._astream_ask(question, collection, top_k, retrieve_only, mode, docs))
+    def stream_ask(self, question: str, options: AskOptions | None = None) -> Iterator[Event]:
+        return self._loop.iterate(self._astream_ask(question, options or AskOptions()))
 
-    def astream_ask(self, question: str, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
-                    mode: str | None = None, docs: Sequence[str] = ()) -> AsyncIterator[Event]:
-        return self._loop.hop_iter(self._astream_ask(question, collection, top_k, retrieve_only, mode, docs))
+    def astream_ask(self, question: str, options: AskOptions | None = None) -> AsyncIterator[Event]:
+        return self._loop.hop_iter(self._astream_ask(question, options or AskOptions()))
 
     async def _answering_parts(self, retrieve_only: bool) -> tuple[Any, SupportGate, bool]:
         """The LLM (None without one), a fresh support gate, and whether answers are quotes."""
@@ -378,10 +364,10 @@ class Rag:
         llm = None if retrieve_only or quote else await asyncio.to_thread(lambda: self.llm)
         return llm, SupportGate(embedder(self.embed_model)), quote
 
-    async def _astream_ask(self, question, collection, top_k, retrieve_only, mode=None, docs=()) -> AsyncIterator[Event]:
+    async def _astream_ask(self, question: str, options: AskOptions) -> AsyncIterator[Event]:
         async with self._foreground():
-            retriever, choice = await self._retriever(collection, top_k, mode, docs)
-            llm, gate, quote = await self._answering_parts(retrieve_only)
+            retriever, choice = await self._retriever(options)
+            llm, gate, quote = await self._answering_parts(options.retrieve_only)
             engine = QueryEngine(retriever, llm, gate, self._secrets(), quote, SCORE_KINDS[choice.mode])
             async for event in engine.astream(question):
                 if isinstance(event, Done):
@@ -452,30 +438,25 @@ class Rag:
         await self._connect()
         return await self._conversations.afeedback(conversation_id, turn, feedback)
 
-    def chat_session(self, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
-                     mode: str | None = None, docs: Sequence[str] = ()) -> "ChatSession":
-        return ChatSession(self, collection, top_k, retrieve_only, mode, docs)
+    def chat_session(self, options: AskOptions | None = None) -> "ChatSession":
+        """A conversation with its own memory; its sync and async methods share the core's loop."""
+        return ChatSession(self, options or AskOptions())
 
 
 class ChatSession:
     """One conversation: its own memory, so each browser session has its own history."""
 
-    def __init__(self, rag: Rag, collection: str | None, top_k: int | None, retrieve_only: bool,
-                 mode: str | None = None, docs: Sequence[str] = ()) -> None:
+    def __init__(self, rag: Rag, options: AskOptions) -> None:
         self._rag = rag
-        self.collection = collection
-        self.top_k = top_k
-        self.retrieve_only = retrieve_only
-        self.mode = mode
-        self.docs = tuple(docs)
+        self.options = options
         self._engine: ChatEngine | None = None
         self._choice = ModeChoice("dense")
         self._earlier: list[tuple[str, str, str]] = []
 
     async def _get_engine(self) -> ChatEngine:
         if self._engine is None:
-            retriever, self._choice = await self._rag._retriever(self.collection, self.top_k, self.mode, self.docs)
-            llm, gate, quote = await self._rag._answering_parts(self.retrieve_only)
+            retriever, self._choice = await self._rag._retriever(self.options)
+            llm, gate, quote = await self._rag._answering_parts(self.options.retrieve_only)
             self._engine = ChatEngine(retriever, llm, gate, self._rag._secrets(), quote, SCORE_KINDS[self._choice.mode])
             self._engine.restore(self._earlier)
         return self._engine
@@ -503,14 +484,6 @@ class ChatSession:
     def chat(self, message: str) -> Answer:
         return _last_answer(self.stream_chat(message))
 
-    async def achat(self, message: str) -> Answer:
-        result = None
-        async for event in self.astream_chat(message):
-            if isinstance(event, Done):
-                result = event.answer
-        assert result is not None
-        return result
-
     def reset(self) -> None:
         """Start a new conversation (same collection and settings)."""
         self._earlier = []
@@ -527,6 +500,10 @@ def _last_answer(events: Iterable[Event]) -> Answer:
     for event in events:
         if isinstance(event, Done):
             answer = event.answer
+    return _checked(answer)
+
+
+def _checked(answer: Answer | None) -> Answer:
     if answer is None:
         raise RuntimeError("answer stream ended without a result")
     return answer

@@ -25,7 +25,8 @@ from pymilvus import AsyncMilvusClient, DataType, MilvusClient, MilvusException
 
 from rag.config import Settings
 from rag.embeddings import EmbedInfo
-from rag.errors import CollectionNotFound, EmbeddingMismatch, StoreUnavailable
+from rag.errors import CollectionNotFound, EmbeddingMismatch, StoreUnavailable, first_line
+from rag.status import DocStatus
 
 CATALOG = "_rag_catalog"
 INTERNAL_PREFIX = "_rag_"
@@ -82,12 +83,15 @@ class DocumentRecord:
     pages: int | None = None
     chunks: int = 0
     content_hash: str = ""
-    status: str = "indexing"  # indexing | indexed | failed
+    status: DocStatus = DocStatus.INDEXING
     error: str = ""
     indexed_at: str = ""
     previous: dict[str, Any] | None = None  # the indexed version this one replaces, while indexing
     source_path: str = ""  # the file it was read from, for showing a source in place
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    def __post_init__(self) -> None:
+        self.status = DocStatus(self.status)  # a catalog row read back holds the plain string
 
     @property
     def key(self) -> str:
@@ -103,7 +107,7 @@ def _unavailable(uri_display: str, exc: Exception) -> StoreUnavailable:
     details = getattr(exc, "details", None)  # a raw gRPC error: its str() is a multi-line dump
     reason = (details() if callable(details) else None) or getattr(exc, "message", None) or str(exc) or type(exc).__name__
     return StoreUnavailable(
-        f"cannot use {uri_display}: {reason.splitlines()[0][:300]}. "
+        f"cannot use {uri_display}: {first_line(reason)}. "
         "Check that Milvus is running and that MILVUS_URI and MILVUS_TOKEN are right."
     )
 
@@ -143,7 +147,8 @@ class MilvusStore:
     def uri(self) -> str:
         return self._uri
 
-    def _guard(self, exc: Exception) -> StoreUnavailable:
+    def unavailable(self, exc: Exception) -> StoreUnavailable:
+        """The user-ready error for a failed Milvus call (raise it `from exc`)."""
         return _unavailable(self.display, exc)
 
     async def aconnect(self) -> None:
@@ -161,7 +166,7 @@ class MilvusStore:
             client = AsyncMilvusClient(uri=self._uri, token=self._token, **self._client_kwargs)
             await client.load_collection(CATALOG)
         except Exception as exc:  # Milvus, gRPC and OS errors: unreachable or malformed endpoints
-            raise self._guard(exc) from exc
+            raise self.unavailable(exc) from exc
         self._client = client
 
     @staticmethod
@@ -199,7 +204,7 @@ class MilvusStore:
         try:
             await self.client.upsert(CATALOG, [row])
         except MILVUS_ERRORS as exc:
-            raise self._guard(exc) from exc
+            raise self.unavailable(exc) from exc
 
     async def _rows(self, expr: str, limit: int = QUERY_LIMIT) -> list[dict[str, Any]]:
         # Session consistency: this process always reads its own upserts, without the wait for
@@ -213,7 +218,7 @@ class MilvusStore:
                 CATALOG, filter=expr, output_fields=["id", "info"], limit=limit, consistency_level=level
             )
         except MILVUS_ERRORS as exc:
-            raise self._guard(exc) from exc
+            raise self.unavailable(exc) from exc
         self._deletes_seen = max(self._deletes_seen, deletes)
         return rows
 
@@ -221,7 +226,7 @@ class MilvusStore:
         try:
             await self.client.delete(CATALOG, filter=expr)
         except MILVUS_ERRORS as exc:
-            raise self._guard(exc) from exc
+            raise self.unavailable(exc) from exc
         finally:
             self._catalog_deletes += 1  # even a failed call may have deleted
 
@@ -280,7 +285,7 @@ class MilvusStore:
             if await self.client.has_collection(name):
                 await self.client.drop_collection(name)
         except MILVUS_ERRORS as exc:
-            raise self._guard(exc) from exc
+            raise self.unavailable(exc) from exc
         await self._delete_rows(f"collection == {milvus_str(name)}")
 
     def vector_store(self, info: CollectionInfo) -> MilvusVectorStore:
@@ -306,7 +311,7 @@ class MilvusStore:
                     **self._client_kwargs,
                 )
             except MILVUS_ERRORS as exc:
-                raise self._guard(exc) from exc
+                raise self.unavailable(exc) from exc
             self._vector_stores[info.name] = store
         return store
 
@@ -315,7 +320,7 @@ class MilvusStore:
         try:
             await vector_store.async_add(nodes)
         except MILVUS_ERRORS as exc:
-            raise self._guard(exc) from exc
+            raise self.unavailable(exc) from exc
 
     # Documents ------------------------------------------------------------------------------
 
@@ -325,7 +330,7 @@ class MilvusStore:
         return sorted(docs, key=lambda d: d.doc_id)
 
     async def ahas_indexed(self, collection: str) -> bool:
-        expr = f'kind == "document" and collection == {milvus_str(collection)} and info["status"] == "indexed"'
+        expr = f'kind == "document" and collection == {milvus_str(collection)} and info["status"] == "{DocStatus.INDEXED}"'
         return bool(await self._rows(expr, limit=1))
 
     async def aget_document(self, collection: str, doc_id: str) -> DocumentRecord | None:
@@ -350,7 +355,7 @@ class MilvusStore:
             if await self.client.has_collection(collection):
                 await self.client.delete(collection, filter=expr)
         except MILVUS_ERRORS as exc:
-            raise self._guard(exc) from exc
+            raise self.unavailable(exc) from exc
 
     async def arollback(self, record: DocumentRecord, previous: DocumentRecord | None) -> None:
         """Undo a half-written version: its chunks go, and the previous version is listed again
@@ -373,7 +378,7 @@ class MilvusStore:
                 collection, filter=expr, output_fields=["count(*)"], consistency_level="Strong"
             )
         except MILVUS_ERRORS as exc:
-            raise self._guard(exc) from exc
+            raise self.unavailable(exc) from exc
         return int(rows[0]["count(*)"]) if rows else 0
 
 

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from rag.options import AskOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -73,7 +74,7 @@ def main() -> int:
             rows = []
             for item in questions:
                 start, sources_at, first_words_at, answer = time.perf_counter(), None, None, None
-                for event in rag.stream_ask(item["question"], "answer_eval", args.top_k):
+                for event in rag.stream_ask(item["question"], AskOptions("answer_eval", args.top_k)):
                     now = time.perf_counter() - start
                     if isinstance(event, Sources) and sources_at is None:
                         sources_at = now

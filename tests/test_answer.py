@@ -10,6 +10,7 @@ import pytest
 from rag.answer import NOT_FOUND, Done, Failure, Sources, Token
 from rag.errors import ConfigError, RagError
 from tests.docs import FACTS
+from rag.options import AskOptions
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def indexed(rag, corpus, collection) -> str:
 
 
 def test_a_quoted_answer_holds_only_the_documents_words_with_their_source(rag, indexed, corpus):
-    events = list(rag.stream_ask("At what pressure does the Zephyr pump operate?", indexed, top_k=2))
+    events = list(rag.stream_ask("At what pressure does the Zephyr pump operate?", AskOptions(indexed, top_k=2)))
     assert isinstance(events[0], Sources) and isinstance(events[-1], Done)
     answer = events[-1].answer
     assert answer.found and answer.answer.startswith(FACTS["manual.pdf"] + " [1]")
@@ -36,7 +37,7 @@ def test_a_quoted_answer_holds_only_the_documents_words_with_their_source(rag, i
 @pytest.mark.parametrize("question", ["What is the population of Tokyo?", "Who painted the Mona Lisa?"])
 def test_a_question_the_documents_do_not_answer_is_declined_in_every_mode(rag, llm_rag, indexed, question):
     for core, retrieve_only in ((rag, False), (rag, True), (llm_rag, False)):
-        events = list(core.stream_ask(question, indexed, top_k=2, retrieve_only=retrieve_only))
+        events = list(core.stream_ask(question, AskOptions(indexed, top_k=2, retrieve_only=retrieve_only)))
         answer = events[-1].answer
         assert not answer.found and answer.answer == NOT_FOUND
         assert len(answer.sources) == 2 and all(not s.highlights for s in answer.sources), "closest passages, unmarked"
@@ -46,7 +47,7 @@ def test_a_question_the_documents_do_not_answer_is_declined_in_every_mode(rag, l
 
 def test_answers_stream_after_their_sources(llm_rag, indexed):
     rag = llm_rag
-    events = list(rag.stream_ask("At what pressure does the Zephyr pump operate?", indexed, top_k=2))
+    events = list(rag.stream_ask("At what pressure does the Zephyr pump operate?", AskOptions(indexed, top_k=2)))
     assert isinstance(events[0], Sources)
     assert events[0].citations[0].file == "manual.pdf" and events[0].citations[0].page == 2
     tokens = [e.text for e in events if isinstance(e, Token)]
@@ -59,8 +60,8 @@ def test_answers_stream_after_their_sources(llm_rag, indexed):
 
 def test_async_api_from_a_foreign_loop(rag, indexed):
     async def run():
-        events = [e async for e in rag.astream_ask("Aurora project budget", indexed, top_k=1, retrieve_only=True)]
-        answer = await rag.aask("Aurora project budget", indexed, top_k=1)
+        events = [e async for e in rag.astream_ask("Aurora project budget", AskOptions(indexed, top_k=1, retrieve_only=True))]
+        answer = await rag.aask("Aurora project budget", AskOptions(indexed, top_k=1))
         return events, answer
 
     events, answer = asyncio.run(run())
@@ -69,7 +70,7 @@ def test_async_api_from_a_foreign_loop(rag, indexed):
 
 
 def test_chat_keeps_history_for_follow_ups_and_resets(rag, indexed):
-    session = rag.chat_session(indexed, top_k=2, mode="dense")  # by meaning: the seals page is clearly first
+    session = rag.chat_session(AskOptions(indexed, top_k=2, mode="dense"))  # by meaning: the seals page is clearly first
     first = session.chat("What does the Zephyr pump manual say about pressure?")
     assert first.answer and first.sources
     follow = session.chat("And how often must its seals be replaced?")
@@ -84,13 +85,13 @@ def test_chat_keeps_history_for_follow_ups_and_resets(rag, indexed):
 
 
 def test_sessions_have_separate_histories(rag, indexed):
-    a, b = rag.chat_session(indexed, retrieve_only=True), rag.chat_session(indexed)
+    a, b = rag.chat_session(AskOptions(indexed, retrieve_only=True)), rag.chat_session(AskOptions(indexed))
     b.chat("When does the cafeteria open?")
     assert a.history == [] and len(b.history) == 2
 
 
 def test_retrieval_only_chat_answers_with_passages(rag, indexed):
-    answer = rag.chat_session(indexed, top_k=3, retrieve_only=True).chat("cafeteria opening time")
+    answer = rag.chat_session(AskOptions(indexed, top_k=3, retrieve_only=True)).chat("cafeteria opening time")
     assert answer.answer is None and answer.sources[0].file == "plain.txt"
     assert len(answer.sources) == 3
     assert answer.to_json()["sources"][0].keys() == {"file", "page", "score", "score_kind", "text", "highlights"}
@@ -99,15 +100,15 @@ def test_retrieval_only_chat_answers_with_passages(rag, indexed):
 @pytest.mark.parametrize("question, message", [("", "empty"), ("   \n\t", "empty"), ("x" * 100_000, "limit is 4,000")])
 def test_bad_questions_are_refused_clearly(rag, indexed, question, message):
     with pytest.raises(RagError, match=message):
-        rag.ask(question, indexed, retrieve_only=True)
+        rag.ask(question, AskOptions(indexed, retrieve_only=True))
     with pytest.raises(RagError, match=message):
-        rag.chat_session(indexed).chat(question)
+        rag.chat_session(AskOptions(indexed)).chat(question)
 
 
 @pytest.mark.parametrize("top_k", [0, 101, 10_000])
 def test_top_k_out_of_range(rag, indexed, top_k):
     with pytest.raises(ConfigError, match="top-k must be between 1 and 100"):
-        rag.ask("pump", indexed, top_k=top_k, retrieve_only=True)
+        rag.ask("pump", AskOptions(indexed, top_k=top_k, retrieve_only=True))
 
 
 def test_markup_in_questions_and_documents_is_plain_text(rag, tmp_path, collection):
@@ -117,7 +118,7 @@ def test_markup_in_questions_and_documents_is_plain_text(rag, tmp_path, collecti
         "<script>alert(1)</script> The vault code is 1234."
     )
     rag.ingest([path], collection)
-    answer = rag.ask("<b>What</b> is the **vault** code? <script>x()</script>", collection, retrieve_only=True)
+    answer = rag.ask("<b>What</b> is the **vault** code? <script>x()</script>", AskOptions(collection, retrieve_only=True))
     assert "<script>alert(1)</script>" in answer.sources[0].text  # kept verbatim, as data
 
 

@@ -24,6 +24,7 @@ from rag.ingest import FileResult, IngestProgress, IngestReport, Source
 from rag.jobs import IngestJobs
 from rag.uploads import MAX_NAME_BYTES, find_upload, safe_file_name, save_upload, stored_path
 from tests.docs import FACTS, make_bad_files
+from rag.options import AskOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -482,7 +483,7 @@ def test_document_text_is_shown_as_text(app_rag, tmp_path):
 
 
 def test_answer_markup_is_escaped():
-    from pages.common import escape_markdown, safe_markdown
+    from pages.formatting import escape_markdown, safe_markdown
 
     shown = safe_markdown("Costs $5 <img src=x onerror=alert(1)> ![t](http://x/y.png)")
     assert "<img" not in shown and "&lt;img" in shown and r"\$5" in shown and r"!\[t]" in shown
@@ -510,7 +511,7 @@ def test_reindex_and_delete_from_the_library(app_rag, indexed):
     assert "manual.pdf" not in files and "report.docx" in files
     assert any("Deleted" in s.value for s in at.success)
     assert find_upload(app_rag.settings, "documents", "manual.pdf") is None
-    answer = app_rag.ask(PUMP, "documents", retrieve_only=True)
+    answer = app_rag.ask(PUMP, AskOptions("documents", retrieve_only=True))
     assert all(s.file != "manual.pdf" for s in answer.sources)
 
 
@@ -535,7 +536,7 @@ def test_collections_are_created_and_switched_from_the_sidebar(app_rag):
 
 
 def passages(rag, question: str, top_k: int):
-    return rag.ask(question, "documents", top_k=top_k, retrieve_only=True).sources
+    return rag.ask(question, AskOptions("documents", top_k=top_k, retrieve_only=True)).sources
 
 
 def test_every_awkward_upload_gets_its_own_outcome_and_nothing_leaves_the_data_folder(app_rag, tmp_path):

@@ -30,6 +30,7 @@ from rag.service import Rag
 from tests import docs
 from tests.conftest import ROOT
 from tests.milvus_fixtures import milvus_server  # noqa: F401  (fixture)
+from rag.options import AskOptions
 
 BATCH = 32  # RAG_EMBED_BATCH_SIZE's default: progress moves in steps of this many chunks
 WORDS = (
@@ -248,7 +249,7 @@ def test_200_concurrent_async_retrievals_against_the_local_server(
 
     async def timed(question: str) -> tuple[Answer, float]:
         start = time.perf_counter()
-        answer = await rag.aask(question, "concurrent", top_k=4, retrieve_only=True)
+        answer = await rag.aask(question, AskOptions("concurrent", top_k=4, retrieve_only=True))
         return answer, time.perf_counter() - start
 
     async def burst() -> list[tuple[Answer, float] | BaseException]:

@@ -15,6 +15,7 @@ from rag.errors import EmbeddingMismatch, RagError
 from rag.ingest import Source
 from rag.store import DocumentRecord
 from tests.docs import FACTS, QUESTIONS, make_bad_files, make_pdf
+from rag.options import AskOptions
 
 
 def test_every_type_is_indexed_and_listed_with_true_chunk_counts(rag, corpus, collection):
@@ -34,7 +35,7 @@ def test_every_type_is_indexed_and_listed_with_true_chunk_counts(rag, corpus, co
 
 def test_citations_name_the_file_and_physical_page(rag, corpus, collection):
     rag.ingest([corpus["manual.pdf"], corpus["report.docx"]], collection)
-    answer = rag.ask("At what pressure does the Zephyr pump operate?", collection, top_k=2, retrieve_only=True)
+    answer = rag.ask("At what pressure does the Zephyr pump operate?", AskOptions(collection, top_k=2, retrieve_only=True))
     top = answer.sources[0]
     assert (top.file, top.page, top.page_label) == ("manual.pdf", 2, "1")
     assert "42 bar" in top.text
@@ -52,7 +53,7 @@ def test_reingest_unchanged_is_skipped_and_changed_replaces_without_duplicates(r
     assert second.status == "replaced"
     assert rag.count_chunks(collection, "policy.txt") == second.chunks
     assert rag.count_chunks(collection) == second.chunks
-    texts = [s.text for s in rag.ask("travel policy", collection, top_k=5, retrieve_only=True).sources]
+    texts = [s.text for s in rag.ask("travel policy", AskOptions(collection, top_k=5, retrieve_only=True)).sources]
     assert texts and all("Version two" in t for t in texts)
 
 
@@ -63,7 +64,7 @@ def test_chunks_fit_the_embedding_model(rag, tmp_path, collection):
     report = rag.ingest([path], collection)
     assert report.results[0].chunks > 10
     tokenizer = rag.embed_model._model.tokenizer
-    for citation in rag.ask("pumps", collection, top_k=20, retrieve_only=True).sources:
+    for citation in rag.ask("pumps", AskOptions(collection, top_k=20, retrieve_only=True)).sources:
         assert len(tokenizer.encode(citation.text)) <= rag.embed_info.max_tokens
 
 
@@ -96,7 +97,7 @@ def test_delete_removes_chunks_and_listing(rag, corpus, collection):
     rag.delete("notes.md", collection)
     assert [d.doc_id for d in rag.documents(collection)] == ["plain.txt"]
     assert rag.count_chunks(collection, "notes.md") == 0
-    sources = rag.ask("heron migration", collection, retrieve_only=True).sources
+    sources = rag.ask("heron migration", AskOptions(collection, retrieve_only=True)).sources
     assert all(s.file != "notes.md" for s in sources)
     with pytest.raises(RagError, match="no document 'notes.md'"):
         rag.delete("notes.md", collection)
@@ -125,7 +126,7 @@ def test_opening_a_collection_with_another_model_is_a_clear_error(rag, corpus, c
     info.embed_model, info.embed_dim = "BAAI/bge-base-en-v1.5", 768
     rag._loop.run(rag._store._put(collection, "collection", collection, asdict(info)))
     with pytest.raises(EmbeddingMismatch, match="RAG_EMBED_MODEL=BAAI/bge-base-en-v1.5"):
-        rag.ask("cafeteria", collection, retrieve_only=True)
+        rag.ask("cafeteria", AskOptions(collection, retrieve_only=True))
     with pytest.raises(EmbeddingMismatch):
         rag.ingest([corpus["notes.md"]], collection)
 
@@ -134,10 +135,10 @@ def test_missing_paths_and_empty_collections_are_errors(rag, collection):
     with pytest.raises(RagError, match="no such file or folder"):
         rag.ingest(["/nonexistent/file.pdf"], collection)
     with pytest.raises(RagError, match="no collection named"):
-        rag.ask("anything", collection, retrieve_only=True)
+        rag.ask("anything", AskOptions(collection, retrieve_only=True))
     rag.create_collection(collection)
     with pytest.raises(RagError, match="no indexed documents"):
-        rag.ask("anything", collection, retrieve_only=True)
+        rag.ask("anything", AskOptions(collection, retrieve_only=True))
 
 
 def test_calls_from_many_threads_and_their_own_loops_share_one_client(rag, corpus, collection):
@@ -150,7 +151,7 @@ def test_calls_from_many_threads_and_their_own_loops_share_one_client(rag, corpu
     def worker() -> None:
         try:
             for _ in range(3):
-                answer = asyncio.run(rag.aask("When does the cafeteria open?", collection, retrieve_only=True))
+                answer = asyncio.run(rag.aask("When does the cafeteria open?", AskOptions(collection, retrieve_only=True)))
                 assert answer.sources[0].file == "plain.txt"
         except BaseException as exc:  # collected for the assertion below
             errors.append(exc)
@@ -201,7 +202,7 @@ def test_facts_are_all_retrievable(rag, corpus, collection):
     rag.ingest(list(corpus.values()), collection)
     assert set(QUESTIONS) == set(FACTS)
     for name, question in QUESTIONS.items():
-        top = rag.ask(question, collection, top_k=1, retrieve_only=True).sources[0]
+        top = rag.ask(question, AskOptions(collection, top_k=1, retrieve_only=True)).sources[0]
         assert top.file == name, question
 
 

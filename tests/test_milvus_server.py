@@ -17,6 +17,7 @@ from rag.service import Rag
 from tests import docs
 from tests.conftest import ROOT
 from tests.milvus_fixtures import milvus_server  # noqa: F401  (fixture)
+from rag.options import AskOptions
 
 
 def test_the_core_ingests_answers_and_deletes_on_a_server(milvus_server, tmp_path):  # noqa: F811
@@ -29,12 +30,12 @@ def test_the_core_ingests_answers_and_deletes_on_a_server(milvus_server, tmp_pat
         assert {r.doc_id: r.status for r in report.results} == {"manual.pdf": "indexed", "notes.md": "indexed"}
         assert [c.name for c in rag.collections()] == ["on_server"]
 
-        answer = rag.ask("At what pressure does the Zephyr pump operate?", "on_server", top_k=2, retrieve_only=True)
+        answer = rag.ask("At what pressure does the Zephyr pump operate?", AskOptions("on_server", top_k=2, retrieve_only=True))
         assert answer.answer is None
         assert answer.sources[0].file == "manual.pdf" and answer.sources[0].page == 2
         assert "42 bar" in answer.sources[0].text
 
-        answer = rag.ask("When does the heron migration start?", "on_server", top_k=1, retrieve_only=True)
+        answer = rag.ask("When does the heron migration start?", AskOptions("on_server", top_k=1, retrieve_only=True))
         assert answer.sources[0].file == "notes.md"
 
         before = rag.count_chunks("on_server")

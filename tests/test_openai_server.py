@@ -21,6 +21,7 @@ from rag.answer import NOT_FOUND, Done, Failure, Sources, Token
 from rag.config import Settings
 from rag.llm import packaged_gguf
 from rag.service import Rag
+from rag.options import AskOptions
 
 API_KEY = "sk-test-4f9a8b7c6d5e"
 
@@ -75,17 +76,17 @@ def test_answers_stream_from_the_openai_compatible_server(settings, llm_server, 
     caplog.set_level(logging.DEBUG)  # every library's debug logging: the key must not be in any of it
     rag = rag_for(settings, OPENAI_BASE_URL=llm_server, OPENAI_API_KEY=API_KEY, RAG_OPENAI_MODEL="smollm2")
     assert rag.info.llm.label == f"smollm2 at {llm_server} (OpenAI-compatible)"
-    events = list(rag.stream_ask("When does the staff cafeteria open?", indexed, top_k=2))
+    events = list(rag.stream_ask("When does the staff cafeteria open?", AskOptions(indexed, top_k=2)))
     assert isinstance(events[0], Sources) and events[0].citations[0].file == "plain.txt"
     assert sum(isinstance(e, Token) for e in events) > 3
     assert events[-1].answer.answer and not events[-1].answer.error
-    follow = rag.chat_session(indexed, top_k=2)
+    follow = rag.chat_session(AskOptions(indexed, top_k=2))
     follow.chat("What does the pump manual say about pressure?")
     assert follow.chat("And about its seals?").answer
     answer = events[-1].answer
     assert answer.found and re.findall(r"\[(\d+)\]", answer.answer) in ([], ["1"], ["2"], ["1", "2"], ["2", "1"]), \
         "citation markers only point at the sources"
-    declined = rag.ask("What is the population of Tokyo?", indexed, top_k=2)
+    declined = rag.ask("What is the population of Tokyo?", AskOptions(indexed, top_k=2))
     assert not declined.found and declined.answer == NOT_FOUND and len(declined.sources) == 2
     assert any(r.name.startswith(("openai", "httpx", "httpcore")) for r in caplog.records), "the client's own logs were seen"
     assert API_KEY not in caplog.text and API_KEY not in "".join(capfd.readouterr())
@@ -105,8 +106,8 @@ def test_llm_failures_are_readable_and_keep_the_passages(settings, llm_server, i
     env["OPENAI_BASE_URL"] = env["OPENAI_BASE_URL"].format(dead=free_port())
     rag = rag_for(settings, **env)
     for stream in (
-        rag.stream_ask("When does the staff cafeteria open?", indexed, top_k=2),
-        rag.chat_session(indexed, top_k=2).stream_chat("When does the staff cafeteria open?"),
+        rag.stream_ask("When does the staff cafeteria open?", AskOptions(indexed, top_k=2)),
+        rag.chat_session(AskOptions(indexed, top_k=2)).stream_chat("When does the staff cafeteria open?"),
     ):
         events = list(stream)
         failure = next(e for e in events if isinstance(e, Failure))

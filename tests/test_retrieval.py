@@ -11,6 +11,7 @@ from rag.errors import ConfigError, DocumentNotFound
 from rag.readers import read_pdf
 from rag.textclean import clean_pdf_pages, join_lines, reflow
 from tests.docs import make_pdf
+from rag.options import AskOptions
 
 # An exact term that the embedding does not know: keyword search must find it.
 PART = "The replacement gasket for the Zephyr pump is part QX-7731-B, sold by Harland Supplies."
@@ -102,35 +103,35 @@ def test_new_collections_are_hybrid_and_every_mode_finds_the_exact_term(rag, par
     [info] = [c for c in rag.collections() if c.name == parts]
     assert info.retrieval == "hybrid"
     assert rag.retrieval_modes(parts).modes == ("hybrid", "dense", "keyword")
-    keyword = rag.ask("QX-7731-B", parts, top_k=2, retrieve_only=True, mode="keyword")
+    keyword = rag.ask("QX-7731-B", AskOptions(parts, top_k=2, retrieve_only=True, mode="keyword"))
     assert keyword.mode == "keyword" and keyword.sources[0].file == "parts.txt"
     assert keyword.sources[0].score_kind == "BM25" and keyword.sources[0].score_label.startswith("BM25 ")
-    hybrid = rag.ask("QX-7731-B gasket", parts, top_k=2, retrieve_only=True, mode="hybrid")
+    hybrid = rag.ask("QX-7731-B gasket", AskOptions(parts, top_k=2, retrieve_only=True, mode="hybrid"))
     assert hybrid.mode == "hybrid" and hybrid.sources[0].file == "parts.txt"
     assert hybrid.sources[0].score_kind == "rank score" and 0 < hybrid.sources[0].score < 0.05, "an RRF value"
     assert hybrid.to_json()["sources"][0]["score_kind"] == "rank score"
-    dense = rag.ask("how is a pump seal kept", parts, top_k=2, retrieve_only=True, mode="dense")
+    dense = rag.ask("how is a pump seal kept", AskOptions(parts, top_k=2, retrieve_only=True, mode="dense"))
     assert dense.mode == "dense" and dense.sources[0].score_kind == "similarity"
 
 
 def test_the_configured_mode_is_the_default(rag, parts):
     assert rag.settings.retrieval_mode == "hybrid"
-    assert rag.ask("QX-7731-B", parts, top_k=1, retrieve_only=True).mode == "hybrid"
+    assert rag.ask("QX-7731-B", AskOptions(parts, top_k=1, retrieve_only=True)).mode == "hybrid"
 
 
 def test_a_dense_only_collection_keeps_working_and_says_how_to_upgrade(rag, corpus):
     name = "dense_only"
     rag._loop.run(rag._store.aensure_collection(name, rag.embed_info, "dense"))
     rag.ingest([corpus["plain.txt"]], name)
-    answer = rag.ask("When does the staff cafeteria open?", name, top_k=1, retrieve_only=True)
+    answer = rag.ask("When does the staff cafeteria open?", AskOptions(name, top_k=1, retrieve_only=True))
     assert answer.mode == "dense" and answer.sources[0].file == "plain.txt"
     assert "indexed without full-text search" in answer.note and "re-index" in answer.note
     modes = rag.retrieval_modes(name)
     assert modes.modes == ("dense",) and "re-index" in modes.fix
     with pytest.raises(ConfigError, match="keyword search is not possible: collection 'dense_only' was indexed without"):
-        rag.ask("cafeteria", name, retrieve_only=True, mode="keyword")
+        rag.ask("cafeteria", AskOptions(name, retrieve_only=True, mode="keyword"))
     with pytest.raises(ConfigError, match="unknown retrieval mode 'fuzzy'"):
-        rag.ask("cafeteria", name, retrieve_only=True, mode="fuzzy")
+        rag.ask("cafeteria", AskOptions(name, retrieve_only=True, mode="fuzzy"))
 
 
 # Scope ------------------------------------------------------------------------------------------------
@@ -138,13 +139,12 @@ def test_a_dense_only_collection_keeps_working_and_says_how_to_upgrade(rag, corp
 
 def test_a_scope_keeps_every_source_inside_it(rag, parts):
     for mode in ("hybrid", "dense", "keyword"):
-        answer = rag.ask("QX-7731-B gasket pump seal", parts, top_k=4, retrieve_only=True, mode=mode,
-                         docs=["filler1.txt", "filler2.txt"])
+        answer = rag.ask("QX-7731-B gasket pump seal", AskOptions(parts, top_k=4, retrieve_only=True, mode=mode, docs=["filler1.txt", "filler2.txt"]))
         assert answer.sources and {s.file for s in answer.sources} <= {"filler1.txt", "filler2.txt"}, mode
 
 
 def test_a_chat_scope_and_mode_hold_for_follow_ups(rag, parts):
-    session = rag.chat_session(parts, top_k=3, retrieve_only=True, mode="keyword", docs=["parts.txt"])
+    session = rag.chat_session(AskOptions(parts, top_k=3, retrieve_only=True, mode="keyword", docs=["parts.txt"]))
     first = session.chat("Which part number is the gasket?")
     assert first.mode == "keyword" and {s.file for s in first.sources} == {"parts.txt"}
     follow = session.chat("and who sells it?")
@@ -154,4 +154,4 @@ def test_a_chat_scope_and_mode_hold_for_follow_ups(rag, parts):
 
 def test_an_unknown_scope_is_refused(rag, parts):
     with pytest.raises(DocumentNotFound, match="no indexed document 'nothing.pdf' in collection 'hybrid_parts'"):
-        rag.ask("gasket", parts, retrieve_only=True, docs=["nothing.pdf"])
+        rag.ask("gasket", AskOptions(parts, retrieve_only=True, docs=["nothing.pdf"]))

@@ -15,6 +15,7 @@ from rag.config import Settings
 from rag.errors import StoreUnavailable
 from rag.service import Rag
 from tests.conftest import ROOT
+from rag.options import AskOptions
 
 TOKEN = "root:tok-5e1f9c2a77"
 KEY = "sk-key-0b7d3e55c1"
@@ -55,7 +56,7 @@ def test_core_logs_and_errors_hold_no_secret(tmp_path, corpus, all_debug_logs, c
     )
     with Rag(settings) as rag:
         rag.ingest([corpus["plain.txt"]], "secrets")
-        answer = rag.ask("When does the staff cafeteria open?", "secrets", top_k=2)
+        answer = rag.ask("When does the staff cafeteria open?", AskOptions("secrets", top_k=2))
         assert answer.error and answer.sources, "the LLM failed and the passages are kept"
         shown = [repr(settings), str(settings.model_dump()), repr(rag.info), answer.error, str(answer.to_json())]
     assert caplog.records, "debug logging was on (pymilvus logs nothing when all goes well)"
