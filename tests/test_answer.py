@@ -127,7 +127,7 @@ def test_a_follow_up_searches_with_its_own_words_and_with_the_conversation(rag, 
     rank; no LLM rewrites anything before the sources are known."""
     from rag.answer import FollowUpRetriever
 
-    inner, _ = rag._loop.run(rag._retriever(indexed, 2))
+    inner, _ = rag._loop.run(rag._retriever(AskOptions(indexed, 2)))
     retriever = FollowUpRetriever(inner, top_k=2)
     alone = rag._loop.run(inner.aretrieve("And how often must its seals be replaced?"))
     retriever.context = "When does the staff cafeteria open?"  # a misleading context
