@@ -14,7 +14,6 @@ import hashlib
 import logging
 import time
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from llama_index.core.schema import BaseNode, Document, MetadataMode, NodeRelati
 
 from rag.embeddings import EmbedInfo
 from rag.errors import ParseError, RagError, first_line
+from rag import recovery
 from rag.readers import SUPPORTED_EXTENSIONS, read_file
 from rag.status import DocStatus, FileStatus
 from rag.store import DocumentRecord, MilvusStore, now_iso
@@ -35,28 +35,6 @@ NODE_NAMESPACE = uuid.UUID("6f1c5a52-2f7e-4d55-9a53-0d3f1f2b7c11")
 # Metadata the embedder sees (the rest would only spend the model's 256 word pieces).
 EMBED_METADATA = ("file_name",)
 LLM_METADATA = ("file_name", "page_label")
-
-# Documents this process is indexing now, as (Milvus URI, catalog key). Recovery leaves them
-# alone and rolls back this process's other "indexing" rows: those whose undo failed because
-# Milvus was down. Registering, finishing, undoing and recovering hold the loop's catalog lock,
-# so recovery never sees a row change hands half-way.
-_indexing: set[tuple[str, str]] = set()
-_catalog_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-def catalog_lock() -> asyncio.Lock:
-    """The running loop's lock over "indexing" rows (one per loop: asyncio locks are loop-bound)."""
-    loop = asyncio.get_running_loop()
-    lock = _catalog_locks.get(loop)
-    if lock is None:
-        lock = _catalog_locks[loop] = asyncio.Lock()
-    return lock
-
-
-def indexing_here(uri: str, key: str) -> bool:
-    """True while this process is indexing the document (its row is not an orphan)."""
-    return (uri, key) in _indexing
-
 
 @dataclass(frozen=True)
 class Source:
@@ -130,7 +108,7 @@ class IngestReport:
     collection: str
     results: list[FileResult]
     seconds: float
-    aborted: str = ""  # why the run stopped early (Milvus down), if it did
+    aborted: str = ""  # why the ingestion stopped early (Milvus down), if it did
 
     @property
     def chunks(self) -> int:
@@ -275,59 +253,59 @@ class Ingestor:
 
     # The pipeline ----------------------------------------------------------------------------
 
-    async def run(
+    async def aingest(
         self, sources: Sequence[Source], collection: str, progress: ProgressCallback | None = None
     ) -> IngestReport:
         duplicates = sorted({s.doc_id for s in sources if sum(t.doc_id == s.doc_id for t in sources) > 1})
         if duplicates:
             raise RagError(f"several files would share the document id {duplicates[0]!r}: ingest them separately")
         info = await self._store.aensure_collection(collection, self._embed_info)
-        run = _Run(sources, progress)
-        producer = asyncio.create_task(self._produce(run, collection))
+        ingestion = _Ingestion(sources, progress)
+        producer = asyncio.create_task(self._produce(ingestion, collection))
         try:
-            await self._consume(run, collection, self._store.vector_store(info))
+            await self._consume(ingestion, collection, self._store.vector_store(info))
         except asyncio.CancelledError:
-            run.aborted = "cancelled"
+            ingestion.aborted = "cancelled"
             raise
         except RagError as exc:
-            run.aborted = str(exc)
+            ingestion.aborted = str(exc)
         except Exception as exc:  # Milvus or embedding failure: stop, undo what is half-done
-            run.aborted = f"{type(exc).__name__}: {first_line(exc)}"  # the report shows one line
+            ingestion.aborted = f"{type(exc).__name__}: {first_line(exc)}"  # the report shows one line
             log.exception("ingestion stopped")
         finally:
-            if run.aborted:
+            if ingestion.aborted:
                 producer.cancel()
                 await asyncio.gather(producer, return_exceptions=True)
-                await asyncio.shield(self._undo(run, collection))
+                await asyncio.shield(self._undo(ingestion, collection))
             else:
                 await producer
-        return IngestReport(collection, run.state.results, run.elapsed(), run.aborted)
+        return IngestReport(collection, ingestion.state.results, ingestion.elapsed(), ingestion.aborted)
 
-    async def _produce(self, run: "_Run", collection: str) -> None:
+    async def _produce(self, ingestion: "_Ingestion", collection: str) -> None:
         """Parse files ahead of the embedder (bounded by the queue), skipping unchanged ones."""
         try:
-            for source in run.sources:
-                run.state.current = source.name
-                run.emit()  # the file is listed as being indexed while it is parsed
+            for source in ingestion.sources:
+                ingestion.state.current = source.name
+                ingestion.emit()  # the file is listed as being indexed while it is parsed
                 previous = await self._store.aget_document(collection, source.doc_id)
                 try:
                     record, nodes = await asyncio.to_thread(self.parse, source, collection)
                 except (ParseError, OSError) as exc:
                     reason = str(exc) if isinstance(exc, ParseError) else f"{source.name}: cannot read the file ({exc})"
-                    run.parsed(source, 0)
+                    ingestion.parsed(source, 0)
                     await self._record_failure(collection, source, previous, reason)
-                    run.report(FileResult(source.doc_id, FileStatus.FAILED, error=reason))
+                    ingestion.report(FileResult(source.doc_id, FileStatus.FAILED, error=reason))
                     continue
                 if previous and previous.status == DocStatus.INDEXED and previous.content_hash == record.content_hash:
-                    run.parsed(source, 0)
-                    run.report(FileResult(source.doc_id, FileStatus.UNCHANGED, previous.chunks, previous.pages))
+                    ingestion.parsed(source, 0)
+                    ingestion.report(FileResult(source.doc_id, FileStatus.UNCHANGED, previous.chunks, previous.pages))
                     continue
-                run.parsed(source, len(nodes))
-                await run.queue.put(_Parsed(source, record, nodes, previous))
+                ingestion.parsed(source, len(nodes))
+                await ingestion.queue.put(_Parsed(source, record, nodes, previous))
         finally:
-            await run.queue.put(None)
+            await ingestion.queue.put(None)
 
-    async def _consume(self, run: "_Run", collection: str, vector_store) -> None:
+    async def _consume(self, ingestion: "_Ingestion", collection: str, vector_store) -> None:
         """Embed batches in the executor; insert each one while the next is embedded."""
         loop = asyncio.get_running_loop()
         batch: list[tuple[_Parsed, BaseNode]] = []
@@ -336,11 +314,11 @@ class Ingestor:
         try:
             while producing or batch:
                 if producing:
-                    doc = await run.queue.get()
+                    doc = await ingestion.queue.get()
                     if doc is None:
                         producing = False
                     else:
-                        await self._start(run, doc)
+                        await self._start(ingestion, doc)
                         batch.extend((doc, node) for node in doc.nodes)
                 while len(batch) >= self._batch_size or (not producing and batch):
                     items, batch = batch[: self._batch_size], batch[self._batch_size :]
@@ -352,7 +330,7 @@ class Ingestor:
                         node.embedding = vector
                     if pending is not None:
                         await pending
-                    pending = asyncio.create_task(self._insert(run, items, vector_store))
+                    pending = asyncio.create_task(self._insert(ingestion, items, vector_store))
             if pending is not None:
                 await pending
         except BaseException:
@@ -362,41 +340,41 @@ class Ingestor:
                 await asyncio.gather(pending, return_exceptions=True)
             raise
 
-    async def _start(self, run: "_Run", doc: _Parsed) -> None:
+    async def _start(self, ingestion: "_Ingestion", doc: _Parsed) -> None:
         """List the document as "indexing" (owned by this process) before any chunk is written."""
         record = doc.record
-        async with catalog_lock():
-            _indexing.add((self._store.uri, record.key))
-            run.in_flight.append(doc)
-            # Leftovers of this very version (an earlier run that died) would be duplicates.
+        async with recovery.catalog_lock():
+            recovery.claim(self._store.uri, record.key)
+            ingestion.in_flight.append(doc)
+            # Leftovers of this very version (an earlier ingestion that died) would be duplicates.
             await self._store.adelete_chunks(record.collection, record.doc_id, only_hash=record.content_hash)
             if doc.previous is not None and doc.previous.status == DocStatus.INDEXED:
                 record.previous = asdict(doc.previous)  # lets a restart roll back
             await self._store.aput_document(record)  # status "indexing" until complete
 
-    async def _insert(self, run: "_Run", items: list[tuple[_Parsed, BaseNode]], vector_store) -> None:
+    async def _insert(self, ingestion: "_Ingestion", items: list[tuple[_Parsed, BaseNode]], vector_store) -> None:
         await self._store.ainsert(vector_store, [node for _, node in items])
         touched: dict[int, _Parsed] = {}
         for doc, _ in items:
             doc.inserted += 1
             touched[id(doc)] = doc
-        run.state.chunks_done += len(items)
+        ingestion.state.chunks_done += len(items)
         for doc in touched.values():
             if doc.inserted == len(doc.nodes):
                 await self._finish(doc)
-                run.in_flight.remove(doc)
+                ingestion.in_flight.remove(doc)
                 indexed_before = doc.previous is not None and doc.previous.status == DocStatus.INDEXED
                 status = FileStatus.REPLACED if indexed_before else FileStatus.INDEXED
-                run.report(FileResult(doc.record.doc_id, status, len(doc.nodes), doc.record.pages))
-        run.emit()
+                ingestion.report(FileResult(doc.record.doc_id, status, len(doc.nodes), doc.record.pages))
+        ingestion.emit()
 
     async def _finish(self, doc: _Parsed) -> None:
         record = doc.record
-        async with catalog_lock():
+        async with recovery.catalog_lock():
             await self._store.adelete_chunks(record.collection, record.doc_id, keep_hash=record.content_hash)
             record.status, record.error, record.indexed_at, record.previous = DocStatus.INDEXED, "", now_iso(), None
             await self._store.aput_document(record)
-            _indexing.discard((self._store.uri, record.key))
+            recovery.release(self._store.uri, record.key)
 
     async def _record_failure(self, collection: str, source: Source, previous: DocumentRecord | None, reason: str) -> None:
         """Keep an indexed previous version (noting the error); otherwise list the failure."""
@@ -416,15 +394,15 @@ class Ingestor:
             )
         )
 
-    async def _undo(self, run: "_Run", collection: str) -> None:
+    async def _undo(self, ingestion: "_Ingestion", collection: str) -> None:
         """Remove half-written documents (best effort: Milvus may be what failed), list the rest as failed.
 
         A document whose undo fails keeps its "indexing" row; once no longer registered as being
-        indexed, recovery rolls it back on the next call that reaches Milvus (see `Rag._recover`).
+        indexed, recovery rolls it back on the next call that reaches Milvus (see `rag.recovery`).
         """
         reachable = True
-        for doc in list(run.in_flight):
-            async with catalog_lock():
+        for doc in list(ingestion.in_flight):
+            async with recovery.catalog_lock():
                 if reachable:  # once Milvus failed, each further attempt would only wait for it again
                     try:
                         await self._store.arollback(doc.record, doc.previous)
@@ -432,15 +410,15 @@ class Ingestor:
                         reachable = False
                 if not reachable:
                     log.warning("could not undo %s yet; it is rolled back once Milvus answers again", doc.record.doc_id)
-                _indexing.discard((self._store.uri, doc.record.key))
-            run.in_flight.remove(doc)
-        done = {r.doc_id for r in run.state.results}
-        for source in run.sources:
+                recovery.release(self._store.uri, doc.record.key)
+            ingestion.in_flight.remove(doc)
+        done = {r.doc_id for r in ingestion.state.results}
+        for source in ingestion.sources:
             if source.doc_id not in done:
-                run.report(FileResult(source.doc_id, FileStatus.FAILED, error=f"not indexed: {run.aborted}"))
+                ingestion.report(FileResult(source.doc_id, FileStatus.FAILED, error=f"not indexed: {ingestion.aborted}"))
 
 
-class _Run:
+class _Ingestion:
     """The mutable state of one ingestion: queue, documents in flight, progress."""
 
     def __init__(self, sources: Sequence[Source], progress: ProgressCallback | None) -> None:

@@ -286,9 +286,9 @@ class IngestJobs:
                     return
                 job = self._jobs[self._queue.popleft()]
                 job.state, job.started_at = JobState.RUNNING, time.time()
-            self._run(job)
+            self._process(job)
 
-    def _run(self, job: _Job) -> None:
+    def _process(self, job: _Job) -> None:
         def progress(state: IngestProgress) -> None:
             snap = _snapshot(state)
             with self._lock:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -30,7 +28,8 @@ from rag.embeddings import EmbedInfo, count_tokens, embed_info, load_embed_model
 from rag.errors import ConfigError, DocumentNotFound, RagError
 from rag.evaluation import Question, Report, check_files, outcome, report
 from rag.grounding import SupportGate, embedder
-from rag.ingest import IngestReport, Ingestor, ProgressCallback, Source, catalog_lock, collect_sources, indexing_here
+from rag import recovery
+from rag.ingest import IngestReport, Ingestor, ProgressCallback, Source, collect_sources
 from rag.llm import LLMInfo, build_llm, llm_info
 from rag.loop import BackgroundLoop, shared_loop
 from rag.options import AskOptions
@@ -49,7 +48,6 @@ CHUNK_MARGIN = 8  # word pieces kept free for the model's special tokens
 # Ingestion pauses between embedding batches while a question is answered (both are CPU-bound
 # on a small machine), but never longer than this, so a busy chat cannot starve an upload.
 MAX_INGEST_PAUSE = 30.0
-_recovered: set[str] = set()  # Milvus URIs this process has rolled back orphaned documents on
 
 
 def on_loop(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -153,33 +151,8 @@ class Rag:
 
     async def _connect(self) -> MilvusStore:
         await self._store.aconnect()
-        uri = self.settings.resolved_milvus_uri
-        # Once per process and Milvus, before this process ingests anything; again after an
-        # ingestion stopped early (its undo may have failed with Milvus) or recovery itself failed.
-        if uri not in _recovered:
-            _recovered.add(uri)
-            try:
-                await self._recover()
-            except BaseException:
-                _recovered.discard(uri)
-                raise
+        await recovery.arecover_once(self._store)  # before this process reads or ingests anything
         return self._store
-
-    async def _recover(self) -> None:
-        """Roll back documents left half-indexed: by a process that died mid-ingestion, or by an
-        ingestion of this process whose undo failed because Milvus was down."""
-        host, me, uri = socket.gethostname(), os.getpid(), self._store.uri
-        async with catalog_lock():
-            for info in await self._store.alist_collections():
-                for doc in await self._store.adocuments(info.name):
-                    if doc.status is not DocStatus.INDEXING:
-                        continue
-                    owner_host, _, owner_pid = doc.owner.rpartition(":")
-                    pid = int(owner_pid) if owner_pid.isdigit() else 0
-                    if owner_host != host or (indexing_here(uri, doc.key) if pid == me else _alive(pid)):
-                        continue
-                    log.warning("rolling back %s/%s, left half-indexed by a stopped ingestion", info.name, doc.doc_id)
-                    await self._store.arollback(doc, DocumentRecord(**doc.previous) if doc.previous else None)
 
     def _ingestor(self) -> Ingestor:
         return Ingestor(
@@ -294,15 +267,14 @@ class Rag:
         sources = [p for p in items if isinstance(p, Source)] + collect_sources(p for p in items if not isinstance(p, Source))
         if not sources:
             raise RagError("no supported files to ingest")
-        await self._connect()
-        uri = self.settings.resolved_milvus_uri
+        store = await self._connect()
         try:
-            report = await self._ingestor().run(sources, name, progress)
+            report = await self._ingestor().aingest(sources, name, progress)
         except BaseException:
-            _recovered.discard(uri)  # the next call that reaches Milvus finishes any failed undo
+            recovery.needs_recovery(store.uri)  # the next call that reaches Milvus finishes any failed undo
             raise
         if report.aborted:
-            _recovered.discard(uri)
+            recovery.needs_recovery(store.uri)
         return report
 
     def documents(self, collection: str | None = None) -> list[DocumentRecord]:
@@ -508,14 +480,3 @@ def _checked(answer: Answer | None) -> Answer:
         raise RuntimeError("answer stream ended without a result")
     return answer
 
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -19,7 +19,8 @@ from dataclasses import replace
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from rag.ingest import ETA_MIN_SECONDS, IngestProgress, Source, catalog_lock
+from rag.ingest import ETA_MIN_SECONDS, IngestProgress, Source
+from rag.recovery import catalog_lock
 from rag.jobs import JobView
 from rag.loop import shared_loop
 from rag.readers import FILE_TYPES, READERS, SUPPORTED_EXTENSIONS, SUPPORTED_TYPES

@@ -165,7 +165,7 @@ def test_calls_from_many_threads_and_their_own_loops_share_one_client(rag, corpu
 
 
 def test_a_document_left_half_indexed_by_a_dead_process_is_rolled_back(rag, settings, corpus, tmp_path, collection):
-    from rag import service
+    from rag import recovery
 
     rag.ingest([corpus["plain.txt"]], collection)
     old = rag.documents(collection)[0]
@@ -184,7 +184,7 @@ def test_a_document_left_half_indexed_by_a_dead_process_is_rolled_back(rag, sett
     rag._loop.run(rag._store.aput_document(record))
     assert rag.count_chunks(collection, "plain.txt") == old.chunks + len(nodes)
 
-    service._recovered.discard(settings.resolved_milvus_uri)
+    recovery.needs_recovery(rag._store.uri)
     rag.collections()  # the next connection runs recovery
     assert rag.count_chunks(collection, "plain.txt") == old.chunks
     assert rag.documents(collection)[0] == DocumentRecord(**{**asdict(old), "owner": old.owner})
