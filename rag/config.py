@@ -7,7 +7,7 @@ import hmac
 import os
 import re
 import sys
-from enum import Enum
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -26,7 +26,7 @@ RetrievalMode = Literal["hybrid", "dense", "keyword"]
 RETRIEVAL_MODES: tuple[str, ...] = ("hybrid", "dense", "keyword")
 
 
-class LLMMode(str, Enum):
+class LLMMode(StrEnum):
     """Which language model answers questions."""
 
     AUTO = "auto"  # OpenAI-compatible if OPENAI_API_KEY or OPENAI_BASE_URL is set, else quote
