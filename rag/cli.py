@@ -346,9 +346,21 @@ def cmd_bench_ingest(args, settings) -> int:
 
 
 def cmd_bench(args, settings) -> int:
-    from rag.bench import run_cli
+    from rag.bench_engine import BenchEngine
+    from rag.bench_options import options_from_args
+    from rag.bench_report import format_row, format_summary, records_json, summarize, table_header
 
-    return run_cli(args, settings)
+    options = options_from_args(args.counts, args.consistency, args.concurrency, args.batch_size)
+    if args.json:
+        status = (lambda message: print(message, file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
+        print(records_json(BenchEngine(settings, options, on_status=status).measure()))
+        return 0
+    print(f"Milvus: {settings.milvus_display}; counts {', '.join(map(str, options.counts))}", flush=True)
+    print(table_header(), flush=True)
+    records = BenchEngine(settings, options, on_record=lambda record: print(format_row(record), flush=True)).measure()
+    print()
+    print(format_summary(summarize(records)))
+    return 0
 
 
 def cmd_milvus_server(args, settings) -> int:
