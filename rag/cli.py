@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,17 @@ def _rag(settings):
 
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _print_list(items: Sequence[Any], as_json: bool, empty: str, line: Callable[[Any], str]) -> None:
+    """A listing, as JSON or one line per item; with nothing in it, `empty` says how to get something."""
+    if as_json:
+        _print_json([vars(item) for item in items])
+    elif not items:
+        print(empty)
+    else:
+        for item in items:
+            print(line(item))
 
 
 def cmd_ingest(args, settings) -> int:
@@ -291,15 +302,8 @@ def cmd_delete(args, settings) -> int:
 
 
 def cmd_collections(args, settings) -> int:
-    rag = _rag(settings)
-    infos = rag.collections()
-    if args.json:
-        _print_json([vars(c) for c in infos])
-    elif not infos:
-        print("no collections yet: `python -m rag ingest PATH` creates one")
-    else:
-        for c in infos:
-            print(f"{c.name}  ({c.embed_model}, {c.embed_dim}-d, created {c.created_at})")
+    _print_list(_rag(settings).collections(), args.json, "no collections yet: `python -m rag ingest PATH` creates one",
+                lambda c: f"{c.name}  ({c.embed_model}, {c.embed_dim}-d, created {c.created_at})")
     return 0
 
 
@@ -314,14 +318,9 @@ def cmd_chats(args, settings) -> int:
         else:
             print(to_markdown(conv), end="")
         return 0
-    infos = rag.conversations(args.collection)
-    if args.json:
-        _print_json([vars(c) for c in infos])
-    elif not infos:
-        print("no saved conversations yet: they are saved as you chat in the app")
-    else:
-        for c in infos:
-            print(f"{c.id}  {c.updated_at}  {c.collection}  {c.turns:3} turns  {c.title}")
+    _print_list(rag.conversations(args.collection), args.json,
+                "no saved conversations yet: they are saved as you chat in the app",
+                lambda c: f"{c.id}  {c.updated_at}  {c.collection}  {c.turns:3} turns  {c.title}")
     return 0
 
 
