@@ -1,8 +1,8 @@
 """Benchmark: the Milvus + LlamaIndex async tutorial's study, run live against the app's own Milvus.
 
-The engine (`rag.bench_engine.BenchEngine`) runs in a background thread and hands over each measurement
-as it completes; the page keeps them in a thread-safe holder in the session and redraws the
-results every second while the run lasts. The engine only ever uses `_rag_bench_...` collections,
+The engine (`rag.bench_engine.BenchEngine`) runs in a background thread and hands over each
+measurement as it completes; the page keeps them in a thread-safe holder in the session and
+redraws the results every second while the run lasts. The engine only ever uses `_rag_bench_...` collections,
 which it drops afterwards: the user's collections are never touched.
 """
 

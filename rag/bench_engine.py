@@ -95,7 +95,7 @@ class BenchEngine:
     # Entry points -------------------------------------------------------------------------------
 
     def start(self) -> concurrent.futures.Future[list[BenchRecord]]:
-        """Run in a background thread; the future holds the records (or the error)."""
+        """Measure in a background thread; the future holds the records (or the error)."""
         future: concurrent.futures.Future[list[BenchRecord]] = concurrent.futures.Future()
 
         def work() -> None:
