@@ -1,8 +1,8 @@
 """Benchmark: the Milvus + LlamaIndex async tutorial's study, run live against the app's own Milvus.
 
-The engine (`rag.bench.BenchEngine`) runs in a background thread and hands over each measurement
-as it completes; the page keeps them in a thread-safe holder in the session and redraws the
-results every second while the run lasts. The engine only ever uses `_rag_bench_...` collections,
+The engine (`rag.bench_engine.BenchEngine`) runs in a background thread and hands over each
+measurement as it completes; the page keeps them in a thread-safe holder in the session and
+redraws the results every second while the run lasts. The engine only ever uses `_rag_bench_...` collections,
 which it drops afterwards: the user's collections are never touched.
 """
 
@@ -20,7 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import common, formatting, quality, shell
-from rag import bench, bench_charts
+from rag import bench_charts, bench_engine, bench_options, bench_report
 from rag.errors import ConfigError, RagError
 
 shell.require_shell()
@@ -46,17 +46,17 @@ CHART_HEIGHT = 260
 class BenchRun:
     """One run's state, shared between the engine's thread and the page (guarded by a lock)."""
 
-    options: bench.BenchOptions
+    options: bench_options.BenchOptions
     planned: int
     stop_event: threading.Event = field(default_factory=threading.Event)
     future: Future | None = None
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
-    _records: list[bench.BenchRecord] = field(default_factory=list)
+    _records: list[bench_report.BenchRecord] = field(default_factory=list)
     _status: str = "starting"
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, record: bench.BenchRecord) -> None:
+    def add(self, record: bench_report.BenchRecord) -> None:
         with self._lock:
             self._records.append(record)
 
@@ -65,7 +65,7 @@ class BenchRun:
             self._status = message
 
     @property
-    def records(self) -> list[bench.BenchRecord]:
+    def records(self) -> list[bench_report.BenchRecord]:
         with self._lock:
             return list(self._records)
 
@@ -95,11 +95,11 @@ def controls(running: bool) -> None:
     with st.container(border=True):
         a, b = st.columns([3, 2])
         a.text_input(
-            "Counts", value=", ".join(map(str, bench.DEFAULT_COUNTS)), key="bench_counts",
+            "Counts", value=", ".join(map(str, bench_options.DEFAULT_COUNTS)), key="bench_counts",
             help="How many nodes to add, or queries to run, per measurement. Comma-separated.",
         )
         b.multiselect(
-            "Consistency levels", bench.CONSISTENCY_LEVELS, default=["Strong"], key="bench_consistency",
+            "Consistency levels", bench_options.CONSISTENCY_LEVELS, default=["Strong"], key="bench_consistency",
             help="Each level is a separate run of every series. Strong reads wait for all earlier writes.",
         )
         st.pills(
@@ -108,15 +108,15 @@ def controls(running: bool) -> None:
         )
         c, d, e = st.columns(3)
         c.number_input(
-            "Concurrency limit", min_value=0, max_value=bench.MAX_COUNT, value=0, step=1, key="bench_concurrency",
+            "Concurrency limit", min_value=0, max_value=bench_options.MAX_COUNT, value=0, step=1, key="bench_concurrency",
             help="Async calls in flight at most; 0 = all at once, as in the tutorial.",
         )
         d.number_input(
-            "Batch size", min_value=1, max_value=bench.MAX_COUNT, value=bench.DEFAULT_BATCH_SIZE, step=10,
+            "Batch size", min_value=1, max_value=bench_options.MAX_COUNT, value=bench_options.DEFAULT_BATCH_SIZE, step=10,
             key="bench_batch_size", help="Nodes per insert request in the batched series (LlamaIndex's default: 100).",
         )
         e.number_input(
-            "Nodes to search over", min_value=1, max_value=bench.MAX_COUNT, value=bench.DEFAULT_SEARCH_ROWS, step=100,
+            "Nodes to search over", min_value=1, max_value=bench_options.MAX_COUNT, value=bench_options.DEFAULT_SEARCH_ROWS, step=100,
             key="bench_search_rows", help="Loaded once before the search series (the tutorial: 1,000).",
         )
         left, right, _ = st.columns([2, 1, 5])
@@ -128,7 +128,7 @@ def controls(running: bool) -> None:
             start_run()
 
 
-def read_options() -> bench.BenchOptions:
+def read_options() -> bench_options.BenchOptions:
     state = st.session_state
     series = state.get("bench_series") or []
     operations = tuple(op for op in ("add", "search", "overhead") if op in series)
@@ -139,14 +139,14 @@ def read_options() -> bench.BenchOptions:
     levels = tuple(state.get("bench_consistency") or ())
     if not levels:
         raise ConfigError("Choose at least one consistency level.")
-    return bench.BenchOptions(
-        counts=bench.parse_counts(state.get("bench_counts", ""), "Counts"),
+    return bench_options.BenchOptions(
+        counts=bench_options.parse_counts(state.get("bench_counts", ""), "Counts"),
         consistency=levels,
         concurrency=int(state.get("bench_concurrency") or 0) or None,
-        batch_size=int(state.get("bench_batch_size") or bench.DEFAULT_BATCH_SIZE),
+        batch_size=int(state.get("bench_batch_size") or bench_options.DEFAULT_BATCH_SIZE),
         batched="batched" in series,
         operations=operations,
-        search_rows=int(state.get("bench_search_rows") or bench.DEFAULT_SEARCH_ROWS),
+        search_rows=int(state.get("bench_search_rows") or bench_options.DEFAULT_SEARCH_ROWS),
     )
 
 
@@ -156,8 +156,8 @@ def start_run() -> None:
     except ConfigError as exc:
         st.error(formatting.escape_markdown(str(exc)), icon=":material/error:")
         return
-    run = BenchRun(options, bench.planned_measurements(options))
-    engine = bench.BenchEngine(settings, options, on_record=run.add, stop=run.stop_event, on_status=run.set_status)
+    run = BenchRun(options, bench_options.planned_measurements(options))
+    engine = bench_engine.BenchEngine(settings, options, on_record=run.add, stop=run.stop_event, on_status=run.set_status)
     run.future = engine.start()
     st.session_state[HOLDER_KEY] = run
     st.rerun()  # redraw with the Run button disabled and the live results
@@ -173,8 +173,8 @@ def stop_run() -> None:
 # Results ----------------------------------------------------------------------------------------
 
 
-def frame(records: list[bench.BenchRecord]) -> pd.DataFrame:
-    return pd.DataFrame([r.to_json() for r in records], columns=list(bench.RECORD_FIELDS))
+def frame(records: list[bench_report.BenchRecord]) -> pd.DataFrame:
+    return pd.DataFrame([r.to_json() for r in records], columns=list(bench_report.RECORD_FIELDS))
 
 
 def bar_width(bars: int) -> int:
@@ -237,7 +237,7 @@ def bar_chart(rows: list[dict], *, title: str | alt.Title, x_title: str, value: 
     return chart.resolve_scale(y="shared" if shared_y else "independent")
 
 
-def time_chart(records: list[bench.BenchRecord], operation: str, tutorial: bool) -> alt.ConcatChart | None:
+def time_chart(records: list[bench_report.BenchRecord], operation: str, tutorial: bool) -> alt.ConcatChart | None:
     """This run and the tutorial side by side, on one log axis of seconds."""
     rows = bench_charts.time_rows(records, operation, tutorial)
     if not rows:
@@ -248,7 +248,7 @@ def time_chart(records: list[bench.BenchRecord], operation: str, tutorial: bool)
                      domain=bench_charts.log_domain, shared_y=True, log=True)
 
 
-def speedup_chart(records: list[bench.BenchRecord], tutorial: bool) -> alt.ConcatChart | None:
+def speedup_chart(records: list[bench_report.BenchRecord], tutorial: bool) -> alt.ConcatChart | None:
     """Async over sync, each panel on its own axis: this run's 1x would vanish next to the tutorial's 35x."""
     rows = bench_charts.speedup_rows(records, tutorial)
     if not rows:
@@ -262,7 +262,7 @@ def speedup_chart(records: list[bench.BenchRecord], tutorial: bool) -> alt.Conca
                      domain=lambda values: bench_charts.linear_domain(values, floor=1), shared_y=False, extra=[even])
 
 
-def overhead_chart(records: list[bench.BenchRecord]) -> alt.ConcatChart | None:
+def overhead_chart(records: list[bench_report.BenchRecord]) -> alt.ConcatChart | None:
     """The same search through plain pymilvus and through LlamaIndex, per call: one panel per level."""
     rows = bench_charts.overhead_rows(records)
     if not rows:
@@ -273,7 +273,7 @@ def overhead_chart(records: list[bench.BenchRecord]) -> alt.ConcatChart | None:
                      domain=bench_charts.linear_domain, shared_y=False)
 
 
-def fastest_lines(records: list[bench.BenchRecord]) -> list[str]:
+def fastest_lines(records: list[bench_report.BenchRecord]) -> list[str]:
     """The fastest mode per operation at the largest count measured, in words."""
     lines = []
     for operation, what in (("add", "nodes"), ("search", "queries")):
@@ -287,7 +287,7 @@ def fastest_lines(records: list[bench.BenchRecord]) -> list[str]:
             f"Fastest for {count:,} {what}: **{best.mode}** at {best.consistency} "
             f"({best.seconds:.3f} s, {best.throughput:,.0f} {what}/s)"
         )
-    for s in bench.summarize(records):
+    for s in bench_report.summarize(records):
         if "overhead" in s:
             o = s["overhead"]
             lines.append(
@@ -337,9 +337,9 @@ def results(run: BenchRun) -> None:
     )
     if not run.running:
         a, b, _ = st.columns([1, 1, 4])
-        a.download_button("Download CSV", bench.records_csv(records), "benchmark.csv", "text/csv",
+        a.download_button("Download CSV", bench_report.records_csv(records), "benchmark.csv", "text/csv",
                           icon=":material/download:", key="bench_csv", width="stretch")
-        b.download_button("Download JSON", bench.records_json(records), "benchmark.json", "application/json",
+        b.download_button("Download JSON", bench_report.records_json(records), "benchmark.json", "application/json",
                           icon=":material/download:", key="bench_json", width="stretch")
 
 
@@ -383,7 +383,7 @@ st.markdown(
     "nodes added one per call (sync vs async), in batches, and top-3 searches (sync vs async), timed per "
     "call. Pick what to measure, run it, and see which way is fastest for your setup."
 )
-backend = bench.backend_label(settings)
+backend = bench_engine.backend_label(settings)
 if settings.is_milvus_server:
     st.caption(f":material/database: Backend: **{formatting.escape_markdown(settings.milvus_display)}**")
 else:

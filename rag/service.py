@@ -414,6 +414,27 @@ class Rag:
         """A conversation with its own memory; its sync and async methods share the core's loop."""
         return ChatSession(self, options or AskOptions())
 
+    # Used by the benchmarks -----------------------------------------------------------------
+    # (They time the pipeline's parts one by one, so they need the parts the operations above hide.)
+
+    async def aopen_store(self) -> MilvusStore:
+        """The connected store, opened as every operation opens it (recovery included)."""
+        return await self._connect()
+
+    def chunk_file(self, path: Path, collection: str) -> list[Any]:
+        """One file read and chunked as ingestion would, neither embedded nor stored."""
+        return self._ingestor().parse(Source(path, path.name), collection)[1]
+
+    async def aembed_texts(self, texts: Sequence[str], model: Any = None) -> list[list[float]]:
+        """`texts` embedded on the embedding thread, as ingestion embeds; `model`: the app's by default."""
+        embedder = self.embed_model if model is None else model
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._embed_executor, embedder.get_text_embedding_batch, texts)
+
+    async def aload_llm(self) -> None:
+        """Load the LLM now, off the loop, so that a timed answer does not include loading it."""
+        await self._loop.hop(asyncio.to_thread(lambda: self.llm))
+
 
 class ChatSession:
     """One conversation: its own memory, so each browser session has its own history."""

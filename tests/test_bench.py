@@ -11,20 +11,17 @@ import threading
 import pytest
 from pymilvus import MilvusClient
 
-from rag.bench import (
-    PREFIX,
+from rag.bench_data import produce_nodes
+from rag.bench_engine import PREFIX, BenchEngine
+from rag.bench_options import BenchOptions, options_from_args, parse_counts
+from rag.bench_report import (
     RECORD_FIELDS,
-    BenchEngine,
-    BenchOptions,
     BenchRecord,
     build_record,
     format_row,
     format_summary,
     format_table,
-    options_from_args,
-    parse_counts,
     percentile,
-    produce_nodes,
     summarize,
     table_header,
 )
@@ -159,7 +156,7 @@ def test_engine_on_milvus_lite(tmp_path):
     seen: list[BenchRecord] = []
     options = BenchOptions(consistency=("Bounded", "Session"), **SMALL)
     engine = BenchEngine(settings, options, on_record=seen.append)
-    records = engine.run()
+    records = engine.measure()
     assert records == seen == engine.records and not engine.stopped
     _check_records(records, options, engine.backend)
     assert engine.backend.startswith("Milvus Lite 2.5")
@@ -176,7 +173,7 @@ def test_engine_on_a_server_with_a_concurrency_limit(milvus_server, tmp_path):  
     statuses: list[str] = []
 
     def from_a_fresh_thread(out: list) -> None:  # as a Streamlit script thread would
-        out.extend(BenchEngine(settings, options, on_status=statuses.append).run())
+        out.extend(BenchEngine(settings, options, on_status=statuses.append).measure())
 
     records: list[BenchRecord] = []
     thread = threading.Thread(target=from_a_fresh_thread, args=(records,))
@@ -201,7 +198,7 @@ def test_stop_between_measurements_drops_the_collections(milvus_server, tmp_path
             stop.set()
 
     engine = BenchEngine(settings, BenchOptions(consistency=("Bounded",), **SMALL), on_record=on_record, stop=stop)
-    records = engine.run()
+    records = engine.measure()
     assert engine.stopped and len(records) == 3 and records == seen
     client = MilvusClient(uri=milvus_server.uri)
     assert _bench_collections(client) == []
@@ -210,7 +207,7 @@ def test_stop_between_measurements_drops_the_collections(milvus_server, tmp_path
     stop = threading.Event()
     stop.set()
     engine = BenchEngine(settings, BenchOptions(**SMALL), stop=stop)
-    assert engine.run() == [] and engine.stopped
+    assert engine.measure() == [] and engine.stopped
     assert _bench_collections(client) == []
     assert shared_loop().run(_answer()) == 42
     client.close()
@@ -227,7 +224,7 @@ def test_a_server_that_is_down_is_a_clear_error(tmp_path):
     port = free_port()  # nothing listens there
     settings = Settings(_env_file=None, RAG_DATA_DIR=tmp_path, MILVUS_URI=f"http://127.0.0.1:{port}")
     with pytest.raises(StoreUnavailable, match=f"cannot use Milvus server http://127.0.0.1:{port}: .*Check that Milvus"):
-        BenchEngine(settings, BenchOptions(**SMALL)).run()
+        BenchEngine(settings, BenchOptions(**SMALL)).measure()
 
 
 # The command line --------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from rag import bench, bench_charts
+from rag import bench_charts, bench_engine, bench_options, bench_report
 from rag.errors import StoreUnavailable
 from tests.test_app import _app_environment, new_app, open_page, plain, texts
 
@@ -53,7 +53,7 @@ def _charts(at):
 
 
 def _record(operation, mode, count, seconds, consistency="Strong"):
-    return bench.build_record(operation, mode, count, seconds, [seconds / count] * count, backend="Milvus Lite 2.5.1",
+    return bench_report.build_record(operation, mode, count, seconds, [seconds / count] * count, backend="Milvus Lite 2.5.1",
                               consistency=consistency, concurrency=1, batch_size=1)
 
 
@@ -69,10 +69,10 @@ RECORDS = [
 
 def test_helpers_for_the_page():
     rec, fast = _record("add", "sync", 10, 2.0), _record("add", "async", 10, 0.5)
-    rows = list(csv.DictReader(io.StringIO(bench.records_csv([rec, fast]))))
-    assert [r["mode"] for r in rows] == ["sync", "async"] and tuple(rows[0]) == bench.RECORD_FIELDS
-    assert json.loads(bench.records_json([rec]))[0]["seconds"] == 2.0
-    assert bench.planned_measurements(bench.BenchOptions(counts=(3, 5), operations=("add", "search"))) == 12
+    rows = list(csv.DictReader(io.StringIO(bench_report.records_csv([rec, fast]))))
+    assert [r["mode"] for r in rows] == ["sync", "async"] and tuple(rows[0]) == bench_report.RECORD_FIELDS
+    assert json.loads(bench_report.records_json([rec]))[0]["seconds"] == 2.0
+    assert bench_options.planned_measurements(bench_options.BenchOptions(counts=(3, 5), operations=("add", "search"))) == 12
 
 
 def test_chart_rows_carry_panels_groups_and_labels():
@@ -101,7 +101,7 @@ def test_the_page_shows_controls_and_the_lite_note(bench_rag):
     at = _page()
     assert at.title[0].value.endswith("Benchmark")
     assert at.text_input(key="bench_counts").value == "10, 100, 1000"
-    assert set(at.multiselect(key="bench_consistency").options) == set(bench.CONSISTENCY_LEVELS)
+    assert set(at.multiselect(key="bench_consistency").options) == set(bench_options.CONSISTENCY_LEVELS)
     assert at.number_input(key="bench_concurrency").value == 0
     assert at.number_input(key="bench_batch_size").value == 100
     note = plain(" ".join(i.value for i in at.info))
@@ -147,7 +147,7 @@ def test_a_tiny_run_fills_the_table_charts_and_downloads(bench_rag):
     from pymilvus import MilvusClient
 
     names = MilvusClient(uri=rag.settings.resolved_milvus_uri).list_collections()
-    assert not [n for n in names if n.startswith(bench.PREFIX)], names
+    assert not [n for n in names if n.startswith(bench_engine.PREFIX)], names
 
 
 def test_the_stop_button_stops_a_run(bench_rag):
