@@ -140,6 +140,7 @@ def test_a_follow_up_searches_with_its_own_words_and_with_the_conversation(rag, 
     assert retriever.searched == ""
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "message, expected",
     [
@@ -157,6 +158,7 @@ def test_which_messages_need_the_conversation(message, expected):
     assert needs_context(message) is expected
 
 
+@pytest.mark.quick
 def test_rank_fusion_keeps_the_first_lists_best_hit():
     from llama_index.core.schema import NodeWithScore, TextNode
 
@@ -172,6 +174,7 @@ def test_rank_fusion_keeps_the_first_lists_best_hit():
     assert "a" in [h.node.node_id for h in fuse(own, ranking("b", "c", "d"), top_k=3)]
 
 
+@pytest.mark.quick
 def test_a_timeout_while_streaming_reads_as_a_timeout():
     import httpx
 
