@@ -428,8 +428,9 @@ def test_every_awkward_upload_gets_its_own_outcome_and_nothing_leaves_the_data_f
 
     data = app_rag.settings.data_dir.resolve()
     saved = {p for p in data.rglob("*") if p.is_file()}
-    assert all(p.is_relative_to(data / "uploads" / "documents") or p.is_relative_to(data / "milvus.db") or
-               p.parent == data for p in saved)
+    assert all(p.is_relative_to(data / "uploads") or p.is_relative_to(data / "milvus.db") or p.parent == data
+               for p in saved), "uploads stay in their collections' folders"
+    assert (data / "uploads" / "documents" / "escape.md").is_file()
     assert not any((folder / "escape.md").exists() for folder in (data, data.parent, data.parent.parent))
 
 
