@@ -17,7 +17,8 @@ def cli(tmp_path_factory):
 
     def run(*args: str, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "rag", *args], cwd=ROOT, env=clean_environ(RAG_DATA_DIR=str(data), **env), capture_output=True, text=True, timeout=300
+            [sys.executable, "-m", "rag", *args], cwd=ROOT, env=clean_environ(**{"RAG_DATA_DIR": str(data), **env}),
+            capture_output=True, text=True, timeout=300
         )
 
     return run
