@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import access, formatting
-from pages.common import POLL_SECONDS, get_jobs
+from pages import access, common, formatting
 from rag.errors import RagError
 from rag.service import Rag
 from rag.status import JobState
@@ -82,10 +81,10 @@ def _system_info(rag: Rag) -> None:
 
 def _jobs_indicator() -> None:
     """While anything is indexed, a small progress line on every page (so Chat shows it too)."""
-    jobs = get_jobs()
+    jobs = common.get_jobs()
     live = bool(jobs.active())
 
-    @st.fragment(run_every=POLL_SECONDS * 2 if live else None)
+    @st.fragment(run_every=common.POLL_SECONDS * 2 if live else None)
     def indicator() -> None:
         active = jobs.active()
         if not active:

@@ -15,7 +15,10 @@ warnings.filterwarnings("ignore", message=".*pkg_resources.*")
 
 from rag.config import Settings  # noqa: E402
 from rag.service import Rag  # noqa: E402
+from rag.ingest import Source  # noqa: E402
+from rag.uploads import save_upload  # noqa: E402
 from tests import docs  # noqa: E402
+from tests.helpers import app_environment  # noqa: E402
 
 _names = itertools.count()
 
@@ -56,3 +59,38 @@ def collection() -> str:
 def corpus(tmp_path_factory) -> dict[str, Path]:
     """One real file of every supported kind, with known facts in known places."""
     return docs.make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+# The Streamlit app (AppTest) on the real core -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app_rag(tmp_path_factory):
+    """The app's own core on a fresh data folder, for one module (see `helpers.app_environment`)."""
+    yield from app_environment(tmp_path_factory)
+
+
+@pytest.fixture
+def app_indexed(app_rag, corpus) -> str:
+    """manual.pdf and report.docx in the app's default collection, as uploads (a no-op when they are)."""
+    sources = [Source(save_upload(app_rag.settings, "documents", n, corpus[n].read_bytes()), n) for n in ("manual.pdf", "report.docx")]
+    app_rag.ingest(sources, "documents")
+    return "documents"
+
+
+# The quick loop (`pytest -m quick`) ---------------------------------------------------------------
+
+HEAVY = ("torch", "sentence_transformers", "transformers", "llama_cpp", "milvus_lite")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A quick run that loaded a model or started Milvus Lite fails: some test marked `quick` is not."""
+    if session.config.getoption("markexpr", "") != "quick":
+        return
+    loaded = [name for name in HEAVY if name in sys.modules]
+    if loaded:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(f"the quick subset imported {', '.join(loaded)}: a test marked quick is not", red=True)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.milvus_server import LocalMilvusServer, free_port, milvus_package_version
+from rag.milvus_server import LocalMilvusServer, milvus_package_version
+from tests.helpers import free_port
 
 
 @pytest.fixture(scope="module")

@@ -69,6 +69,32 @@ def test_async_api_from_a_foreign_loop(rag, indexed):
     assert answer.sources[0].file == "report.docx" and answer.answer
 
 
+def test_sync_api_inside_a_running_event_loop_as_in_jupyter(rag, corpus, collection):
+    """A notebook cell runs inside an event loop that is already running; `asyncio.run` or
+    `run_until_complete` there would fail ("cannot be called from a running event loop"). The core
+    runs every coroutine on its one owned loop in a background thread, so its synchronous methods
+    work from inside a running loop, with no nest-asyncio."""
+    from rag.loop import shared_loop
+
+    async def cell():
+        loop = asyncio.get_running_loop()
+        assert loop is not shared_loop().loop, "the caller's own loop, not the core's"
+        report = rag.ingest([corpus["report.docx"]], collection)  # sync calls, in the running loop
+        quoted = rag.ask("What is the Aurora project budget?", AskOptions(collection, top_k=1))
+        passages = rag.ask("What is the Aurora project budget?", AskOptions(collection, top_k=1, retrieve_only=True))
+        chat = rag.chat_session(AskOptions(collection, top_k=1))
+        events = list(chat.stream_chat("What is the Aurora project budget?"))
+        return loop.is_running(), report, quoted, passages, events, [d.doc_id for d in rag.documents(collection)]
+
+    running, report, quoted, passages, events, docs = asyncio.run(cell())
+    assert running and docs == ["report.docx"]
+    assert [r.status for r in report.results] == ["indexed"]
+    assert quoted.found and quoted.answer.startswith(FACTS["report.docx"]) and quoted.sources[0].file == "report.docx"
+    assert passages.answer is None and passages.sources[0].file == "report.docx"
+    assert FACTS["report.docx"] in passages.sources[0].text
+    assert isinstance(events[0], Sources) and isinstance(events[-1], Done) and events[-1].answer.answer == quoted.answer
+
+
 def test_chat_keeps_history_for_follow_ups_and_resets(rag, indexed):
     session = rag.chat_session(AskOptions(indexed, top_k=2, mode="dense"))  # by meaning: the seals page is clearly first
     first = session.chat("What does the Zephyr pump manual say about pressure?")
@@ -141,6 +167,7 @@ def test_a_follow_up_searches_with_its_own_words_and_with_the_conversation(rag, 
     assert retriever.searched == ""
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "message, expected",
     [
@@ -158,6 +185,7 @@ def test_which_messages_need_the_conversation(message, expected):
     assert needs_context(message) is expected
 
 
+@pytest.mark.quick
 def test_rank_fusion_keeps_the_first_lists_best_hit():
     from llama_index.core.schema import NodeWithScore, TextNode
 
@@ -173,6 +201,7 @@ def test_rank_fusion_keeps_the_first_lists_best_hit():
     assert "a" in [h.node.node_id for h in fuse(own, ranking("b", "c", "d"), top_k=3)]
 
 
+@pytest.mark.quick
 def test_a_timeout_while_streaming_reads_as_a_timeout():
     import httpx
 

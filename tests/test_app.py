@@ -8,15 +8,10 @@ Upload, library, delete, re-index and chat all go through the pages' own widgets
 from __future__ import annotations
 
 import html
-import socket
 import threading
-import time
 from concurrent.futures import Future
-from pathlib import Path
 
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from rag.config import Settings
 from rag.errors import ConfigError, RagError
@@ -25,16 +20,13 @@ from rag.jobs import IngestJobs
 from rag.uploads import MAX_NAME_BYTES, find_upload, safe_file_name, save_upload, stored_path
 from tests.docs import FACTS, make_bad_files
 from rag.options import AskOptions
-
-ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
-TIMEOUT = 180  # seconds for one script run: the first loads the models, chat runs the LLM
-PUMP = "At what pressure does the Zephyr pump operate?"
+from tests.helpers import PUMP, app_environment, button, free_port, library_frame, new_app, open_page, plain, texts, until, upload
 
 
 # Uploads: safe names, never outside the data folder ------------------------------------------
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     ("raw", "safe"),
     [
@@ -54,12 +46,14 @@ def test_upload_names_are_made_safe(raw, safe):
     assert safe_file_name(raw) == safe
 
 
+@pytest.mark.quick
 def test_long_names_are_capped_keeping_the_extension():
     name = safe_file_name("é" * 300 + ".pdf")
     assert name.endswith(".pdf") and len(name.encode()) <= MAX_NAME_BYTES
     assert name[:-4] == "é" * ((MAX_NAME_BYTES - 4) // 2)  # cut between characters, not inside one
 
 
+@pytest.mark.quick
 def test_uploads_stay_in_the_collection_folder(tmp_path):
     settings = Settings(RAG_DATA_DIR=tmp_path, _env_file=None)
     path = save_upload(settings, "docs", "../../../evil.txt", b"hello")
@@ -108,20 +102,15 @@ class FakeIngest:
         return future
 
 
-def _until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
-
+@pytest.mark.quick
 def test_jobs_run_one_at_a_time_with_live_snapshots(tmp_path):
     fake = FakeIngest()
     jobs = IngestJobs(fake)
     try:
         first = jobs.submit([Source(tmp_path / "a.pdf", "a.pdf"), Source(tmp_path / "bad.txt", "bad.txt")], "c1")
         second = jobs.submit([Source(tmp_path / "b.md", "b.md")], "c2")
-        _until(lambda: jobs.get(first).files[0].status == "indexing")  # the first progress report
+        until(lambda: jobs.get(first).files[0].status == "indexing")  # the first progress report
         view = jobs.get(first)
         assert view.state == "running"
         assert [f.status for f in view.files] == ["indexing", "waiting"] and view.label == "a.pdf and 1 more"
@@ -131,7 +120,7 @@ def test_jobs_run_one_at_a_time_with_live_snapshots(tmp_path):
         done = jobs.wait(first, 10)
         assert done.state == "done" and done.summary() == "1 indexed, 1 failed"
         assert done.files[1].error == "bad file" and not done.active
-        _until(lambda: len(fake.started) == 2)
+        until(lambda: len(fake.started) == 2)
         assert [v.collection for v in jobs.active()] == ["c2"] and jobs.busy("c1") == set()
         fake.release[1].set()
         assert jobs.wait(second, 10).summary() == "1 indexed"
@@ -143,13 +132,14 @@ def test_jobs_run_one_at_a_time_with_live_snapshots(tmp_path):
         jobs.close()
 
 
+@pytest.mark.quick
 def test_jobs_can_be_cancelled_and_failures_are_reported(tmp_path):
     fake = FakeIngest()
     jobs = IngestJobs(fake)
     try:
         running = jobs.submit([Source(tmp_path / "a.pdf", "a.pdf")], "c")
         queued = jobs.submit([Source(tmp_path / "b.pdf", "b.pdf")], "c")
-        _until(lambda: fake.started)
+        until(lambda: fake.started)
         assert jobs.cancel(queued) and jobs.get(queued).state == "cancelled"
         assert jobs.cancel(running)
         view = jobs.wait(running, 10)
@@ -174,150 +164,13 @@ def test_jobs_can_be_cancelled_and_failures_are_reported(tmp_path):
 
 # The app ---------------------------------------------------------------------------------------------
 
-
-def _app_environment(tmp_path_factory, start: bool = True, **env: str):
-    """A fresh data folder and environment for the app; yields the core the app will use.
-
-    The app caches its `Rag` and job registry for the process: they are dropped before (so the
-    app starts on this environment) and closed after. With `start=False` nothing is created
-    (for settings the core refuses) and None is yielded.
-    """
-    from pages import common
-
-    data = tmp_path_factory.mktemp("app-data")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RAG_LLM", "MILVUS_URI", "MILVUS_TOKEN", "RAG_COLLECTION"):
-            mp.delenv(name, raising=False)
-        mp.setenv("RAG_DATA_DIR", str(data))
-        mp.setenv("RAG_MAX_NEW_TOKENS", "48")
-        for name, value in env.items():
-            mp.setenv(name, value)
-        mp.chdir(tmp_path_factory.mktemp("cwd"))  # no stray `.env` from the working directory
-        st.cache_resource.clear()
-        if not start:
-            yield None
-            st.cache_resource.clear()
-            return
-        rag = common.get_rag()
-        try:
-            yield rag
-        finally:
-            common.get_jobs().close()
-            rag.close()
-            st.cache_resource.clear()
-
-
-# Settings and Milvus problems: one readable message, nothing else (these run before the app
-# tests below, which share one data folder for the module).
-
-
-def test_bad_settings_are_one_readable_message(tmp_path_factory):
-    for _ in _app_environment(tmp_path_factory, start=False, MILVUS_URI="vectors", RAG_TOP_K="0"):
-        at = new_app().run()
-        assert not at.exception
-        [error] = at.error
-        assert "The configuration is invalid" in error.value
-        assert "MILVUS_URI 'vectors': a Milvus Lite path must end in .db" in plain(error.value)
-        assert "RAG_TOP_K: Input should be greater than or equal to 1" in plain(error.value)
-        assert not at.title and not at.sidebar.children, "nothing else is shown"
-
-
-def test_an_unreachable_milvus_is_one_readable_message(tmp_path_factory):
-    port = _closed_port()
-    for _ in _app_environment(tmp_path_factory, MILVUS_URI=f"http://127.0.0.1:{port}"):
-        at = new_app().run()
-        assert not at.exception
-        [error] = at.error
-        assert f"cannot use Milvus server http://127.0.0.1:{port}" in plain(error.value) and "MILVUS_URI" in plain(error.value)
-        assert not at.title, "no page is drawn without Milvus"
-        assert "Milvus server" in at.sidebar.markdown[0].value, "the sidebar still says what the app uses"
-
-
-@pytest.fixture(scope="module")
-def app_rag(tmp_path_factory):
-    yield from _app_environment(tmp_path_factory)
-
-
-@pytest.fixture
-def indexed(app_rag, corpus) -> str:
-    """manual.pdf and report.docx in the default collection, as uploads (a no-op when they are)."""
-    sources = [Source(save_upload(app_rag.settings, "documents", n, corpus[n].read_bytes()), n) for n in ("manual.pdf", "report.docx")]
-    app_rag.ingest(sources, "documents")
-    return "documents"
-
-
-def new_app() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=TIMEOUT)
-
-
-def open_page(at: AppTest, page: str) -> AppTest:
-    """Go to a page as the navigation does (a run first: switch_page needs the registered pages)."""
-    return at.run().switch_page(f"pages/{page}.py").run()
-
-
-def upload(at: AppTest, files: dict[str, bytes]) -> str:
-    """Choose files in the uploader, submit, and wait for the background job to finish.
-
-    Returns what the page said right after the submit (messages shown once)."""
-    from pages import common
-
-    before = {j.id for j in common.get_jobs().jobs()}
-    at.file_uploader[0].set_value([(name, data, "application/octet-stream") for name, data in files.items()])
-    at.button(key="FormSubmitter:upload-Upload and index").click().run()
-    assert not at.exception, at.exception
-    said = plain(texts(at))
-    for job in common.get_jobs().jobs():
-        if job.id not in before:
-            common.get_jobs().wait(job.id, 120)
-    at.run()
-    return said
-
-
-def texts(at: AppTest) -> str:
-    """Everything written on the page, for `in` checks."""
-    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "text", "title") for e in getattr(at, kind)]
-    parts += [e.label for e in at.expander]
-    return "\n".join(str(p) for p in parts)
-
-
-def plain(text: str) -> str:
-    """Text as shown: the app backslash-escapes markdown in names and messages."""
-    return text.replace("\\", "")
-
-
-def library_frame(at: AppTest):
-    frames = at.dataframe
-    assert frames, "the library table is shown"
-    value = frames[-1].value  # after any large job's file table
-    return value.data if hasattr(value, "data") else value  # a Styler, or a DataFrame
-
-
-def test_a_fresh_data_folder_leads_to_the_documents_page(app_rag):
-    at = new_app().run()
-    assert not at.exception
-    assert at.title[0].value.endswith("Documents")
-    assert any("Start here" in i.value for i in at.info)
-    sidebar = "\n".join(m.value for m in at.sidebar.markdown)
-    assert "Milvus Lite file" in sidebar and "all\\-MiniLM\\-L6\\-v2" in sidebar
-    assert "**Answers**  \nquotes from your documents \\(no LLM\\)" in sidebar, "the sidebar says which mode answers"
-    assert any("OPENAI_API_KEY" in i.value for i in at.sidebar.info), "the note says how to configure an LLM"
-    assert at.selectbox(key="collection").value == "documents"
-    uploader = at.file_uploader[0]
-    assert uploader.accept_multiple_files and {".pdf", ".docx", ".md"} <= set(uploader.allowed_type)
-    assert "200 MB" in at.caption[0].value
-
-    open_page(at, "chat")
-    assert not at.exception
-    assert any("no documents" in i.value for i in at.info)
-    link = at.get("page_link")[0].proto
-    assert "Documents" in link.label
-    assert at._registered_pages[link.page_script_hash]["url_pathname"] == "documents"
-    assert at.chat_input[0].proto.disabled
+# Each test below makes what it relies on: the indexed documents (`app_indexed`), or a collection
+# of its own for what it uploads and counts. The app's start-up is in test_app_start.py.
 
 
 def test_upload_indexes_in_the_background_and_fills_the_library(app_rag, corpus, tmp_path):
     bad = make_bad_files(tmp_path)
-    at = new_app().run()
+    at = new_app(collection="first_upload").run()  # an empty collection: the root URL opens Documents
     upload(at, {"manual.pdf": corpus["manual.pdf"].read_bytes(), "report.docx": corpus["report.docx"].read_bytes(),
                 "encrypted.pdf": bad["encrypted.pdf"].read_bytes()})
     assert not at.exception
@@ -331,29 +184,24 @@ def test_upload_indexes_in_the_background_and_fills_the_library(app_rag, corpus,
     assert rows["manual.pdf"]["Chunks"] >= 1 and rows["manual.pdf"]["Size"] == corpus["manual.pdf"].stat().st_size
     assert rows["encrypted.pdf"]["Status"] == "failed" and "password" in rows["encrypted.pdf"]["Note"]
     assert {m.label: m.value for m in at.metric}["Documents"] == "2"
-    assert find_upload(app_rag.settings, "documents", "manual.pdf") is not None, "uploads are kept for re-indexing"
+    assert find_upload(app_rag.settings, "first_upload", "manual.pdf") is not None, "uploads are kept for re-indexing"
 
     # The same file again is recognised, not duplicated.
-    chunks = app_rag.count_chunks("documents", "manual.pdf")
+    chunks = app_rag.count_chunks("first_upload", "manual.pdf")
     upload(at, {"manual.pdf": corpus["manual.pdf"].read_bytes()})
     assert "manual.pdf: 1 already in the collection" in plain(texts(at))
-    assert app_rag.count_chunks("documents", "manual.pdf") == chunks
+    assert app_rag.count_chunks("first_upload", "manual.pdf") == chunks
 
 
 def test_a_large_upload_lists_its_files_in_a_table(app_rag):
-    at = open_page(new_app(), "documents")
+    at = open_page(new_app(collection="memos"), "documents")  # its own collection: only its own job is listed
     upload(at, {f"memo{i:02d}.txt": f"Memo {i}: the meeting room {i} has {i + 3} chairs.".encode() for i in range(14)})
     assert "14 indexed" in plain(texts(at))
     job_files = at.dataframe[0].value
     assert list(job_files["File"]) == [f"memo{i:02d}.txt" for i in range(14)] and set(job_files["Status"]) == {"indexed"}
-    for i in range(14):
-        app_rag.delete(f"memo{i:02d}.txt", "documents")
-    from pages import common
-
-    common.get_jobs().clear_finished()
 
 
-def test_chat_retrieval_only_cites_file_and_page(indexed):
+def test_chat_retrieval_only_cites_file_and_page(app_indexed):
     at = open_page(new_app(), "chat")
     at.toggle(key="retrieve_only").set_value(True).run()
     at.chat_input[0].set_value(PUMP).run()
@@ -377,7 +225,7 @@ def test_chat_retrieval_only_cites_file_and_page(indexed):
     assert sum("Settings changed" in c.value for c in at.caption) == 1
 
 
-def test_chat_quotes_the_documents_and_keeps_history(indexed):
+def test_chat_quotes_the_documents_and_keeps_history(app_indexed):
     at = open_page(new_app(), "chat")
     at.chat_input[0].set_value(PUMP).run()
     assert not at.exception and not at.error and not at.warning
@@ -393,7 +241,7 @@ def test_chat_quotes_the_documents_and_keeps_history(indexed):
     conversation = at.session_state["chats"]["documents"]
     assert [role for role, _ in conversation.session.history] == ["user", "assistant", "user", "assistant"]
 
-    at.button[[b.label for b in at.button].index("New chat")].click().run()
+    button(at, "New chat").click().run()
     assert len(at.chat_message) == 0 and at.session_state["chats"]["documents"].session.history == []
     assert any(PUMP in str(link.proto) for link in at.get("page_link")), "the old one stays listed"
 
@@ -402,7 +250,7 @@ def test_chat_quotes_the_documents_and_keeps_history(indexed):
     ("   \n\t ", "The question is empty: type a question. Nothing was asked."),
     ("x" * 4001, "The question is 4,001 characters long; the limit is 4,000. Nothing was asked."),
 ])
-def test_questions_the_core_refuses_stay_out_of_the_history(indexed, question, said):
+def test_questions_the_core_refuses_stay_out_of_the_history(app_indexed, question, said):
     at = open_page(new_app(), "chat")
     at.toggle(key="retrieve_only").set_value(True).run()
     at.chat_input[0].set_value(question).run()
@@ -416,7 +264,7 @@ def test_questions_the_core_refuses_stay_out_of_the_history(indexed, question, s
     assert [m.name for m in at.chat_message] == ["user", "assistant"] and not at.warning
 
 
-def test_questions_are_shown_as_typed(indexed):
+def test_questions_are_shown_as_typed(app_indexed):
     at = open_page(new_app(), "chat")
     at.toggle(key="retrieve_only").set_value(True).run()
     typed = "What is **the** `budget`?\n[link](javascript:alert(1)) <b>x</b> & $5"
@@ -426,7 +274,7 @@ def test_questions_are_shown_as_typed(indexed):
     assert not at.chat_message[0].markdown, "never parsed as markdown"
 
 
-def test_a_source_opens_in_its_document(app_rag, indexed):
+def test_a_source_opens_in_its_document(app_rag, app_indexed):
     """The cited PDF page drawn with the passage marked, its neighbours, the original to download;
     a Word passage in its surrounding lines; a damaged original says so and the answer stays."""
     at = open_page(new_app(), "chat")
@@ -459,7 +307,7 @@ def test_a_source_opens_in_its_document(app_rag, indexed):
         upload_copy.write_bytes(saved)
 
 
-def test_a_question_the_documents_do_not_answer_is_declined_on_the_page(indexed):
+def test_a_question_the_documents_do_not_answer_is_declined_on_the_page(app_indexed):
     at = open_page(new_app(), "chat")
     at.chat_input[0].set_value("What is the population of Tokyo?").run()
     answer = at.chat_message[-1]
@@ -482,6 +330,7 @@ def test_document_text_is_shown_as_text(app_rag, tmp_path):
     assert "<script>" not in shown.proto.body and not passage.markdown, "document text is escaped, never markdown"
 
 
+@pytest.mark.quick
 def test_answer_markup_is_escaped():
     from pages.formatting import escape_markdown, safe_markdown
 
@@ -490,10 +339,10 @@ def test_answer_markup_is_escaped():
     assert escape_markdown("*a*_b_[c](d).md") == r"\*a\*\_b\_\[c\]\(d\)\.md"
 
 
-def test_reindex_and_delete_from_the_library(app_rag, indexed):
+def test_reindex_and_delete_from_the_library(app_rag, app_indexed):
     at = open_page(new_app(), "documents")
     at.multiselect(key="selected_docs").set_value(["report.docx"]).run()
-    at.button[[b.label for b in at.button].index("Re-index")].click().run()
+    button(at, "Re-index").click().run()
     assert not at.exception
     assert any("Re-indexing 1 document" in m.value for m in at.success)
     from pages import common
@@ -580,8 +429,9 @@ def test_every_awkward_upload_gets_its_own_outcome_and_nothing_leaves_the_data_f
 
     data = app_rag.settings.data_dir.resolve()
     saved = {p for p in data.rglob("*") if p.is_file()}
-    assert all(p.is_relative_to(data / "uploads" / "documents") or p.is_relative_to(data / "milvus.db") or
-               p.parent == data for p in saved)
+    assert all(p.is_relative_to(data / "uploads") or p.is_relative_to(data / "milvus.db") or p.parent == data
+               for p in saved), "uploads stay in their collections' folders"
+    assert (data / "uploads" / "documents" / "escape.md").is_file()
     assert not any((folder / "escape.md").exists() for folder in (data, data.parent, data.parent.parent))
 
 
@@ -612,17 +462,11 @@ def test_without_a_password_set_the_app_is_open(app_rag):
 # An LLM that cannot be reached ----------------------------------------------------------------------
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def broken_llm_rag(tmp_path_factory, corpus, app_rag):
     # Depends on app_rag so its module-wide environment is torn down after this one.
-    env = {"RAG_LLM": "openai", "OPENAI_BASE_URL": f"http://127.0.0.1:{_closed_port()}/v1", "RAG_LLM_TIMEOUT": "5"}
-    for rag in _app_environment(tmp_path_factory, **env):
+    env = {"RAG_LLM": "openai", "OPENAI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1", "RAG_LLM_TIMEOUT": "5"}
+    for rag in app_environment(tmp_path_factory, **env):
         rag.ingest([corpus["manual.pdf"]], "documents")
         yield rag
 
@@ -646,8 +490,8 @@ KEY = "sk-key-6c2b9f"
 
 @pytest.fixture(scope="module")
 def locked_app(tmp_path_factory):
-    yield from _app_environment(tmp_path_factory, RAG_APP_PASSWORD=SECRET, MILVUS_TOKEN=TOKEN, OPENAI_API_KEY=KEY,
-                                OPENAI_BASE_URL=f"http://127.0.0.1:{_closed_port()}/v1")
+    yield from app_environment(tmp_path_factory, RAG_APP_PASSWORD=SECRET, MILVUS_TOKEN=TOKEN, OPENAI_API_KEY=KEY,
+                                OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1")
 
 
 def test_with_a_password_nothing_is_shown_before_it_is_given(locked_app):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -29,7 +28,7 @@ from rag.config import Settings
 from rag.errors import ConfigError
 from rag.loop import shared_loop
 from rag.store import LITE_GRPC_OPTIONS
-from tests.conftest import ROOT
+from tests.helpers import ROOT, clean_environ, free_port
 from tests.milvus_fixtures import milvus_server  # noqa: F401  (fixture)
 
 SMALL = dict(counts=(5, 20), search_rows=100, overhead_calls=10, batch_size=8)
@@ -39,6 +38,7 @@ ADD_MODES = ("sync", "async", "batch", "async-batch")
 # Pure parts --------------------------------------------------------------------------------------
 
 
+@pytest.mark.quick
 def test_percentiles_match_numpy():
     import numpy as np
 
@@ -48,6 +48,7 @@ def test_percentiles_match_numpy():
     assert percentile([], 50) == 0.0 and percentile([2.0], 99) == 2.0
 
 
+@pytest.mark.quick
 def test_records_tables_and_summaries():
     common = dict(backend="Milvus server v2.3.5", consistency="Strong", batch_size=1)
     sync = build_record("search", "sync", 100, 20.0, [0.2] * 100, concurrency=1, **common)
@@ -80,6 +81,7 @@ def test_records_tables_and_summaries():
     assert format_row(fast).split()[:3] == ["search", "async", "100"]
 
 
+@pytest.mark.quick
 def test_nodes_are_the_tutorials():
     nodes = produce_nodes(3)
     assert [n.text for n in nodes] == ["n0_text", "n1_text", "n2_text"]
@@ -88,6 +90,7 @@ def test_nodes_are_the_tutorials():
     assert nodes[1].ref_doc_id == "n2"  # the SOURCE relationship
 
 
+@pytest.mark.quick
 def test_option_parsing_and_errors():
     options = options_from_args("10, 100,1000", ["strong", "Bounded,session"], "0", "250")
     assert options.counts == (10, 100, 1000) and options.consistency == ("Strong", "Bounded", "Session")
@@ -219,8 +222,6 @@ async def _answer() -> int:
 
 def test_a_server_that_is_down_is_a_clear_error(tmp_path):
     from rag.errors import StoreUnavailable
-    from rag.milvus_server import free_port
-
     port = free_port()  # nothing listens there
     settings = Settings(_env_file=None, RAG_DATA_DIR=tmp_path, MILVUS_URI=f"http://127.0.0.1:{port}")
     with pytest.raises(StoreUnavailable, match=f"cannot use Milvus server http://127.0.0.1:{port}: .*Check that Milvus"):
@@ -231,10 +232,8 @@ def test_a_server_that_is_down_is_a_clear_error(tmp_path):
 
 
 def _cli(*args: str, data) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MILVUS_", "RAG_", "OPENAI_"))}
-    environ["RAG_DATA_DIR"] = str(data)
     return subprocess.run(
-        [sys.executable, "-m", "rag", "bench", *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "rag", "bench", *args], cwd=ROOT, env=clean_environ(RAG_DATA_DIR=str(data)), capture_output=True, text=True, timeout=300
     )
 
 

@@ -16,14 +16,9 @@ import pytest
 
 from rag import bench_charts, bench_engine, bench_options, bench_report
 from rag.errors import StoreUnavailable
-from tests.test_app import _app_environment, new_app, open_page, plain, texts
+from tests.helpers import new_app, open_page, plain, texts
 
 RUN_KEY = "bench_run"
-
-
-@pytest.fixture(scope="module")
-def bench_rag(tmp_path_factory):
-    yield from _app_environment(tmp_path_factory)
 
 
 def _page():
@@ -67,6 +62,7 @@ RECORDS = [
 ]
 
 
+@pytest.mark.quick
 def test_helpers_for_the_page():
     rec, fast = _record("add", "sync", 10, 2.0), _record("add", "async", 10, 0.5)
     rows = list(csv.DictReader(io.StringIO(bench_report.records_csv([rec, fast]))))
@@ -75,6 +71,7 @@ def test_helpers_for_the_page():
     assert bench_options.planned_measurements(bench_options.BenchOptions(counts=(3, 5), operations=("add", "search"))) == 12
 
 
+@pytest.mark.quick
 def test_chart_rows_carry_panels_groups_and_labels():
     rec, fast = _record("add", "sync", 10, 2.0), _record("add", "async", 10, 0.5)
     assert bench_charts.speedup_rows([rec, fast], tutorial=False) == [
@@ -97,7 +94,7 @@ def test_chart_rows_carry_panels_groups_and_labels():
     assert bench_charts.linear_domain([0.8], floor=1) == [0.0, 1.25]
 
 
-def test_the_page_shows_controls_and_the_lite_note(bench_rag):
+def test_the_page_shows_controls_and_the_lite_note(app_rag):
     at = _page()
     assert at.title[0].value.endswith("Benchmark")
     assert at.text_input(key="bench_counts").value == "10, 100, 1000"
@@ -115,7 +112,7 @@ def test_the_page_shows_controls_and_the_lite_note(bench_rag):
     ("counts", "message"),
     [("", "Counts needs at least one count"), ("10, ten", "Counts: 'ten' is not a whole number"), ("0", "Counts: 0 is out of range (1 to 100,000)")],
 )
-def test_bad_counts_are_a_clear_error(bench_rag, counts, message):
+def test_bad_counts_are_a_clear_error(app_rag, counts, message):
     at = _configure(_page(), counts=counts)
     at.button(key="bench_run_button").click().run()
     assert not at.exception
@@ -123,8 +120,8 @@ def test_bad_counts_are_a_clear_error(bench_rag, counts, message):
     assert RUN_KEY not in at.session_state
 
 
-def test_a_tiny_run_fills_the_table_charts_and_downloads(bench_rag):
-    rag = bench_rag
+def test_a_tiny_run_fills_the_table_charts_and_downloads(app_rag):
+    rag = app_rag
     rag.create_collection("mine")
     before = sorted(c.name for c in rag.collections())
     at = _configure(_page(), series=("add", "batched", "search", "overhead"))
@@ -150,7 +147,7 @@ def test_a_tiny_run_fills_the_table_charts_and_downloads(bench_rag):
     assert not [n for n in names if n.startswith(bench_engine.PREFIX)], names
 
 
-def test_the_stop_button_stops_a_run(bench_rag):
+def test_the_stop_button_stops_a_run(app_rag):
     at = _configure(_page(), counts="5000", series=("add",))
     at.button(key="bench_run_button").click().run()
     assert not at.exception, at.exception
@@ -188,7 +185,7 @@ def _layers(spec):
     return {panel["title"]: {layer["mark"]["type"]: layer for layer in panel["layer"]} for panel in spec["concat"]}
 
 
-def test_every_chart_labels_its_bars_and_keeps_magnitudes_apart(bench_rag):
+def test_every_chart_labels_its_bars_and_keeps_magnitudes_apart(app_rag):
     at = _page()
     at.session_state[RUN_KEY] = EndedRun(RECORDS)
     at.run()
@@ -227,7 +224,7 @@ def test_every_chart_labels_its_bars_and_keeps_magnitudes_apart(bench_rag):
         (ValueError("boom"), "The benchmark failed (ValueError: boom)"),
     ],
 )
-def test_a_failed_run_is_a_readable_message(bench_rag, error, message):
+def test_a_failed_run_is_a_readable_message(app_rag, error, message):
     at = _page()
     at.session_state[RUN_KEY] = EndedRun(error=error)
     at.run()

@@ -11,11 +11,9 @@ chats; both keep working, and each sees only its own conversation.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,22 +26,16 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.docs import make_corpus, make_pdf
+from tests.helpers import ROOT, clean_environ, free_port
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 PUMP = "At what pressure does the Zephyr pump operate?"
 STARTUP_SECONDS = 120
 LONG = 120_000  # ms: indexing and answers on 2 cores, with the models loading on first use
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
@@ -66,10 +58,9 @@ def running_app(data: Path, **env: str) -> Iterator[tuple[str, Path]]:
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium): browser tests skipped")
     log = data / "streamlit.log"
-    port = _free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MILVUS_", "RAG_"))}
+    port = free_port()
     # As a user sets it: a Milvus Lite path in the environment (pymilvus reads MILVUS_URI too).
-    environ.update(RAG_DATA_DIR=str(data), MILVUS_URI=str(data / "app.db"), PYTHONUNBUFFERED="1", **env)
+    environ = clean_environ(RAG_DATA_DIR=str(data), MILVUS_URI=str(data / "app.db"), PYTHONUNBUFFERED="1", **env)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",

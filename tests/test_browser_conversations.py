@@ -6,7 +6,6 @@ app is started on them; at the end it is stopped and started again on the same f
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -16,7 +15,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.docs import make_corpus
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, LONG, PUMP, ROOT, _ask, _settle, running_app
+from tests.helpers import ROOT, clean_environ
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, LONG, PUMP, _ask, _settle, running_app
 
 pytestmark = pytest.mark.browser
 
@@ -24,8 +24,7 @@ BUDGET = "What is the Aurora project budget?"
 
 
 def _ingest(data: Path, *files: Path) -> None:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MILVUS_", "RAG_"))}
-    environ.update(RAG_DATA_DIR=str(data), MILVUS_URI=str(data / "app.db"))
+    environ = clean_environ(RAG_DATA_DIR=str(data), MILVUS_URI=str(data / "app.db"))
     result = subprocess.run([sys.executable, "-m", "rag", "ingest", *map(str, files)], cwd=ROOT, env=environ,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr

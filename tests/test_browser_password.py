@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, _settle, running_app
+from tests.helpers import ROOT
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, _settle, running_app
 
 pytestmark = pytest.mark.browser
 

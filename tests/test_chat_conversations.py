@@ -7,14 +7,9 @@ from pymilvus import DataType, MilvusClient
 from streamlit.testing.v1 import AppTest
 
 from rag.conversations import CONVERSATIONS, SavedTurn
-from tests.test_app import PUMP, _app_environment, indexed, new_app, open_page, plain, texts  # noqa: F401
+from tests.helpers import PUMP, button, new_app, open_page, plain
 
 BUDGET = "What is the Aurora project budget?"
-
-
-@pytest.fixture(scope="module")
-def app_rag(tmp_path_factory):
-    yield from _app_environment(tmp_path_factory)
 
 
 def open_chat(**params: str) -> AppTest:
@@ -38,7 +33,7 @@ def current(at: AppTest):
     return at.session_state["chats"]["documents"]
 
 
-def test_the_address_names_the_conversation_and_reopens_it_with_its_sources(app_rag, indexed):
+def test_the_address_names_the_conversation_and_reopens_it_with_its_sources(app_rag, app_indexed):
     at = ask(open_chat(), PUMP)
     conv = current(at)
     assert at.query_params["c"] == conv.id and at.query_params["collection"] == "documents"
@@ -55,7 +50,7 @@ def test_the_address_names_the_conversation_and_reopens_it_with_its_sources(app_
 
 
 @pytest.mark.parametrize("bad", ["0" * 32, "x'); drop", "../../etc/passwd"])
-def test_an_unknown_or_tampered_id_says_so_and_opens_a_new_chat(app_rag, indexed, bad):
+def test_an_unknown_or_tampered_id_says_so_and_opens_a_new_chat(app_rag, app_indexed, bad):
     at = open_chat(c=bad, collection="documents")
     assert any("A new chat is open" in plain(w.value) for w in at.warning)
     assert not at.chat_message and "c" not in at.query_params
@@ -63,10 +58,10 @@ def test_an_unknown_or_tampered_id_says_so_and_opens_a_new_chat(app_rag, indexed
     assert at.chat_message[-1].name == "assistant" and at.query_params["c"] == current(at).id
 
 
-def test_new_chat_keeps_the_old_one_listed_and_it_reopens(app_rag, indexed):
+def test_new_chat_keeps_the_old_one_listed_and_it_reopens(app_rag, app_indexed):
     at = ask(open_chat(), BUDGET)
     old = current(at).id
-    at.button[[b.label for b in at.button].index("New chat")].click().run()
+    button(at, "New chat").click().run()
     assert not at.chat_message and "c" not in at.query_params
     [link] = [link for link in at.get("page_link") if f"c={old}" in link.proto.page or old in str(link.proto)]
     assert plain(link.proto.label).startswith(BUDGET)
@@ -76,21 +71,21 @@ def test_new_chat_keeps_the_old_one_listed_and_it_reopens(app_rag, indexed):
     assert plain(at.chat_message[1].expander[0].label).startswith("[1] report.docx")
 
 
-def test_rename_and_delete_with_a_confirmation(app_rag, indexed):
+def test_rename_and_delete_with_a_confirmation(app_rag, app_indexed):
     at = ask(open_chat(), BUDGET)
     conv_id = current(at).id
     at.text_input(key="conversation_title").set_value("Budget questions").run()
     assert app_rag.conversation(conv_id).info.title == "Budget questions"
-    at.button[[b.label for b in at.button].index("Delete this conversation")].click().run()
+    button(at, "Delete this conversation").click().run()
     assert app_rag.conversation(conv_id), "nothing is deleted before the confirmation"
     at.button(key="delete_cancelled").click().run()
-    at.button[[b.label for b in at.button].index("Delete this conversation")].click().run()
+    button(at, "Delete this conversation").click().run()
     at.button(key="delete_confirmed").click().run()
     assert conv_id not in [c.id for c in app_rag.conversations("documents")]
     assert not at.chat_message and current(at).id != conv_id
 
 
-def test_feedback_is_stored_with_the_answer(app_rag, indexed):
+def test_feedback_is_stored_with_the_answer(app_rag, app_indexed):
     at = ask(open_chat(), PUMP)
     conv = current(at)
     key = f"{conv.turns[1].id}-feedback"
@@ -103,13 +98,13 @@ def test_feedback_is_stored_with_the_answer(app_rag, indexed):
     assert reopened.feedback(key=f"{current(reopened).turns[1].id}-feedback-score").value == 0
 
 
-def test_downloads_offer_markdown_and_json(app_rag, indexed):
+def test_downloads_offer_markdown_and_json(app_rag, app_indexed):
     at = ask(open_chat(), PUMP)
     labels = [b.label for b in at.get("download_button")]
     assert "Markdown" in labels and "JSON" in labels
 
 
-def test_an_unavailable_store_loses_nothing(app_rag, indexed):
+def test_an_unavailable_store_loses_nothing(app_rag, app_indexed):
     at = ask(open_chat(), PUMP)
     conv_id = current(at).id
     client = app_rag._store.client
@@ -130,7 +125,7 @@ def test_an_unavailable_store_loses_nothing(app_rag, indexed):
     assert [t.question for t in saved.turns][-1] == "And how often must its seals be replaced?"
 
 
-def test_a_conversation_of_a_deleted_collection_opens_read_only(app_rag, indexed):
+def test_a_conversation_of_a_deleted_collection_opens_read_only(app_rag, app_indexed):
     app_rag.create_collection("gone")
     info = app_rag.new_conversation("gone")
     app_rag.save_turn(info, SavedTurn(question="What was in it?", answer="Something [1]."))
@@ -138,12 +133,12 @@ def test_a_conversation_of_a_deleted_collection_opens_read_only(app_rag, indexed
     at = open_chat(c=info.id, collection="gone")
     assert any("no longer exists" in plain(i.value) for i in at.info)
     assert [m.name for m in at.chat_message] == ["user", "assistant"] and at.chat_input[0].disabled
-    at.button[[b.label for b in at.button].index("New chat")].click().run()
+    button(at, "New chat").click().run()
     assert not at.chat_input[0].disabled and not at.chat_message
     assert app_rag.conversation(info.id).turns[0].answer == "Something [1]."
 
 
-def test_the_address_comes_back_after_a_visit_to_another_page(app_rag, indexed):
+def test_the_address_comes_back_after_a_visit_to_another_page(app_rag, app_indexed):
     at = ask(open_chat(), PUMP)
     conv_id = current(at).id
     at.switch_page("pages/documents.py").run()

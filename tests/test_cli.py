@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT, clean_environ
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +16,9 @@ def cli(tmp_path_factory):
     data = tmp_path_factory.mktemp("cli-data")
 
     def run(*args: str, **env: str) -> subprocess.CompletedProcess:
-        environ = {k: v for k, v in os.environ.items() if not k.startswith(("MILVUS_", "RAG_", "OPENAI_"))}
-        environ.update({"RAG_DATA_DIR": str(data), **env})
         return subprocess.run(
-            [sys.executable, "-m", "rag", *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=300
+            [sys.executable, "-m", "rag", *args], cwd=ROOT, env=clean_environ(**{"RAG_DATA_DIR": str(data), **env}),
+            capture_output=True, text=True, timeout=300
         )
 
     return run

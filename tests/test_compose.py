@@ -7,7 +7,9 @@ import re
 import pytest
 
 from rag.config import Settings
-from tests.conftest import ROOT
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.quick  # pure: no model, no Milvus
 
 yaml = pytest.importorskip("yaml", reason="PyYAML reads docker-compose.yml (requirements-dev.txt)")
 

@@ -7,6 +7,8 @@ from pydantic import ValidationError
 
 from rag.config import LLMMode, Settings
 
+pytestmark = pytest.mark.quick  # pure: no model, no Milvus
+
 
 def make(**env) -> Settings:
     return Settings(_env_file=None, **env)

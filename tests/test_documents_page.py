@@ -25,7 +25,7 @@ from rag.jobs import JobView
 from rag.loop import shared_loop
 from rag.readers import FILE_TYPES, READERS, SUPPORTED_EXTENSIONS, SUPPORTED_TYPES
 from rag.uploads import save_upload
-from tests.test_app import _app_environment, _until, new_app, open_page, plain, texts, upload
+from tests.helpers import button, new_app, open_page, plain, texts, until, upload
 
 CORPUS = ("manual.pdf", "report.docx", "notes.md")
 
@@ -41,6 +41,7 @@ def _job(**fields) -> JobView:
     return JobView(**{**base, **fields})
 
 
+@pytest.mark.quick
 def test_time_left_waits_for_enough_work_and_time():
     assert IngestProgress(files_total=16, bytes_total=1000, bytes_done=50, elapsed=60).eta_seconds is None  # 5 %
     assert IngestProgress(files_total=16, bytes_total=1000, bytes_done=500, elapsed=ETA_MIN_SECONDS - 1).eta_seconds is None
@@ -48,6 +49,7 @@ def test_time_left_waits_for_enough_work_and_time():
     assert IngestProgress(files_total=4, files_done=1).fraction == 0.25, "no sizes known: by files"
 
 
+@pytest.mark.quick
 def test_elapsed_counts_from_the_job_start_at_render_time():
     job = _job(progress=IngestProgress(files_total=4, elapsed=0.0))  # no report since the start
     assert job.elapsed(now=125.0) == 15.0 and job.elapsed(now=126.0) == 16.0
@@ -55,6 +57,7 @@ def test_elapsed_counts_from_the_job_start_at_render_time():
     assert _job(state="done", finished_at=150.0).elapsed(now=999.0) == 40.0
 
 
+@pytest.mark.quick
 def test_time_left_counts_down_between_reports():
     half = IngestProgress(files_total=4, bytes_total=100, bytes_done=50, elapsed=30.0)  # 30 s left when reported
     job = _job(progress=half, updated_at=140.0)
@@ -63,6 +66,7 @@ def test_time_left_counts_down_between_reports():
     assert _job(progress=half, state="done", updated_at=140.0).eta(now=140.0) is None
 
 
+@pytest.mark.quick
 def test_supported_types_are_one_list():
     assert set(READERS) == set(SUPPORTED_EXTENSIONS) == {e for t in FILE_TYPES for e in t.extensions}
     assert SUPPORTED_TYPES == "PDF, Word (.docx), Markdown, plain text, HTML, CSV, JSON and RTF"
@@ -71,11 +75,6 @@ def test_supported_types_are_one_list():
 
 
 # The real pipeline and the page ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def app_rag(tmp_path_factory):
-    yield from _app_environment(tmp_path_factory)
 
 
 def test_the_pipeline_reports_measured_figures(app_rag, corpus):
@@ -124,14 +123,15 @@ def _progress_text(at: AppTest, sidebar: bool = False) -> str:
 def test_a_running_job_shows_measured_figures_and_a_ticking_clock(app_rag, corpus):
     from pages import common
 
-    at = open_page(new_app(), "documents")  # connected (and recovered) before the lock is held
+    # A collection of its own: the files are new there, so the job has all of them to write.
+    at = open_page(new_app(collection="held_job"), "documents")  # connected (and recovered) before the lock is held
     jobs = common.get_jobs()
-    sources = [Source(save_upload(app_rag.settings, "documents", n, corpus[n].read_bytes()), n) for n in CORPUS]
+    sources = [Source(save_upload(app_rag.settings, "held_job", n, corpus[n].read_bytes()), n) for n in CORPUS]
     with catalog_held():
-        job_id = jobs.submit(sources, "documents")
-        _until(lambda: jobs.get(job_id).progress.current == CORPUS[-1], 120)  # its last report until the lock goes
+        job_id = jobs.submit(sources, "held_job")
+        until(lambda: jobs.get(job_id).progress.current == CORPUS[-1], 120)  # its last report until the lock goes
         last_report = jobs.get(job_id)
-        _until(lambda: time.time() - last_report.updated_at >= 2, 30)
+        until(lambda: time.time() - last_report.updated_at >= 2, 30)
         at.run()
         assert not at.exception
         view = jobs.get(job_id)
@@ -154,14 +154,14 @@ def test_a_running_job_shows_measured_figures_and_a_ticking_clock(app_rag, corpu
 def test_files_not_done_have_no_chunk_count_rather_than_none(app_rag):
     from pages import common
 
-    at = open_page(new_app(), "documents")
+    at = open_page(new_app(collection="held_memos"), "documents")
     jobs = common.get_jobs()
     names = [f"memo{i:02d}.txt" for i in range(14)]
-    sources = [Source(save_upload(app_rag.settings, "documents", n, f"Memo {n}: room {i}.".encode()), n)
+    sources = [Source(save_upload(app_rag.settings, "held_memos", n, f"Memo {n}: room {i}.".encode()), n)
                for i, n in enumerate(names)]
     with catalog_held():
-        job_id = jobs.submit(sources, "documents")
-        _until(lambda: jobs.get(job_id).files[0].status == "indexing", 120)
+        job_id = jobs.submit(sources, "held_memos")
+        until(lambda: jobs.get(job_id).files[0].status == "indexing", 120)
         at.run()
         table = at.dataframe[0]
         assert list(table.value["File"]) == names and table.value["Chunks"].isna().all()
@@ -169,8 +169,6 @@ def test_files_not_done_have_no_chunk_count_rather_than_none(app_rag):
     jobs.wait(job_id, 120)
     at.run()
     assert list(at.dataframe[0].value["Chunks"]) == [1] * 14
-    for name in names:
-        app_rag.delete(name, "documents")
     jobs.clear_finished()
 
 
@@ -178,11 +176,7 @@ def _selection_is_cleared(at: AppTest) -> None:
     """Empty on the server *and* sent to the browser, which otherwise keeps its own copy."""
     selection = at.multiselect(key="selected_docs")
     assert selection.value == [] and selection.proto.set_value and list(selection.proto.raw_values) == []
-    assert _button(at, "Re-index").disabled
-
-
-def _button(at: AppTest, label: str):
-    return at.button[[b.label for b in at.button].index(label)]
+    assert button(at, "Re-index").disabled
 
 
 def test_the_selection_is_empty_and_usable_after_a_reindex_or_delete(app_rag, corpus):
@@ -191,8 +185,8 @@ def test_the_selection_is_empty_and_usable_after_a_reindex_or_delete(app_rag, co
     at = open_page(new_app(), "documents")
     upload(at, {n: corpus[n].read_bytes() for n in CORPUS[:2]})
     at.multiselect(key="selected_docs").set_value(["report.docx"]).run()
-    assert not _button(at, "Re-index").disabled
-    _button(at, "Re-index").click().run()
+    assert not button(at, "Re-index").disabled
+    button(at, "Re-index").click().run()
     assert any("Re-indexing 1 document" in s.value for s in at.success)
     _selection_is_cleared(at)
     for job in common.get_jobs().active("documents"):
@@ -205,7 +199,7 @@ def test_the_selection_is_empty_and_usable_after_a_reindex_or_delete(app_rag, co
     _selection_is_cleared(at)
     assert "manual.pdf" not in at.multiselect(key="selected_docs").options
     at.multiselect(key="selected_docs").set_value(["report.docx"]).run()
-    assert not _button(at, "Re-index").disabled, "the emptied selection takes a new choice"
+    assert not button(at, "Re-index").disabled, "the emptied selection takes a new choice"
 
 
 def test_the_page_names_the_supported_types_as_the_core_does(app_rag):

@@ -32,6 +32,7 @@ def _cite(file: str, page: int | None, text: str) -> Citation:
 # Parsing and scoring (pure) -------------------------------------------------------------------
 
 
+@pytest.mark.quick
 def test_json_and_csv_question_files_parse_alike():
     as_json = parse_questions(json.dumps([
         {"question": "pump pressure?", "file": "manual.pdf", "page": 2, "evidence": "42 bar"},
@@ -44,6 +45,7 @@ def test_json_and_csv_question_files_parse_alike():
     ]
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("text, message", [
     ("", "the file is empty"),
     ("[unterminated", "not valid JSON"),
@@ -60,6 +62,7 @@ def test_malformed_question_files_say_what_is_wrong(text, message):
         parse_questions(text, "q.json")
 
 
+@pytest.mark.quick
 def test_a_hit_needs_the_file_the_page_and_the_evidence():
     q = Question("pressure", "manual.pdf", 2, "42  BAR")
     ranked = [
@@ -73,6 +76,7 @@ def test_a_hit_needs_the_file_the_page_and_the_evidence():
     assert rank_of(Question("pressure", "notes.md"), ranked) is None
 
 
+@pytest.mark.quick
 def test_figures_and_per_file_reports():
     outcomes = [Outcome(Question("a", "x.pdf"), 1), Outcome(Question("b", "x.pdf"), 3),
                 Outcome(Question("c", "y.md"), None), Outcome(Question("d", "y.md"), 8)]
@@ -90,6 +94,7 @@ def test_figures_and_per_file_reports():
     assert rows_to_csv(rows).splitlines()[0] == "mode,top_k,questions,hit@1,hit@3,hit@k,mrr"
 
 
+@pytest.mark.quick
 def test_unknown_files_are_named():
     with pytest.raises(QuestionFileError, match="does not hold: ghost.pdf"):
         check_files([Question("q", "manual.pdf"), Question("q", "ghost.pdf")], ["manual.pdf"], "docs")

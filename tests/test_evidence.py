@@ -13,6 +13,8 @@ from rag.source_view import SourceUnavailable, locate, render_pdf_page, text_con
 from rag.store import DocumentRecord
 from tests.docs import FACTS, make_pdf
 
+pytestmark = pytest.mark.quick  # pure: no model, no Milvus
+
 
 def test_sentences_and_terms():
     text = "The pump runs at 4 bar. Seals must be replaced every 6 months!\n\n- item one\n- item two"

@@ -25,10 +25,10 @@ import pytest
 from rag.answer import Answer
 from rag.config import Settings
 from rag.ingest import IngestProgress, Source
-from rag.milvus_server import LocalMilvusServer, free_port, milvus_package_version
+from rag.milvus_server import LocalMilvusServer, milvus_package_version
 from rag.service import Rag
 from tests import docs
-from tests.conftest import ROOT
+from tests.helpers import ROOT, clean_environ, free_port
 from tests.milvus_fixtures import milvus_server  # noqa: F401  (fixture)
 from rag.options import AskOptions
 
@@ -199,8 +199,7 @@ def test_the_app_process_killed_in_the_middle_of_an_ingestion_and_restarted(tmp_
     roll it back before showing the library, and the same ingestion must then complete."""
     corpus = write_corpus(tmp_path / "corpus", files=5)
     data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MILVUS_", "RAG_", "OPENAI_"))}
-    env.update(RAG_DATA_DIR=str(data), RAG_LLM="none")
+    env = clean_environ(RAG_DATA_DIR=str(data), RAG_LLM="none")
     parent, child = _terminal()
     proc = subprocess.Popen(
         [sys.executable, "-m", "rag", "ingest", str(tmp_path / "corpus"), "--collection", "c"],

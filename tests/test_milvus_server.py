@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,10 +11,10 @@ import pytest
 
 from rag.config import Settings
 from rag.errors import StoreUnavailable
-from rag.milvus_server import LocalMilvusServer, MilvusServerError, free_port, port_in_use
+from rag.milvus_server import LocalMilvusServer, MilvusServerError, port_in_use
 from rag.service import Rag
 from tests import docs
-from tests.conftest import ROOT
+from tests.helpers import ROOT, clean_environ, free_port
 from tests.milvus_fixtures import milvus_server  # noqa: F401  (fixture)
 from rag.options import AskOptions
 
@@ -64,16 +63,10 @@ def test_a_busy_port_is_refused_with_one_line(milvus_server, tmp_path):  # noqa:
         LocalMilvusServer(tmp_path / "third", port=70000)
 
 
-def _environ(data) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MILVUS_", "RAG_", "OPENAI_"))}
-    environ["RAG_DATA_DIR"] = str(data)
-    return environ
-
-
 def test_cli_busy_port_is_a_one_line_error(milvus_server, tmp_path):  # noqa: F811
     result = subprocess.run(
         [sys.executable, "-m", "rag", "milvus-server", "--port", str(milvus_server.port)],
-        cwd=ROOT, env=_environ(tmp_path), capture_output=True, text=True, timeout=120,
+        cwd=ROOT, env=clean_environ(RAG_DATA_DIR=str(tmp_path)), capture_output=True, text=True, timeout=120,
     )
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1 and len(errors) == 1 and "is busy" in errors[0], result.stderr
@@ -83,7 +76,7 @@ def test_cli_serves_until_ctrl_c_and_stops_cleanly(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "rag", "milvus-server", "--port", str(port)],
-        cwd=ROOT, env=_environ(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=clean_environ(RAG_DATA_DIR=str(tmp_path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         lines = []

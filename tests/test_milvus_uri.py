@@ -9,26 +9,18 @@ subprocess; the app and the benchmark page get the same value in `tests/test_bro
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-
-
-def clean_environment(**env: str) -> dict[str, str]:
-    """The test runner's environment without any setting of the app's, plus `env`."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MILVUS_", "RAG_", "OPENAI_"))}
-    environ.update(PYTHONPATH=str(ROOT), RAG_LLM="none", **env)
-    return environ
+from tests.helpers import ROOT, clean_environ
 
 
 def run_cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "rag", *args], cwd=cwd, env=clean_environment(**env),
+        [sys.executable, "-m", "rag", *args], cwd=cwd, env=clean_environ(PYTHONPATH=str(ROOT), RAG_LLM="none", **env),
         capture_output=True, text=True, timeout=300,
     )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -22,14 +21,9 @@ from rag.config import Settings
 from rag.llm import packaged_gguf
 from rag.service import Rag
 from rag.options import AskOptions
+from tests.helpers import free_port
 
 API_KEY = "sk-test-4f9a8b7c6d5e"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

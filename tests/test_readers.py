@@ -8,6 +8,8 @@ from rag.errors import ParseError
 from rag.readers import read_file
 from tests.docs import FACTS, make_bad_files
 
+pytestmark = pytest.mark.quick  # pure: no model, no Milvus
+
 
 @pytest.mark.parametrize("name", sorted(FACTS))
 def test_each_type_yields_its_fact(corpus, name):

@@ -35,6 +35,7 @@ def parts(rag, tmp_path_factory) -> str:
 # Text cleaning (pure) -----------------------------------------------------------------------------
 
 
+@pytest.mark.quick
 def test_line_end_hyphens_are_mended_by_the_documents_own_words():
     assert join_lines("Distinguished Encoding Rules (DER) manip-", "ulation.", Counter()) == \
         "Distinguished Encoding Rules (DER) manipulation."
@@ -46,6 +47,7 @@ def test_line_end_hyphens_are_mended_by_the_documents_own_words():
     assert join_lines("version 4.19-", "2 of it", Counter()) == "version 4.19-2 of it"
 
 
+@pytest.mark.quick
 def test_paragraph_lines_are_joined_and_short_lines_keep_their_break():
     lines = [
         "This manual is for GNU Libtasn1, which is a library for Abstract Syntax",
@@ -63,6 +65,7 @@ def test_paragraph_lines_are_joined_and_short_lines_keep_their_break():
     ]
 
 
+@pytest.mark.quick
 def test_page_furniture_and_tables_of_contents_are_dropped():
     body = [f"The notation to access the {word} type of the Example definition is Example.{word}."
             for word in ("Group", "Value", "Naming", "Tag")]
@@ -79,6 +82,7 @@ def test_page_furniture_and_tables_of_contents_are_dropped():
     assert cleaned[3].startswith(body[3]) and cleaned[3].endswith("See also the section about pages.")
 
 
+@pytest.mark.quick
 def test_a_real_pdf_reads_as_prose_and_keeps_its_physical_pages(tmp_path):
     long = "The pump housing is cast in one piece and every seal is checked before it ships"  # one full line
     pages = [

@@ -7,21 +7,16 @@ import pytest
 
 from rag.ingest import Source
 from rag.uploads import save_upload
-from tests.conftest import ROOT
-from tests.test_app import PUMP, _app_environment, new_app, open_page, plain, texts
+from tests.helpers import PUMP, ROOT, app_environment, button, new_app, open_page, plain, texts
 
 
 @pytest.fixture(scope="module")
 def app_rag(tmp_path_factory, corpus):
-    for rag in _app_environment(tmp_path_factory):
+    for rag in app_environment(tmp_path_factory):
         sources = [Source(save_upload(rag.settings, "documents", n, corpus[n].read_bytes()), n)
                    for n in ("manual.pdf", "report.docx")]
         rag.ingest([*sources, ROOT / "data" / "samples"], "documents")
         yield rag
-
-
-def _button(at, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 def test_chat_mode_control_and_document_picker(app_rag):
@@ -65,7 +60,7 @@ def test_benchmark_page_compares_modes_and_top_k_on_the_sample_questions(app_rag
     assert "Retrieval quality" in [h.value for h in at.header]
     assert "sample-questions.json" in texts(at)
     at.multiselect(key="quality_ks").set_value([1, 5]).run()
-    _button(at, "Evaluate retrieval").click().run()
+    button(at, "Evaluate retrieval").click().run()
     assert not at.exception and not at.error, at.error
     table = at.dataframe[-1].value
     assert list(zip(table["mode"], table["top-k"])) == [
@@ -80,6 +75,6 @@ def test_benchmark_page_names_what_is_wrong_with_a_question_file(app_rag):
     at = open_page(new_app(), "benchmark")
     at.file_uploader(key="quality_upload").set_value([("q.json", b'[{"question": "pump", "file": "ghost.pdf"}]',
                                                       "application/json")]).run()
-    _button(at, "Evaluate retrieval").click().run()
+    button(at, "Evaluate retrieval").click().run()
     assert not at.exception
     assert any("does not hold: ghost.pdf" in plain(e.value) for e in at.error)

@@ -4,8 +4,6 @@ appear in what the app shows, logs or prints: checked with every library's debug
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import subprocess
 import sys
 
@@ -14,20 +12,14 @@ import pytest
 from rag.config import Settings
 from rag.errors import StoreUnavailable
 from rag.service import Rag
-from tests.conftest import ROOT
 from rag.options import AskOptions
+from tests.helpers import ROOT, clean_environ, free_port
 
 TOKEN = "root:tok-5e1f9c2a77"
 KEY = "sk-key-0b7d3e55c1"
 URI_PASSWORD = "pw-9a4c2e1b"
 APP_PASSWORD = "app-pass-71c3f0"
 SECRETS = (TOKEN, KEY, URI_PASSWORD, APP_PASSWORD, "tok-5e1f9c2a77")
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def assert_no_secret(text: str) -> None:
@@ -52,7 +44,7 @@ def test_core_logs_and_errors_hold_no_secret(tmp_path, corpus, all_debug_logs, c
     caplog = all_debug_logs
     settings = Settings(
         _env_file=None, RAG_DATA_DIR=tmp_path, MILVUS_TOKEN=TOKEN, OPENAI_API_KEY=KEY,
-        OPENAI_BASE_URL=f"http://127.0.0.1:{closed_port()}/v1", RAG_APP_PASSWORD=APP_PASSWORD, RAG_LLM_TIMEOUT=5,
+        OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1", RAG_APP_PASSWORD=APP_PASSWORD, RAG_LLM_TIMEOUT=5,
     )
     with Rag(settings) as rag:
         rag.ingest([corpus["plain.txt"]], "secrets")
@@ -65,7 +57,7 @@ def test_core_logs_and_errors_hold_no_secret(tmp_path, corpus, all_debug_logs, c
 
 def test_a_password_in_an_unreachable_milvus_uri_is_not_repeated(tmp_path, all_debug_logs, capfd):
     caplog = all_debug_logs
-    port = closed_port()
+    port = free_port()
     settings = Settings(_env_file=None, RAG_DATA_DIR=tmp_path, MILVUS_URI=f"http://admin:{URI_PASSWORD}@127.0.0.1:{port}",
                         MILVUS_TOKEN=TOKEN, RAG_LLM="none")
     assert settings.milvus_display == f"Milvus server http://127.0.0.1:{port}"
@@ -77,9 +69,8 @@ def test_a_password_in_an_unreachable_milvus_uri_is_not_repeated(tmp_path, all_d
 
 @pytest.mark.parametrize("args", [("info",), ("ask", "When does the staff cafeteria open?", "--json"), ("collections",)])
 def test_cli_output_holds_no_secret(tmp_path, corpus, args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MILVUS_", "RAG_", "OPENAI_"))}
-    env.update(RAG_DATA_DIR=str(tmp_path), MILVUS_TOKEN=TOKEN, OPENAI_API_KEY=KEY, RAG_APP_PASSWORD=APP_PASSWORD,
-               OPENAI_BASE_URL=f"http://127.0.0.1:{closed_port()}/v1", RAG_LLM_TIMEOUT="5")
+    env = clean_environ(RAG_DATA_DIR=str(tmp_path), MILVUS_TOKEN=TOKEN, OPENAI_API_KEY=KEY, RAG_APP_PASSWORD=APP_PASSWORD,
+                        OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1", RAG_LLM_TIMEOUT="5")
     ingest = subprocess.run([sys.executable, "-m", "rag", "ingest", str(corpus["plain.txt"])], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=300)
     assert ingest.returncode == 0, ingest.stderr
@@ -97,8 +88,7 @@ def test_a_bad_setting_holding_a_secret_is_not_repeated(tmp_path, env):
         Settings(_env_file=None, RAG_DATA_DIR=tmp_path, **env)
     assert "***@" in failure.value.errors()[0]["msg"]
     assert_no_secret(" ".join(e["msg"] for e in failure.value.errors()))
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MILVUS_", "RAG_", "OPENAI_"))}
-    result = subprocess.run([sys.executable, "-m", "rag", "docs"], cwd=ROOT, env={**environ, "RAG_DATA_DIR": str(tmp_path), **env},
+    result = subprocess.run([sys.executable, "-m", "rag", "docs"], cwd=ROOT, env=clean_environ(RAG_DATA_DIR=str(tmp_path), **env),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "***@" in result.stderr
     assert_no_secret(result.stdout + result.stderr)
