@@ -53,7 +53,7 @@ class Turn:
                          stopped=self.stopped, retrieve_only=self.retrieve_only, top_k=top_k, feedback=self.feedback)
 
     @classmethod
-    def pair(cls, seq: int, t: SavedTurn) -> list["Turn"]:
+    def pair(cls, seq: int, t: SavedTurn) -> list[Turn]:
         answer = cls("assistant", t.answer, t.sources, t.error, t.refused, t.retrieve_only, t.searched, t.found,
                      t.cut_off, t.stopped, question=t.question, seq=seq, dirty=False, feedback=t.feedback)
         return [cls("user", t.question), answer]

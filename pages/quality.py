@@ -56,7 +56,8 @@ def chart(rows: list[dict]) -> alt.Chart:
         color=alt.Color("mode:N", legend=None), tooltip=["mode", "top_k", "hit@1", "hit@3", "hit@k", "mrr"],
     )
     labels = bars.mark_text(dy=-6, fontSize=11).encode(text=alt.Text("hit@k:Q", format=".2f"), color=alt.value("#333"))
-    return (bars + labels).properties(width=140, height=220).facet(column=alt.Column("top-k:N", title=None, sort=[f"top-{k}" for k in TOP_KS]))
+    column = alt.Column("top-k:N", title=None, sort=[f"top-{k}" for k in TOP_KS])
+    return (bars + labels).properties(width=140, height=220).facet(column=column)
 
 
 def show(rag, collection: str) -> None:

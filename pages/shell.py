@@ -45,8 +45,8 @@ def main() -> None:
             st.error(formatting.escape_markdown(str(exc)), icon=":material/error:")
         except Exception as exc:  # a bug: the traceback goes to the server log, the user gets one line
             log.exception("page %s failed", page.title)
-            st.error(formatting.escape_markdown(f"Something went wrong ({type(exc).__name__}: {exc}).") + " The details are in the server log.",
-                     icon=":material/error:")
+            what = formatting.escape_markdown(f"Something went wrong ({type(exc).__name__}: {exc}).")
+            st.error(f"{what} The details are in the server log.", icon=":material/error:")
 
 
 def _pages() -> list:

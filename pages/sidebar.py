@@ -9,6 +9,7 @@ from rag.errors import RagError
 from rag.service import Rag
 from rag.status import JobState
 
+
 def collections_or_stop(rag: Rag) -> list[str]:
     """The collections' names. Milvus is first reached here: when it cannot be, the page says so
     and shows nothing else but what the app runs on."""

@@ -67,7 +67,7 @@ class Citation:
     @classmethod
     def from_node(
         cls, hit: NodeWithScore, highlights: tuple[tuple[int, int], ...] = (), score_kind: str = "similarity"
-    ) -> "Citation":
+    ) -> Citation:
         meta = hit.node.metadata
         page = meta.get("page")
         return cls(

@@ -152,7 +152,7 @@ async def embed_into(rag: Any, vector_store: Any, nodes: list[Any]) -> float:
     for i in range(0, len(nodes), EMBED_BATCH):
         part = nodes[i : i + EMBED_BATCH]
         vectors = await rag.aembed_texts([n.get_content(metadata_mode=MetadataMode.EMBED) for n in part])
-        for node, vector in zip(part, vectors):
+        for node, vector in zip(part, vectors, strict=True):
             node.embedding = vector
         await vector_store.async_add(part)
     return time.perf_counter() - started

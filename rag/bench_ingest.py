@@ -35,9 +35,9 @@ import numpy as np
 from rag.bench_corpus import CHARS_PER_CHUNK, PREFIX, corpus_chunks, embed_into, ingest_fresh, small_chunks
 from rag.bench_report import percentile
 from rag.config import Settings
+from rag.options import AskOptions
 from rag.service import Rag
 from rag.store import MilvusStore
-from rag.options import AskOptions
 
 Log = Callable[[str], None]
 END_TO_END = "end-to-end ingest"
@@ -73,7 +73,7 @@ class RssSampler:
         while not self._stop.wait(0.02):
             self.peak = max(self.peak, self.rss())
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self.peak = self.rss()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()

@@ -26,9 +26,9 @@ from rag.bench_corpus import PREFIX, build_corpus, corpus_chunks, embed_into, in
 from rag.bench_report import percentile
 from rag.config import Settings
 from rag.errors import RagError
+from rag.options import AskOptions
 from rag.service import ChatSession, Rag
 from rag.store import MilvusStore
-from rag.options import AskOptions
 
 Log = Callable[[str], None]
 

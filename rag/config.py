@@ -111,7 +111,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _llm_consistent(self) -> "Settings":
+    def _llm_consistent(self) -> Settings:
         if self.llm is LLMMode.OPENAI and not (self.openai_api_key.get_secret_value() or self.openai_base_url):
             raise ValueError("RAG_LLM=openai needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (a compatible server)")
         return self

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pymilvus import DataType, MilvusClient
@@ -28,7 +28,7 @@ from rag.store import MILVUS_ERRORS, MilvusStore, milvus_str
 
 def now_iso() -> str:
     """UTC, to the microsecond: two answers within a second still list in order."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 CONVERSATIONS = "_rag_conversations"
 PART_CHARS = 60_000  # ASCII-only JSON (ensure_ascii), so characters are bytes: under 65,535
@@ -67,7 +67,7 @@ class SavedTurn:
     at: str = field(default_factory=now_iso)
 
     @classmethod
-    def from_answer(cls, answer: Answer, *, retrieve_only: bool = False, top_k: int | None = None) -> "SavedTurn":
+    def from_answer(cls, answer: Answer, *, retrieve_only: bool = False, top_k: int | None = None) -> SavedTurn:
         return cls(question=answer.question, answer=answer.answer or "", sources=list(answer.sources),
                    error=answer.error, found=answer.found, searched=answer.searched, cut_off=answer.cut_off,
                    retrieve_only=retrieve_only, top_k=top_k)
@@ -78,7 +78,7 @@ class SavedTurn:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "SavedTurn":
+    def from_json(cls, data: dict[str, Any]) -> SavedTurn:
         data = dict(data)
         data["sources"] = [_citation(c) for c in data.get("sources", [])]
         data["feedback"] = Feedback(**data["feedback"]) if data.get("feedback") else None

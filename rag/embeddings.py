@@ -51,13 +51,13 @@ def cpu_has_native_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-_models: dict[str, "LocalEmbedding"] = {}
+_models: dict[str, LocalEmbedding] = {}
 _models_lock = threading.Lock()
 
 
 def load_embed_model(
     name: str, batch_size: int = 32, offline: bool = True, precision: str = "auto"
-) -> "LocalEmbedding":
+) -> LocalEmbedding:
     """Load once per process (a model is ~100 MB to ~1 GB of weights); CPU unless a GPU is present.
 
     Offline (the default), only local folders and models already in the Hugging Face cache load.
@@ -85,14 +85,14 @@ def load_embed_model(
         return _models[key]
 
 
-def embed_info(name: str, model: "HuggingFaceEmbedding") -> EmbedInfo:
+def embed_info(name: str, model: HuggingFaceEmbedding) -> EmbedInfo:
     st_model = model._model
     get_dim = getattr(st_model, "get_embedding_dimension", None) or st_model.get_sentence_embedding_dimension
     dim = get_dim()
     return EmbedInfo(name=name, dim=int(dim), max_tokens=int(st_model.max_seq_length))
 
 
-def count_tokens(model: "HuggingFaceEmbedding") -> Callable[[str], list[int]]:
+def count_tokens(model: HuggingFaceEmbedding) -> Callable[[str], list[int]]:
     """A token counter in the model's own word pieces, for sizing chunks.
 
     It counts with a copy of the model's tokenizer: files are parsed in worker threads while

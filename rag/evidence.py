@@ -113,7 +113,7 @@ def weigh(question: str, passages: Sequence[str], embed: Embed) -> Evidence:
     shortlist = sorted(range(len(candidates)), key=lambda n: share[n] + 0.1 * prior[n], reverse=True)[:MAX_CANDIDATES]
     vectors = embed([question] + [texts[n][:MAX_QUOTE_CHARS] for n in shortlist])
     query, rest = vectors[0], vectors[1:]
-    similarity = {n: _cosine(query, v) for n, v in zip(shortlist, rest)}
+    similarity = {n: _cosine(query, v) for n, v in zip(shortlist, rest, strict=True)}
     score = {n: 0.55 * similarity[n] + 0.45 * share[n] + 0.03 * prior[n] for n in shortlist}
     ranked = sorted(shortlist, key=lambda n: score[n], reverse=True)
     best = ranked[0]
@@ -151,7 +151,7 @@ def _term_shares(question: str, sentences: list[str]) -> list[float]:
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b))
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
     norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
     return dot / norm if norm else 0.0
 

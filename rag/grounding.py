@@ -125,7 +125,7 @@ class QuotingChatEngine(ContextChatEngine):
     _quote_synthesizer: QuoteSynthesizer
 
     @classmethod
-    def for_gate(cls, retriever: Any, gate: SupportGate, memory: Any) -> "QuotingChatEngine":
+    def for_gate(cls, retriever: Any, gate: SupportGate, memory: Any) -> QuotingChatEngine:
         engine = cls.from_defaults(retriever, llm=NoGeneration(), memory=memory, node_postprocessors=[gate])
         engine._quote_synthesizer = QuoteSynthesizer(gate)
         return engine

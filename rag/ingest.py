@@ -22,9 +22,9 @@ from pathlib import Path
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import BaseNode, Document, MetadataMode, NodeRelationship, RelatedNodeInfo
 
+from rag import recovery
 from rag.embeddings import EmbedInfo
 from rag.errors import ParseError, RagError, first_line
-from rag import recovery
 from rag.readers import SUPPORTED_EXTENSIONS, read_file
 from rag.status import DocStatus, FileStatus
 from rag.store import DocumentRecord, MilvusStore, now_iso
@@ -281,7 +281,7 @@ class Ingestor:
                 await producer
         return IngestReport(collection, ingestion.state.results, ingestion.elapsed(), ingestion.aborted)
 
-    async def _produce(self, ingestion: "_Ingestion", collection: str) -> None:
+    async def _produce(self, ingestion: _Ingestion, collection: str) -> None:
         """Parse files ahead of the embedder (bounded by the queue), skipping unchanged ones."""
         try:
             for source in ingestion.sources:
@@ -305,7 +305,7 @@ class Ingestor:
         finally:
             await ingestion.queue.put(None)
 
-    async def _consume(self, ingestion: "_Ingestion", collection: str, vector_store) -> None:
+    async def _consume(self, ingestion: _Ingestion, collection: str, vector_store) -> None:
         """Embed batches in the executor; insert each one while the next is embedded."""
         loop = asyncio.get_running_loop()
         batch: list[tuple[_Parsed, BaseNode]] = []
@@ -326,7 +326,7 @@ class Ingestor:
                     if self._wait_turn is not None:
                         await self._wait_turn()
                     vectors = await loop.run_in_executor(self._executor, self._embed_model.get_text_embedding_batch, texts)
-                    for (_, node), vector in zip(items, vectors):
+                    for (_, node), vector in zip(items, vectors, strict=True):
                         node.embedding = vector
                     if pending is not None:
                         await pending
@@ -340,7 +340,7 @@ class Ingestor:
                 await asyncio.gather(pending, return_exceptions=True)
             raise
 
-    async def _start(self, ingestion: "_Ingestion", doc: _Parsed) -> None:
+    async def _start(self, ingestion: _Ingestion, doc: _Parsed) -> None:
         """List the document as "indexing" (owned by this process) before any chunk is written."""
         record = doc.record
         async with recovery.catalog_lock():
@@ -352,7 +352,7 @@ class Ingestor:
                 record.previous = asdict(doc.previous)  # lets a restart roll back
             await self._store.aput_document(record)  # status "indexing" until complete
 
-    async def _insert(self, ingestion: "_Ingestion", items: list[tuple[_Parsed, BaseNode]], vector_store) -> None:
+    async def _insert(self, ingestion: _Ingestion, items: list[tuple[_Parsed, BaseNode]], vector_store) -> None:
         await self._store.ainsert(vector_store, [node for _, node in items])
         touched: dict[int, _Parsed] = {}
         for doc, _ in items:
@@ -394,7 +394,7 @@ class Ingestor:
             )
         )
 
-    async def _undo(self, ingestion: "_Ingestion", collection: str) -> None:
+    async def _undo(self, ingestion: _Ingestion, collection: str) -> None:
         """Remove half-written documents (best effort: Milvus may be what failed), list the rest as failed.
 
         A document whose undo fails keeps its "indexing" row; once no longer registered as being

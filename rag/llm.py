@@ -148,7 +148,7 @@ class LlamaCppChat(LLM):
             raise ConfigError(f"cannot load GGUF model {self.model_path!r}: {exc}") from exc
 
     @classmethod
-    def shared(cls, model_path: str, max_new_tokens: int) -> "LlamaCppChat":
+    def shared(cls, model_path: str, max_new_tokens: int) -> LlamaCppChat:
         """One loaded copy per model file and settings in the process."""
         with _local_lock:
             key = (model_path, max_new_tokens)

@@ -126,7 +126,7 @@ class LocalMilvusServer:
     def _process(self) -> subprocess.Popen | None:
         return getattr(self._server, "server_proc", None) if self._server is not None else None
 
-    def start(self) -> "LocalMilvusServer":
+    def start(self) -> LocalMilvusServer:
         with self._lock:
             if self.running:
                 return self
@@ -267,7 +267,7 @@ class LocalMilvusServer:
                 proc.wait(timeout=5)
         server.stop()  # closes the log files (the process is gone already)
 
-    def __enter__(self) -> "LocalMilvusServer":
+    def __enter__(self) -> LocalMilvusServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -72,7 +72,7 @@ def read_csv(path: Path) -> list[Section]:
     header, body = rows[0], rows[1:]
     if not body:
         return [Section(", ".join(header))]
-    lines = ["; ".join(f"{h}: {v}" for h, v in zip(header, row) if v.strip()) for row in body]
+    lines = ["; ".join(f"{h}: {v}" for h, v in zip(header, row, strict=False) if v.strip()) for row in body]
     return [Section("\n".join(lines))]
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle
-
 from llama_index.core.vector_stores.types import (
     FilterCondition,
     FilterOperator,

@@ -21,20 +21,28 @@ from typing import Any, ParamSpec, TypeVar
 from llama_index.core import VectorStoreIndex
 from llama_index.core.node_parser import SentenceSplitter
 
+from rag import recovery
 from rag.answer import Answer, ChatEngine, Citation, Done, Event, QueryEngine
-from rag.conversations import ConversationInfo, ConversationStore, Feedback, SavedConversation, SavedTurn
 from rag.config import LLMMode, Settings, validate_collection_name
+from rag.conversations import ConversationInfo, ConversationStore, Feedback, SavedConversation, SavedTurn
 from rag.embeddings import EmbedInfo, count_tokens, embed_info, load_embed_model
 from rag.errors import ConfigError, DocumentNotFound, RagError
 from rag.evaluation import Question, Report, check_files, outcome, report
 from rag.grounding import SupportGate, embedder
-from rag import recovery
-from rag.ingest import IngestReport, Ingestor, ProgressCallback, Source, collect_sources
+from rag.ingest import Ingestor, IngestReport, ProgressCallback, Source, collect_sources
 from rag.llm import LLMInfo, build_llm, llm_info
 from rag.loop import BackgroundLoop, shared_loop
 from rag.options import AskOptions
 from rag.retrieval import (
-    QUERY_MODES, SCORE_KINDS, ModeChoice, Modes, StableOrder, available_modes, choose_mode, resolve_scope, scope_filters,
+    QUERY_MODES,
+    SCORE_KINDS,
+    ModeChoice,
+    Modes,
+    StableOrder,
+    available_modes,
+    choose_mode,
+    resolve_scope,
+    scope_filters,
 )
 from rag.status import DocStatus
 from rag.store import CollectionInfo, DocumentRecord, MilvusStore, check_embedding
@@ -54,7 +62,7 @@ def on_loop(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutin
     """Make an async method run on the owner's background loop, whoever awaits it."""
 
     @wraps(method)
-    async def wrapper(self: "Rag", *args: Any, **kwargs: Any) -> T:
+    async def wrapper(self: Rag, *args: Any, **kwargs: Any) -> T:
         return await self._loop.hop(method(self, *args, **kwargs))
 
     return wrapper  # type: ignore[return-value]
@@ -93,13 +101,13 @@ class Rag:
         await self._loop.hop(self._store.aclose())
         self._embed_executor.shutdown(wait=False, cancel_futures=True)
 
-    def __enter__(self) -> "Rag":
+    def __enter__(self) -> Rag:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    async def __aenter__(self) -> "Rag":
+    async def __aenter__(self) -> Rag:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -410,7 +418,7 @@ class Rag:
         await self._connect()
         return await self._conversations.afeedback(conversation_id, turn, feedback)
 
-    def chat_session(self, options: AskOptions | None = None) -> "ChatSession":
+    def chat_session(self, options: AskOptions | None = None) -> ChatSession:
         """A conversation with its own memory; its sync and async methods share the core's loop."""
         return ChatSession(self, options or AskOptions())
 

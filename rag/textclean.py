@@ -43,12 +43,12 @@ def clean_pdf_pages(pages: Sequence[str], labels: Sequence[str | None] | None = 
     split = [[line for line in lines if line] for lines in split]
     furniture = _repeated_edges(split)
     cleaned_lines: list[list[str]] = []
-    for lines, label in zip(split, labels):
+    for lines, label in zip(split, labels, strict=True):
         lines = _drop_edges(lines, label, furniture)
         toc = [bool(TOC_LINE.search(line)) for line in lines]
         if lines and sum(toc) >= max(2, TOC_SHARE * len(lines)):
-            lines = []  # a table-of-contents page
-        cleaned_lines.append([line for line, is_toc in zip(lines, toc) if not is_toc])
+            lines, toc = [], []  # a table-of-contents page
+        cleaned_lines.append([line for line, is_toc in zip(lines, toc, strict=True) if not is_toc])
     vocabulary = Counter(w.lower() for lines in cleaned_lines for line in lines for w in re.findall(r"[\w-]+", line))
     full = _usual_full_line(cleaned_lines)
     return ["\n".join(reflow(lines, full, vocabulary)) for lines in cleaned_lines]

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
 from rag.options import AskOptions
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag.answer import Citation  # noqa: E402
-from rag.config import Settings  # noqa: E402
-from rag.conversations import SavedTurn  # noqa: E402
-from rag.service import Rag  # noqa: E402
+from rag.answer import Citation
+from rag.config import Settings
+from rag.conversations import SavedTurn
+from rag.service import Rag
 
 PASSAGE = ("The pump's seal is checked every 500 hours; a worn seal shows as a drop in outlet pressure. " * 11)[:1000]
 

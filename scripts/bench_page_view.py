@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag.source_view import render_pdf_page  # noqa: E402
-from tests.docs import make_pdf  # noqa: E402
+from rag.source_view import render_pdf_page
+from tests.docs import make_pdf
 
 
 def main() -> int:

@@ -9,8 +9,8 @@ import pytest
 
 from rag.answer import NOT_FOUND, Done, Failure, Sources, Token
 from rag.errors import ConfigError, RagError
-from tests.docs import FACTS
 from rag.options import AskOptions
+from tests.docs import FACTS
 
 
 @pytest.fixture

@@ -17,11 +17,10 @@ from rag.config import Settings
 from rag.errors import ConfigError, RagError
 from rag.ingest import FileResult, IngestProgress, IngestReport, Source
 from rag.jobs import IngestJobs
+from rag.options import AskOptions
 from rag.uploads import MAX_NAME_BYTES, find_upload, safe_file_name, save_upload, stored_path
 from tests.docs import FACTS, make_bad_files
-from rag.options import AskOptions
 from tests.helpers import PUMP, app_environment, button, free_port, library_frame, new_app, open_page, plain, texts, until, upload
-
 
 # Uploads: safe names, never outside the data folder ------------------------------------------
 
@@ -92,7 +91,8 @@ class FakeIngest:
             gate.wait(10)
             if future.cancelled():
                 return
-            results = [FileResult(s.doc_id, "failed" if "bad" in s.doc_id else "indexed", 2, error="bad file" if "bad" in s.doc_id else "") for s in sources]
+            results = [FileResult(s.doc_id, "failed", 2, error="bad file") if "bad" in s.doc_id else FileResult(s.doc_id, "indexed", 2)
+                       for s in sources]
             state.results.extend(results)
             state.files_done = len(results)
             progress(state)

@@ -233,7 +233,8 @@ def test_a_server_that_is_down_is_a_clear_error(tmp_path):
 
 def _cli(*args: str, data) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "rag", "bench", *args], cwd=ROOT, env=clean_environ(RAG_DATA_DIR=str(data)), capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "rag", "bench", *args], cwd=ROOT, env=clean_environ(RAG_DATA_DIR=str(data)),
+        capture_output=True, text=True, timeout=300,
     )
 
 

@@ -90,7 +90,8 @@ def test_chart_rows_carry_panels_groups_and_labels():
     levels = [_record("search", "sync", 10, 2.0, "Bounded"), _record("search", "sync", 10, 0.05, "Strong")]
     assert bench_charts.groups(bench_charts.time_rows(levels, "search", tutorial=False)) == ["10 · Bounded", "10 · Strong"]
     assert [bench_charts.value_label(v) for v in (0.02834, 0.343, 5.85, 308.8, 12345.0)] == ["0.028", "0.34", "5.8", "309", "12,345"]
-    assert bench_charts.log_domain([0.02, 309]) == [0.01, 1000] and bench_charts.decades([0.001, 1000]) == [0.001, 0.01, 0.1, 1, 10, 100, 1000]
+    assert bench_charts.log_domain([0.02, 309]) == [0.01, 1000]
+    assert bench_charts.decades([0.001, 1000]) == [0.001, 0.01, 0.1, 1, 10, 100, 1000]
     assert bench_charts.linear_domain([0.8], floor=1) == [0.0, 1.25]
 
 
@@ -110,7 +111,8 @@ def test_the_page_shows_controls_and_the_lite_note(app_rag):
 
 @pytest.mark.parametrize(
     ("counts", "message"),
-    [("", "Counts needs at least one count"), ("10, ten", "Counts: 'ten' is not a whole number"), ("0", "Counts: 0 is out of range (1 to 100,000)")],
+    [("", "Counts needs at least one count"), ("10, ten", "Counts: 'ten' is not a whole number"),
+     ("0", "Counts: 0 is out of range (1 to 100,000)")],
 )
 def test_bad_counts_are_a_clear_error(app_rag, counts, message):
     at = _configure(_page(), counts=counts)
@@ -195,7 +197,7 @@ def test_every_chart_labels_its_bars_and_keeps_magnitudes_apart(app_rag):
     assert titles == ["Adding nodes: wall time per series", "Searching: wall time per series",
                       "Async speed-up over sync", "Engine overhead per search"]
     units = ["(s, log scale)", "(s, log scale)", "(×, sync s ÷ async s)", "(ms)"]
-    for spec, unit in zip(specs, units):
+    for spec, unit in zip(specs, units, strict=True):
         for title, layers in _layers(spec).items():
             bar, text = layers["bar"]["encoding"], layers["text"]["encoding"]
             assert text["text"]["field"] == "label", title  # a value label on every bar

@@ -26,11 +26,11 @@ from rag.answer import Answer
 from rag.config import Settings
 from rag.ingest import IngestProgress, Source
 from rag.milvus_server import LocalMilvusServer, milvus_package_version
+from rag.options import AskOptions
 from rag.service import Rag
 from tests import docs
 from tests.helpers import ROOT, clean_environ, free_port
 from tests.milvus_fixtures import milvus_server  # noqa: F401  (fixture)
-from rag.options import AskOptions
 
 BATCH = 32  # RAG_EMBED_BATCH_SIZE's default: progress moves in steps of this many chunks
 WORDS = (
@@ -268,6 +268,6 @@ def test_200_concurrent_async_retrievals_against_the_local_server(
         f"\n{len(asked)} concurrent retrievals: p50 {p50:.0f} ms, p95 {p95:.0f} ms, "
         f"max {latencies[-1]:.0f} ms, wall {wall:.2f} s"
     )
-    for (name, question), (answer, _) in zip(asked, results):  # type: ignore[misc]
+    for (name, question), (answer, _) in zip(asked, results, strict=True):  # type: ignore[misc]
         assert answer.sources and answer.error == "" and answer.answer is None
         assert answer.sources[0].file == name, question

@@ -13,9 +13,9 @@ import pytest
 
 from rag.errors import EmbeddingMismatch, RagError
 from rag.ingest import Source
+from rag.options import AskOptions
 from rag.store import DocumentRecord
 from tests.docs import FACTS, QUESTIONS, make_bad_files, make_pdf
-from rag.options import AskOptions
 
 
 def test_every_type_is_indexed_and_listed_with_true_chunk_counts(rag, corpus, collection):
@@ -175,7 +175,7 @@ def test_a_document_left_half_indexed_by_a_dead_process_is_rolled_back(rag, sett
     path = tmp_path / "plain.txt"
     path.write_text("A newer handbook: the cafeteria now opens at 8:00.")
     record, nodes = rag._ingestor().parse(Source(path, "plain.txt"), collection)
-    for node, vector in zip(nodes, rag.embed_model.get_text_embedding_batch([n.get_content() for n in nodes])):
+    for node, vector in zip(nodes, rag.embed_model.get_text_embedding_batch([n.get_content() for n in nodes]), strict=True):
         node.embedding = vector
     info = rag._loop.run(rag._store.aget_collection(collection))
     rag._loop.run(rag._store.vector_store(info).async_add(nodes))

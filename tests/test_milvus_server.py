@@ -12,11 +12,11 @@ import pytest
 from rag.config import Settings
 from rag.errors import StoreUnavailable
 from rag.milvus_server import LocalMilvusServer, MilvusServerError, port_in_use
+from rag.options import AskOptions
 from rag.service import Rag
 from tests import docs
 from tests.helpers import ROOT, clean_environ, free_port
 from tests.milvus_fixtures import milvus_server  # noqa: F401  (fixture)
-from rag.options import AskOptions
 
 
 def test_the_core_ingests_answers_and_deletes_on_a_server(milvus_server, tmp_path):  # noqa: F811

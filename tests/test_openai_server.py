@@ -19,8 +19,8 @@ import pytest
 from rag.answer import NOT_FOUND, Done, Failure, Sources, Token
 from rag.config import Settings
 from rag.llm import packaged_gguf
-from rag.service import Rag
 from rag.options import AskOptions
+from rag.service import Rag
 from tests.helpers import free_port
 
 API_KEY = "sk-test-4f9a8b7c6d5e"

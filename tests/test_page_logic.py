@@ -22,8 +22,8 @@ from rag.conversations import ConversationInfo
 from rag.errors import ConfigError, ConversationNotFound
 from rag.jobs import IngestJobs
 from rag.llm import llm_info
-from rag.retrieval import Modes
 from rag.options import AskOptions
+from rag.retrieval import Modes
 from rag.service import SystemInfo
 from rag.store import DocumentRecord
 from tests.helpers import APP_VARIABLES, new_app, open_page, plain, texts
@@ -36,7 +36,7 @@ PASSAGE = "The Zephyr pump operates at 4 bar."
 class StandInSession:
     """A chat session that answers every question with one passage, and remembers what it was asked."""
 
-    def __init__(self, core: "StandInRag", options: AskOptions) -> None:
+    def __init__(self, core: StandInRag, options: AskOptions) -> None:
         self.core, self.options = core, options
 
     def restore(self, turns) -> None:

@@ -8,10 +8,10 @@ from collections import Counter
 import pytest
 
 from rag.errors import ConfigError, DocumentNotFound
+from rag.options import AskOptions
 from rag.readers import read_pdf
 from rag.textclean import clean_pdf_pages, join_lines, reflow
 from tests.docs import make_pdf
-from rag.options import AskOptions
 
 # An exact term that the embedding does not know: keyword search must find it.
 PART = "The replacement gasket for the Zephyr pump is part QX-7731-B, sold by Harland Supplies."
@@ -143,7 +143,8 @@ def test_a_dense_only_collection_keeps_working_and_says_how_to_upgrade(rag, corp
 
 def test_a_scope_keeps_every_source_inside_it(rag, parts):
     for mode in ("hybrid", "dense", "keyword"):
-        answer = rag.ask("QX-7731-B gasket pump seal", AskOptions(parts, top_k=4, retrieve_only=True, mode=mode, docs=["filler1.txt", "filler2.txt"]))
+        options = AskOptions(parts, top_k=4, retrieve_only=True, mode=mode, docs=["filler1.txt", "filler2.txt"])
+        answer = rag.ask("QX-7731-B gasket pump seal", options)
         assert answer.sources and {s.file for s in answer.sources} <= {"filler1.txt", "filler2.txt"}, mode
 
 

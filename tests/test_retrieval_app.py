@@ -63,7 +63,7 @@ def test_benchmark_page_compares_modes_and_top_k_on_the_sample_questions(app_rag
     button(at, "Evaluate retrieval").click().run()
     assert not at.exception and not at.error, at.error
     table = at.dataframe[-1].value
-    assert list(zip(table["mode"], table["top-k"])) == [
+    assert list(zip(table["mode"], table["top-k"], strict=True)) == [
         ("hybrid", 1), ("hybrid", 5), ("dense", 1), ("dense", 5), ("keyword", 1), ("keyword", 5)]
     assert set(table.columns) >= {"hit@1", "hit@3", "hit@k", "MRR"}
     assert (table["hit@k"][table["top-k"] == 5] >= 0.8).all(), "the sample questions are about the sample files"

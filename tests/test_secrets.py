@@ -11,8 +11,8 @@ import pytest
 
 from rag.config import Settings
 from rag.errors import StoreUnavailable
-from rag.service import Rag
 from rag.options import AskOptions
+from rag.service import Rag
 from tests.helpers import ROOT, clean_environ, free_port
 
 TOKEN = "root:tok-5e1f9c2a77"
