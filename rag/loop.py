@@ -58,14 +58,8 @@ class BackgroundLoop:
     def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
         """Drive an async iterator on the loop, yielding its items to a synchronous caller."""
 
-        async def next_item() -> Any:
-            try:
-                return await agen.__anext__()
-            except StopAsyncIteration:
-                return _SENTINEL
-
         try:
-            while (item := self.run(next_item())) is not _SENTINEL:
+            while (item := self.run(_next_item(agen))) is not _SENTINEL:
                 yield item
         finally:
             aclose: Awaitable[None] | None = getattr(agen, "aclose", lambda: None)()
@@ -86,14 +80,8 @@ class BackgroundLoop:
                     yield item
             return
 
-        async def next_item() -> Any:
-            try:
-                return await agen.__anext__()
-            except StopAsyncIteration:
-                return _SENTINEL
-
         try:
-            while (item := await self.hop(next_item())) is not _SENTINEL:
+            while (item := await self.hop(_next_item(agen))) is not _SENTINEL:
                 yield item
         finally:
             await self.hop(_await(agen.aclose()))
@@ -121,3 +109,11 @@ def shared_loop() -> BackgroundLoop:
         if _shared is None:
             _shared = BackgroundLoop()
         return _shared
+
+
+async def _next_item(agen: AsyncIterator[T]) -> Any:
+    """The iterator's next item, or `_SENTINEL` at its end (a value, passed back to the other thread)."""
+    try:
+        return await agen.__anext__()
+    except StopAsyncIteration:
+        return _SENTINEL
