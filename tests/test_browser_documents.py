@@ -40,7 +40,8 @@ def _choose(page, name: str) -> None:
     box.fill(name)  # the list is long: narrow it to the one document
     page.get_by_role("option", name=name).click()
     page.keyboard.press("Escape")
-    expect(_chips(page)).to_have_count(1)
+    expect(_chips(page)).to_have_count(1, timeout=LONG)
+    _settle(page)  # until the rerun the choice started has replaced the page's buttons
 
 
 def test_progress_library_and_selection_in_a_browser(tmp_path):
@@ -85,11 +86,11 @@ def test_progress_library_and_selection_in_a_browser(tmp_path):
         # Re-index, then delete: each time the chip goes and a new choice enables the buttons.
         reindex = page.get_by_role("button", name="Re-index")
         _choose(page, files[1].name)
-        expect(reindex).to_be_enabled()
+        expect(reindex).to_be_enabled(timeout=LONG)
         reindex.click()
         page.get_by_text("Re-indexing 1 document(s) in the background.").wait_for(timeout=LONG)
         _settle(page)
-        expect(_chips(page)).to_have_count(0)
+        expect(_chips(page)).to_have_count(0, timeout=LONG)
         page.get_by_text(f"re-index {files[1].name}: 1 indexed").wait_for(timeout=LONG)
         _settle(page)
         _choose(page, files[2].name)
@@ -97,9 +98,9 @@ def test_progress_library_and_selection_in_a_browser(tmp_path):
         page.get_by_role("button", name="Yes, delete").click()
         page.get_by_text(f"Deleted {files[2].name}").wait_for(timeout=LONG)
         _settle(page)
-        expect(_chips(page)).to_have_count(0)
-        expect(reindex).to_be_disabled()
+        expect(_chips(page)).to_have_count(0, timeout=LONG)
+        expect(reindex).to_be_disabled(timeout=LONG)
         _shot(page, tmp_path / "after-delete.png", 1800)
         _choose(page, files[3].name)
-        expect(reindex).to_be_enabled()
+        expect(reindex).to_be_enabled(timeout=LONG)
         browser.close()
