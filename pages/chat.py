@@ -446,8 +446,9 @@ with toolbar.popover("Settings", icon=":material/tune:"):
     if st.session_state.retrieval_mode not in modes.modes:
         st.session_state.retrieval_mode = "dense"
     mode = st.selectbox("Search mode", modes.modes, key="retrieval_mode", format_func=MODE_LABELS.get,
-                        help="Hybrid finds exact terms and meaning (its scores are rank scores, not similarities); "
-                             "dense searches by meaning; keyword by words (BM25).")
+                        help="Hybrid finds exact terms and meaning (its score adds similarity and BM25, each "
+                             "scaled to the best passage: 1.0 is first on both); dense searches by meaning; "
+                             "keyword by words (BM25).")
     docs = pick_documents()
 conv = conversation(AskOptions(collection, top_k, retrieve_only or no_llm, mode, docs))
 if modes.why_not:

@@ -50,13 +50,12 @@ class Citation:
     doc_id: str = ""
     page_label: str | None = None
     highlights: tuple[tuple[int, int], ...] = ()  # character spans of `text` that answer the question
-    score_kind: str = "similarity"  # hybrid scores are RRF values, keyword scores BM25: not similarities
+    score_kind: str = "similarity"  # hybrid scores fuse similarity and BM25, keyword scores are BM25
 
     @property
     def score_label(self) -> str:
-        """The score with what it is, e.g. "similarity 0.83" or "rank score 0.0328"."""
-        digits = 4 if self.score_kind == "rank score" else 2
-        return f"{self.score_kind} {round(self.score, digits) + 0.0:.{digits}f}"
+        """The score with what it is, e.g. "similarity 0.83" or "BM25 7.41"."""
+        return f"{self.score_kind} {round(self.score, 2) + 0.0:.2f}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -207,8 +206,7 @@ class _Engine:
         self._retriever = retriever
         self._gate = gate
         self._secrets = secrets
-        self._score_kind = score_kind  # what the retriever's scores are: similarity, rank score or BM25
-        self._score_kind = score_kind
+        self._score_kind = score_kind  # what the retriever's scores are: similarity, hybrid score or BM25
 
     def _citations(self, hits: list[NodeWithScore]) -> list[Citation]:
         return [Citation.from_node(hit, self._score_kind) for hit in hits]

@@ -115,7 +115,7 @@ async def measure_latency(
     """Dense, hybrid and keyword search times over one collection with both fields (p50, p95)."""
     from llama_index.core import VectorStoreIndex
 
-    from rag.retrieval import QUERY_MODES
+    from rag.retrieval import make_retriever
     from rag.store import CollectionInfo
 
     nodes = small_chunks(rag, build_corpus(data_dir / "bench" / "corpus", min_chars=target * 400), target)
@@ -128,8 +128,7 @@ async def measure_latency(
     rng = random.Random(7)
     asked = [" ".join(n.get_content().split()[:12]) for n in rng.sample(nodes, min(questions, len(nodes)))]
     index = VectorStoreIndex.from_vector_store(vector_store, embed_model=rag.embed_model)
-    retrievers = {m: index.as_retriever(similarity_top_k=rag.settings.top_k, vector_store_query_mode=QUERY_MODES[m])
-                  for m in MODES}
+    retrievers = {m: make_retriever(index, rag.embed_model, m, rag.settings.top_k) for m in MODES}
     for retriever in retrievers.values():
         await retriever.aretrieve(asked[0])  # warm-up
     times: dict[str, list[float]] = {m: [] for m in MODES}

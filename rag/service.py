@@ -34,13 +34,13 @@ from rag.llm import LLMInfo, build_llm, llm_info
 from rag.loop import BackgroundLoop, shared_loop
 from rag.options import AskOptions
 from rag.retrieval import (
-    QUERY_MODES,
     SCORE_KINDS,
     ModeChoice,
     Modes,
     StableOrder,
     available_modes,
     choose_mode,
+    make_retriever,
     resolve_scope,
     scope_filters,
 )
@@ -202,10 +202,7 @@ class Rag:
         docs = options.docs
         doc_ids = resolve_scope(docs, await self._store.adocuments(info.name), info.name) if docs else []
         index = VectorStoreIndex.from_vector_store(self._store.vector_store(info), embed_model=self.embed_model)
-        retriever = index.as_retriever(
-            similarity_top_k=top_k, vector_store_query_mode=QUERY_MODES[choice.mode], filters=scope_filters(doc_ids)
-        )
-        return StableOrder(retriever, top_k), choice
+        return make_retriever(index, self.embed_model, choice.mode, top_k, scope_filters(doc_ids)), choice
 
     def retrieval_modes(self, collection: str | None = None) -> Modes:
         return self._loop.run(self.aretrieval_modes(collection))

@@ -30,7 +30,6 @@ from rag.status import DocStatus
 
 CATALOG = "_rag_catalog"
 INTERNAL_PREFIX = "_rag_"
-RRF_K = 60  # reciprocal rank fusion's constant for Milvus' hybrid search
 QUERY_LIMIT = 16384  # Milvus' cap on offset + limit for one query
 CONNECT_TIMEOUT = 10.0
 # Milvus Lite is a local process on a Unix socket: keepalive pings are useless there, and its
@@ -295,8 +294,7 @@ class MilvusStore:
             # BM25BuiltInFunction is always passed explicitly: without it, opening an existing
             # collection falls back to a BGE-M3 function that exits the process (Lite lists no functions).
             sparse: dict[str, Any] = (
-                {"enable_sparse": True, "sparse_embedding_function": BM25BuiltInFunction(),
-                 "hybrid_ranker": "RRFRanker", "hybrid_ranker_params": {"k": RRF_K}}
+                {"enable_sparse": True, "sparse_embedding_function": BM25BuiltInFunction()}
                 if info.has_bm25 else {}
             )
             try:

@@ -164,7 +164,7 @@ def test_cli_ask_in_a_mode_within_a_scope(cli, indexed_cli):  # noqa: F811
     answer = json.loads(result.stdout)
     assert answer["mode"] == "keyword" and {s["file"] for s in answer["sources"]} <= {"manual.pdf"}
     text = cli("ask", "Aurora project budget", "-c", indexed_cli, "--retrieve-only")
-    assert "rank score" in text.stdout, "hybrid scores are labelled as rank scores"
+    assert "hybrid score" in text.stdout and "similarity" not in text.stdout, "hybrid scores are labelled as such"
 
 
 def test_a_milvus_without_bm25_falls_back_to_dense_and_refuses_keyword(cli, milvus_server, corpus):  # noqa: F811

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from llama_index.core.schema import NodeWithScore, TextNode
 
 from rag.errors import ConfigError, DocumentNotFound
 from rag.options import AskOptions
 from rag.readers import read_pdf
+from rag.retrieval import fuse
 from rag.textclean import clean_pdf_pages, join_lines, reflow
 from tests.docs import make_pdf
 
@@ -100,6 +102,33 @@ def test_a_real_pdf_reads_as_prose_and_keeps_its_physical_pages(tmp_path):
     assert "QX-7731-B" in sections[1].text
 
 
+# Fusion of the dense and BM25 legs (pure) ---------------------------------------------------------
+
+
+def _hits(**scores: float) -> list[NodeWithScore]:
+    return [NodeWithScore(node=TextNode(id_=name, text=name), score=score) for name, score in scores.items()]
+
+
+@pytest.mark.quick
+def test_fusion_keeps_a_passage_close_to_the_top_of_both_legs_first():
+    meaning = _hits(a=0.80, b=0.78, c=0.40)
+    words = _hits(c=20.0, b=19.0, d=5.0)
+    fused = fuse(meaning, words, {"d": 0.30}, top_k=4)
+    # b: 0.5 x 0.78/0.80 + 0.5 x 19/20. By rank (RRF, k=60) c would come first: 1/63 + 1/61 > 2/62.
+    assert [hit.node.node_id for hit in fused] == ["b", "c", "a", "d"]
+    assert [round(hit.score, 4) for hit in fused] == [0.9625, 0.75, 0.5, 0.3125]
+    assert fuse(meaning, words, {"d": 0.30}, top_k=2) == fused[:2]
+
+
+@pytest.mark.quick
+def test_fusion_gives_a_words_only_passage_its_real_similarity_and_breaks_ties_by_id():
+    words = _hits(z=4.0, y=4.0)
+    assert [(h.node.node_id, h.score) for h in fuse([], words, {"z": 0.5, "y": 0.5}, 5)] == [("y", 1.0), ("z", 1.0)]
+    assert [h.node.node_id for h in fuse([], words, {"z": 0.5, "y": 0.1}, 5)] == ["z", "y"]
+    assert [(h.node.node_id, h.score) for h in fuse(_hits(m=0.6), [], {}, 5)] == [("m", 0.5)], "no words found: meaning alone"
+    assert fuse([], [], {}, 5) == []
+
+
 # Modes -------------------------------------------------------------------------------------------------
 
 
@@ -112,10 +141,20 @@ def test_new_collections_are_hybrid_and_every_mode_finds_the_exact_term(rag, par
     assert keyword.sources[0].score_kind == "BM25" and keyword.sources[0].score_label.startswith("BM25 ")
     hybrid = rag.ask("QX-7731-B gasket", AskOptions(parts, top_k=2, retrieve_only=True, mode="hybrid"))
     assert hybrid.mode == "hybrid" and hybrid.sources[0].file == "parts.txt"
-    assert hybrid.sources[0].score_kind == "rank score" and 0 < hybrid.sources[0].score < 0.05, "an RRF value"
-    assert hybrid.to_json()["sources"][0]["score_kind"] == "rank score"
+    assert hybrid.sources[0].score_kind == "hybrid score" and hybrid.sources[0].score_label.startswith("hybrid score ")
+    assert hybrid.sources[0].score == pytest.approx(1.0), "first on both legs: the best possible hybrid score"
+    assert hybrid.to_json()["sources"][0]["score_kind"] == "hybrid score"
     dense = rag.ask("how is a pump seal kept", AskOptions(parts, top_k=2, retrieve_only=True, mode="dense"))
     assert dense.mode == "dense" and dense.sources[0].score_kind == "similarity"
+
+
+def test_hybrid_search_is_the_same_on_the_sync_and_the_async_path(rag, parts):
+    retriever, choice = rag._loop.run(rag._retriever(AskOptions(parts, top_k=3, mode="hybrid")))
+    asynchronous = rag._loop.run(retriever.aretrieve("replacement gasket QX-7731-B"))
+    synchronous = retriever.retrieve("replacement gasket QX-7731-B")
+    assert choice.mode == "hybrid" and asynchronous[0].node.get_content().startswith("The replacement gasket")
+    assert [(h.node.node_id, round(h.score, 6)) for h in synchronous] == \
+        [(h.node.node_id, round(h.score, 6)) for h in asynchronous]
 
 
 def test_the_configured_mode_is_the_default(rag, parts):

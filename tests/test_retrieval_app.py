@@ -33,7 +33,7 @@ def test_chat_mode_control_and_document_picker(app_rag):
     assert not at.exception and not at.error
     labels = [plain(e.label) for e in at.chat_message[-1].expander]
     assert labels and all(label[4:].startswith("report.docx") for label in labels), "no source from outside the scope"
-    assert all("rank score" in label for label in labels), "hybrid scores are not called similarities"
+    assert all("hybrid score" in label for label in labels), "hybrid scores are not called similarities"
 
     at.multiselect(key="scope_documents").set_value([]).run()
     at.selectbox(key="retrieval_mode").set_value("keyword").run()
