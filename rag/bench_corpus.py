@@ -8,9 +8,13 @@ and is dropped before and after use; the user's collections are never touched.
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import io
+import os
 import pydoc
+import shutil
+import subprocess
 import sys
 import time
 import warnings
@@ -91,6 +95,53 @@ def render_docs(folder: Path, modules: list[str]) -> list[Path]:
         path = folder / f"{name}.txt"
         if not path.exists():
             path.write_text(pydoc.render_doc(importlib.import_module(name), renderer=pydoc.plaintext), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+# Where Debian installs the documents of the second retrieval question set: PDF manuals, HTML
+# guides, Markdown and plain-text specifications, and man pages ("man:NAME", rendered to text).
+SYSTEM_DOCS = {
+    "libtasn1.pdf": "/usr/share/doc/libtasn1-doc/libtasn1.pdf",
+    "shared-mime-info-spec.pdf": "/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf",
+    "python-policy.html": "/usr/share/doc/python3/python-policy.html",
+    "users-and-groups.html": "/usr/share/doc/base-passwd/users-and-groups.html",
+    "zlib_how.html": "/usr/share/doc/zlib1g-dev/examples/zlib_how.html",
+    "triggers.txt": "/usr/share/doc/dpkg/spec/triggers.txt",
+    "ENVIRONMENT.md": "/usr/share/doc/systemd/ENVIRONMENT.md.gz",
+    "tar.txt": "man:tar",
+    "find.txt": "man:find",
+    "sed.txt": "man:sed",
+    "curl.txt": "man:curl",
+}
+
+
+def render_man_page(name: str, path: Path) -> Path:
+    """A section-1 man page as plain text, 100 columns wide (as a user would save it)."""
+    page = Path(f"/usr/share/man/man1/{name}.1.gz")
+    if not page.exists() or not shutil.which("man") or not shutil.which("col"):
+        raise RagError(f"{page} (or the man command) is missing: this measurement uses Debian's documentation")
+    env = {**os.environ, "MANWIDTH": "100"}
+    text = subprocess.run(["man", "-l", str(page)], capture_output=True, text=True, env=env, check=True).stdout
+    text = subprocess.run(["col", "-b"], input=text, capture_output=True, text=True, check=True).stdout
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def system_docs(folder: Path, names: Iterable[str]) -> list[Path]:
+    """The named SYSTEM_DOCS copied (unpacked, rendered) into `folder`; RagError when one is missing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names:
+        path, source = folder / name, SYSTEM_DOCS[name]
+        if source.startswith("man:"):
+            render_man_page(source.removeprefix("man:"), path)
+        elif not Path(source).exists():
+            raise RagError(f"{source} is missing: this measurement uses Debian's documentation")
+        elif source.endswith(".gz"):
+            path.write_bytes(gzip.decompress(Path(source).read_bytes()))
+        else:
+            shutil.copyfile(source, path)
         paths.append(path)
     return paths
 

@@ -417,10 +417,14 @@ def _print_retrieval_bench(result: dict[str, Any]) -> None:
 
     q = result["quality"]
     print(f"\nbackend: {result['backend']}; model: {result['embed_model']}")
-    print(f"quality: {q['questions']} questions over {q['files']} files")
-    print(f"{'mode':8} {'top-k':>5} {'hit@1':>6} {'hit@3':>6} {'hit@k':>6} {'MRR':>6}")
-    for r in q["rows"]:
-        print(f"{r['mode']:8} {r['top_k']:5} {r['hit@1']:6.2f} {r['hit@3']:6.2f} {r['hit@k']:6.2f} {r['mrr']:6.3f}")
+    for part in q["sets"]:
+        if "skipped" in part:
+            print(f"quality, {part['name']}: skipped ({part['skipped']})")
+            continue
+        print(f"quality, {part['name']}: {part['questions']} questions over {part['files']} files ({part['chunks']} chunks)")
+        print(f"{'mode':8} {'top-k':>5} {'hit@1':>6} {'hit@3':>6} {'hit@k':>6} {'MRR':>6}")
+        for r in part["rows"]:
+            print(f"{r['mode']:8} {r['top_k']:5} {r['hit@1']:6.2f} {r['hit@3']:6.2f} {r['hit@k']:6.2f} {r['mrr']:6.3f}")
     f = q["follow_ups"]
     print(f"time to sources (hybrid, p50 of {f['questions']}): fresh {f['fresh_p50_ms']} ms, "
           f"follow-up {f['follow_up_p50_ms']} ms ({f['follow_up_over_fresh']}x)")

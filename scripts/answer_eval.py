@@ -15,12 +15,13 @@ import argparse
 import gzip
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from rag.bench_corpus import render_man_page
+from rag.errors import RagError
 from rag.options import AskOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,16 +33,10 @@ GUIDE = Path("/usr/share/doc/base-passwd/users-and-groups.txt.gz")
 
 def build_corpus(folder: Path) -> list[Path]:
     """Render the man pages to text and unpack the guide; fails clearly when one is missing."""
-    files = []
-    for name in MAN_PAGES:
-        page = Path(f"/usr/share/man/man1/{name}.1.gz")
-        if not page.exists():
-            sys.exit(f"error: {page} is missing (this measurement uses Debian's documentation)")
-        text = subprocess.run(["man", "-l", str(page)], capture_output=True, text=True, env={"MANWIDTH": "100"},
-                              check=True).stdout
-        text = subprocess.run(["col", "-b"], input=text, capture_output=True, text=True, check=True).stdout
-        files.append(folder / f"{name}.txt")
-        files[-1].write_text(text)
+    try:
+        files = [render_man_page(name, folder / f"{name}.txt") for name in MAN_PAGES]
+    except RagError as exc:
+        sys.exit(f"error: {exc}")
     if not GUIDE.exists():
         sys.exit(f"error: {GUIDE} is missing (this measurement uses Debian's documentation)")
     files.append(folder / "users-and-groups.txt")
