@@ -116,11 +116,15 @@ SYSTEM_DOCS = {
 }
 
 
+class MissingDocuments(RagError):
+    """A measurement's documents are not installed on this machine (not a Debian system)."""
+
+
 def render_man_page(name: str, path: Path) -> Path:
     """A section-1 man page as plain text, 100 columns wide (as a user would save it)."""
     page = Path(f"/usr/share/man/man1/{name}.1.gz")
     if not page.exists() or not shutil.which("man") or not shutil.which("col"):
-        raise RagError(f"{page} (or the man command) is missing: this measurement uses Debian's documentation")
+        raise MissingDocuments(f"{page} (or the man command) is missing: this measurement uses Debian's documentation")
     env = {**os.environ, "MANWIDTH": "100"}
     text = subprocess.run(["man", "-l", str(page)], capture_output=True, text=True, env=env, check=True).stdout
     text = subprocess.run(["col", "-b"], input=text, capture_output=True, text=True, check=True).stdout
@@ -129,7 +133,7 @@ def render_man_page(name: str, path: Path) -> Path:
 
 
 def system_docs(folder: Path, names: Iterable[str]) -> list[Path]:
-    """The named SYSTEM_DOCS copied (unpacked, rendered) into `folder`; RagError when one is missing."""
+    """The named SYSTEM_DOCS copied (unpacked, rendered) into `folder`; MissingDocuments when one is missing."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in names:
@@ -137,7 +141,7 @@ def system_docs(folder: Path, names: Iterable[str]) -> list[Path]:
         if source.startswith("man:"):
             render_man_page(source.removeprefix("man:"), path)
         elif not Path(source).exists():
-            raise RagError(f"{source} is missing: this measurement uses Debian's documentation")
+            raise MissingDocuments(f"{source} is missing: this measurement uses Debian's documentation")
         elif source.endswith(".gz"):
             path.write_bytes(gzip.decompress(Path(source).read_bytes()))
         else:

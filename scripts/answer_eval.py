@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rag.bench_corpus import render_man_page
-from rag.errors import RagError
+from rag.bench_corpus import MissingDocuments, render_man_page
 from rag.options import AskOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +34,7 @@ def build_corpus(folder: Path) -> list[Path]:
     """Render the man pages to text and unpack the guide; fails clearly when one is missing."""
     try:
         files = [render_man_page(name, folder / f"{name}.txt") for name in MAN_PAGES]
-    except RagError as exc:
+    except MissingDocuments as exc:
         sys.exit(f"error: {exc}")
     if not GUIDE.exists():
         sys.exit(f"error: {GUIDE} is missing (this measurement uses Debian's documentation)")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rag.answer import Citation
-from rag.bench_corpus import SYSTEM_DOCS
+from rag.bench_corpus import SYSTEM_DOCS, MissingDocuments, system_docs
 from rag.evaluation import (
     Outcome,
     Question,
@@ -180,6 +180,13 @@ def test_a_milvus_without_bm25_falls_back_to_dense_and_refuses_keyword(cli, milv
     one_line_error(cli("ask", "cafeteria", "-c", "old_milvus", "--mode", "keyword", **server),
                    "keyword search is not possible: this Milvus has no full-text search")
     assert json.loads(cli("docs", "-c", "old_milvus", "--json", **server).stdout)[0]["status"] == "indexed"
+
+
+@pytest.mark.quick
+def test_a_missing_benchmark_document_is_named(tmp_path, monkeypatch):
+    monkeypatch.setitem(SYSTEM_DOCS, "gone.pdf", str(tmp_path / "gone.pdf"))
+    with pytest.raises(MissingDocuments, match=r"gone\.pdf is missing: this measurement uses Debian's documentation"):
+        system_docs(tmp_path / "out", ["gone.pdf"])
 
 
 def test_bench_ingest_retrieval_reports_every_part(cli):  # noqa: F811
