@@ -23,17 +23,20 @@ from llama_index.core.vector_stores.types import (
     MetadataFilters,
     VectorStoreQueryMode,
 )
+from llama_index.vector_stores.milvus.base import MILVUS_ID_FIELD
 
 from rag.config import RETRIEVAL_MODES, check_retrieval_mode
 from rag.errors import ConfigError, DocumentNotFound
 from rag.status import DocStatus
-from rag.store import CollectionInfo, DocumentRecord
+from rag.store import CollectionInfo, DocumentRecord, milvus_str
 
 QUERY_MODES = {"dense": VectorStoreQueryMode.DEFAULT, "keyword": VectorStoreQueryMode.TEXT_SEARCH}
 # What a citation's score is in each mode: only dense scores are similarities.
 SCORE_KINDS = {"hybrid": "hybrid score", "dense": "similarity", "keyword": "BM25"}
 FUSION_DEPTH = 20  # passages each leg of a hybrid search hands to the fusion
-MEANING_WEIGHT = 0.5  # the dense leg's share of a hybrid score; BM25 has the rest
+MEANING_WEIGHT = 0.6  # the dense search's share of a hybrid score; BM25 has the rest
+# As LlamaIndex's own BM25 search asks: the query's least weighted 20% of terms are skipped.
+BM25_SEARCH = {"metric_type": "BM25", "params": {"drop_ratio_search": 0.2}}
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,10 @@ def make_retriever(
 class HybridRetriever(BaseRetriever):
     """Dense and BM25 searches in Milvus, run concurrently on the async client, fused by `fuse`.
 
-    Milvus' own `hybrid_search` fuses by rank (RRF). That gives each leg's best hit the same value
-    however far ahead it is, and measured worse than fusing the scores (README, "Retrieval").
+    A passage that only one search returned is scored by the other too (its vector read back,
+    or a BM25 search limited to it), so every candidate is compared on both. Milvus' own
+    `hybrid_search` fuses by rank (RRF): that gives each search's best hit the same value however
+    far ahead it is, and measured worse than fusing the scores (README, "Retrieval").
     """
 
     def __init__(self, index: VectorStoreIndex, embed_model: BaseEmbedding, top_k: int,
@@ -162,26 +167,44 @@ class HybridRetriever(BaseRetriever):
         if query_bundle.embedding is None:
             query_bundle.embedding = self._embed_model.get_agg_embedding_from_queries(query_bundle.embedding_strs)
         meaning, words = self._meaning.retrieve(query_bundle), self._words.retrieve(query_bundle)
-        rest = _only_in(words, meaning)
-        rows = self._store.client.get(
-            self._store.collection_name, ids=rest, output_fields=[self._store.embedding_field]
-        ) if rest else []
-        return fuse(meaning, words, self._similarities(query_bundle.embedding, rows), self._top_k)
+        vectors, bm25 = self._requests(query_bundle, meaning, words)
+        rows = self._store.client.get(**vectors) if vectors else []
+        scored = self._store.client.search(**bm25)[0] if bm25 else []
+        return self._fused(query_bundle, meaning, words, rows, scored)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         if query_bundle.embedding is None:
             query_bundle.embedding = await self._embed_model.aget_agg_embedding_from_queries(query_bundle.embedding_strs)
         meaning, words = await asyncio.gather(self._meaning.aretrieve(query_bundle), self._words.aretrieve(query_bundle))
-        rest = _only_in(words, meaning)
-        rows = await self._store.aclient.get(
-            self._store.collection_name, ids=rest, output_fields=[self._store.embedding_field]
-        ) if rest else []
-        return fuse(meaning, words, self._similarities(query_bundle.embedding, rows), self._top_k)
+        vectors, bm25 = self._requests(query_bundle, meaning, words)
+        rows, scored = await asyncio.gather(
+            self._store.aclient.get(**vectors) if vectors else _nothing(),
+            self._store.aclient.search(**bm25) if bm25 else _nothing(),
+        )
+        return self._fused(query_bundle, meaning, words, rows, scored[0] if scored else [])
 
-    def _similarities(self, query: Sequence[float], rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-        """Inner products, as Milvus computes them, for the passages only the BM25 leg found."""
-        field = self._store.embedding_field
-        return {row["id"]: sum(q * v for q, v in zip(query, row[field], strict=True)) for row in rows}
+    def _requests(self, query_bundle: QueryBundle, meaning: list[NodeWithScore], words: list[NodeWithScore]
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The Milvus calls that score each search's passages on the other (empty: none needed)."""
+        store, words_only, meaning_only = self._store, _only_in(words, meaning), _only_in(meaning, words)
+        vectors = {"collection_name": store.collection_name, "ids": words_only,
+                   "output_fields": [store.embedding_field]} if words_only else {}
+        bm25 = {"collection_name": store.collection_name, "data": [query_bundle.query_str],
+                "anns_field": store.sparse_embedding_field, "limit": len(meaning_only),
+                "filter": f"{MILVUS_ID_FIELD} in [{', '.join(map(milvus_str, meaning_only))}]",
+                "output_fields": [MILVUS_ID_FIELD], "search_params": BM25_SEARCH} if meaning_only else {}
+        return vectors, bm25
+
+    def _fused(self, query_bundle: QueryBundle, meaning: list[NodeWithScore], words: list[NodeWithScore],
+               rows: Sequence[Mapping[str, Any]], scored: Sequence[Mapping[str, Any]]) -> list[NodeWithScore]:
+        query, field = query_bundle.embedding or [], self._store.embedding_field
+        similarity = {row[MILVUS_ID_FIELD]: sum(q * v for q, v in zip(query, row[field], strict=True)) for row in rows}
+        bm25 = {hit[MILVUS_ID_FIELD]: hit["distance"] for hit in scored}
+        return fuse(meaning, words, similarity, bm25, self._top_k)
+
+
+async def _nothing() -> list[Any]:
+    return []
 
 
 def _only_in(hits: Sequence[NodeWithScore], other: Sequence[NodeWithScore]) -> list[str]:
@@ -190,27 +213,32 @@ def _only_in(hits: Sequence[NodeWithScore], other: Sequence[NodeWithScore]) -> l
 
 
 def fuse(
-    meaning: Sequence[NodeWithScore], words: Sequence[NodeWithScore], similarity: Mapping[str, float], top_k: int
+    meaning: Sequence[NodeWithScore],
+    words: Sequence[NodeWithScore],
+    similarity: Mapping[str, float],
+    bm25: Mapping[str, float],
+    top_k: int,
 ) -> list[NodeWithScore]:
-    """The passages of both legs, best first by MEANING_WEIGHT x similarity / best similarity +
-    the rest x BM25 / best BM25: 1.0 is the best passage of both legs.
+    """The passages of both searches, best first by MEANING_WEIGHT x similarity / best similarity
+    + the rest x BM25 / best BM25: 1.0 is the best passage of both.
 
-    Each leg is scaled by its own best score, so a clear winner keeps its margin (RRF forgets it)
-    and neither scale (similarities near 0.5, BM25 in the tens) swamps the other. `similarity`
-    holds the passages only the BM25 leg found; a passage outside the BM25 leg's candidates gets
-    no BM25 share (it holds few of the question's words). Equal scores go by chunk id.
+    Each search is scaled by its own best score, so a clear winner keeps its margin (RRF forgets
+    it) and neither scale (similarities near 0.5, BM25 in the tens) swamps the other.
+    `similarity` holds the similarities of the passages only the BM25 search returned, `bm25` the
+    BM25 scores of those only the dense search returned (missing: 0, no word in common).
+    Equal scores go by chunk id.
     """
     nodes: dict[str, BaseNode] = {hit.node.node_id: hit.node for hit in (*words, *meaning)}
     dense = {**similarity, **{hit.node.node_id: hit.score or 0.0 for hit in meaning}}
-    bm25 = {hit.node.node_id: hit.score or 0.0 for hit in words}
-    best_dense, best_bm25 = max(dense.values(), default=0.0), max(bm25.values(), default=0.0)
+    words_score = {**bm25, **{hit.node.node_id: hit.score or 0.0 for hit in words}}
+    best_dense, best_bm25 = max(dense.values(), default=0.0), max(words_score.values(), default=0.0)
 
     def share(value: float, best: float) -> float:
         return value / best if best > 0 else 0.0
 
     score = {
         node_id: MEANING_WEIGHT * share(dense.get(node_id, 0.0), best_dense)
-        + (1 - MEANING_WEIGHT) * share(bm25.get(node_id, 0.0), best_bm25)
+        + (1 - MEANING_WEIGHT) * share(words_score.get(node_id, 0.0), best_bm25)
         for node_id in nodes
     }
     ranked = sorted(nodes, key=lambda node_id: (-round(score[node_id], 9), node_id))[:top_k]

@@ -20,11 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from rag.bench_corpus import MissingDocuments, render_man_page
 from rag.options import AskOptions
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 MAN_PAGES = ("gzip", "xz", "zip", "grep", "ssh")
 GUIDE = Path("/usr/share/doc/base-passwd/users-and-groups.txt.gz")

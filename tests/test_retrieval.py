@@ -110,23 +110,25 @@ def _hits(**scores: float) -> list[NodeWithScore]:
 
 
 @pytest.mark.quick
-def test_fusion_keeps_a_passage_close_to_the_top_of_both_legs_first():
+def test_fusion_keeps_a_passage_close_to_the_top_of_both_searches_first():
     meaning = _hits(a=0.80, b=0.78, c=0.40)
     words = _hits(c=20.0, b=19.0, d=5.0)
-    fused = fuse(meaning, words, {"d": 0.30}, top_k=4)
-    # b: 0.5 x 0.78/0.80 + 0.5 x 19/20. By rank (RRF, k=60) c would come first: 1/63 + 1/61 > 2/62.
+    fused = fuse(meaning, words, {"d": 0.30}, {"a": 2.0}, top_k=4)
+    # b: 0.6 x 0.78/0.80 + 0.4 x 19/20. By rank (RRF, k=60) c would come first: 1/63 + 1/61 > 2/62.
     assert [hit.node.node_id for hit in fused] == ["b", "c", "a", "d"]
-    assert [round(hit.score, 4) for hit in fused] == [0.9625, 0.75, 0.5, 0.3125]
-    assert fuse(meaning, words, {"d": 0.30}, top_k=2) == fused[:2]
+    assert [round(hit.score, 4) for hit in fused] == [0.965, 0.7, 0.64, 0.325]
+    assert fuse(meaning, words, {"d": 0.30}, {"a": 2.0}, top_k=2) == fused[:2]
 
 
 @pytest.mark.quick
-def test_fusion_gives_a_words_only_passage_its_real_similarity_and_breaks_ties_by_id():
+def test_fusion_scores_a_passage_one_search_missed_on_both_and_breaks_ties_by_id():
     words = _hits(z=4.0, y=4.0)
-    assert [(h.node.node_id, h.score) for h in fuse([], words, {"z": 0.5, "y": 0.5}, 5)] == [("y", 1.0), ("z", 1.0)]
-    assert [h.node.node_id for h in fuse([], words, {"z": 0.5, "y": 0.1}, 5)] == ["z", "y"]
-    assert [(h.node.node_id, h.score) for h in fuse(_hits(m=0.6), [], {}, 5)] == [("m", 0.5)], "no words found: meaning alone"
-    assert fuse([], [], {}, 5) == []
+    assert [(h.node.node_id, h.score) for h in fuse([], words, {"z": 0.5, "y": 0.5}, {}, 5)] == [("y", 1.0), ("z", 1.0)]
+    assert [h.node.node_id for h in fuse([], words, {"z": 0.5, "y": 0.1}, {}, 5)] == ["z", "y"]
+    meaning = _hits(m=0.6)
+    assert [(h.node.node_id, round(h.score, 4)) for h in fuse(meaning, [], {}, {}, 5)] == [("m", 0.6)], "no word in common"
+    assert [(h.node.node_id, round(h.score, 4)) for h in fuse(meaning, [], {}, {"m": 3.0}, 5)] == [("m", 1.0)]
+    assert fuse([], [], {}, {}, 5) == []
 
 
 # Modes -------------------------------------------------------------------------------------------------
@@ -148,13 +150,21 @@ def test_new_collections_are_hybrid_and_every_mode_finds_the_exact_term(rag, par
     assert dense.mode == "dense" and dense.sources[0].score_kind == "similarity"
 
 
-def test_hybrid_search_is_the_same_on_the_sync_and_the_async_path(rag, parts):
-    retriever, choice = rag._loop.run(rag._retriever(AskOptions(parts, top_k=3, mode="hybrid")))
-    asynchronous = rag._loop.run(retriever.aretrieve("replacement gasket QX-7731-B"))
-    synchronous = retriever.retrieve("replacement gasket QX-7731-B")
-    assert choice.mode == "hybrid" and asynchronous[0].node.get_content().startswith("The replacement gasket")
-    assert [(h.node.node_id, round(h.score, 6)) for h in synchronous] == \
-        [(h.node.node_id, round(h.score, 6)) for h in asynchronous]
+def test_hybrid_scores_every_passage_on_both_searches_sync_and_async(rag, parts, monkeypatch):
+    # The dense search puts the pressure note first, BM25 the parts list ("Harland Supplies"). With
+    # one candidate per search, each is scored by the other search in Milvus (the BM25 passage's
+    # vector read back, a BM25 search limited to the dense passage): the same scores as with 20.
+    question = "Harland Supplies pressure"
+    results = {}
+    for depth in (20, 1):
+        monkeypatch.setattr("rag.retrieval.FUSION_DEPTH", depth)
+        retriever, _ = rag._loop.run(rag._retriever(AskOptions(parts, top_k=1, mode="hybrid")))
+        asynchronous = rag._loop.run(retriever.aretrieve(question))
+        synchronous = retriever.retrieve(question)
+        results[depth] = [(h.node.node_id, round(h.score, 6)) for h in asynchronous]
+        assert [(h.node.node_id, round(h.score, 6)) for h in synchronous] == results[depth]
+    assert results[1] == results[20]
+    assert 0.5 < results[1][0][1] < 1.0, "first on one search only"
 
 
 def test_the_configured_mode_is_the_default(rag, parts):
