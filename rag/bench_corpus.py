@@ -120,9 +120,27 @@ class MissingDocuments(RagError):
     """A measurement's documents are not installed on this machine (not a Debian system)."""
 
 
+def _man_page(name: str) -> Path:
+    return Path(f"/usr/share/man/man1/{name}.1.gz")
+
+
+def missing_system_docs(names: Iterable[str] = SYSTEM_DOCS) -> list[str]:
+    """The named SYSTEM_DOCS (or the man and col commands they need) this machine lacks."""
+    missing = []
+    for name in names:
+        source = SYSTEM_DOCS[name]
+        if source.startswith("man:"):
+            page = _man_page(source.removeprefix("man:"))
+            missing += [str(page)] if not page.exists() else []
+            missing += [tool for tool in ("man", "col") if not shutil.which(tool) and tool not in missing]
+        elif not Path(source).exists():
+            missing.append(source)
+    return missing
+
+
 def render_man_page(name: str, path: Path) -> Path:
     """A section-1 man page as plain text, 100 columns wide (as a user would save it)."""
-    page = Path(f"/usr/share/man/man1/{name}.1.gz")
+    page = _man_page(name)
     if not page.exists() or not shutil.which("man") or not shutil.which("col"):
         raise MissingDocuments(f"{page} (or the man command) is missing: this measurement uses Debian's documentation")
     env = {**os.environ, "MANWIDTH": "100"}
@@ -133,15 +151,18 @@ def render_man_page(name: str, path: Path) -> Path:
 
 
 def system_docs(folder: Path, names: Iterable[str]) -> list[Path]:
-    """The named SYSTEM_DOCS copied (unpacked, rendered) into `folder`; MissingDocuments when one is missing."""
+    """The named SYSTEM_DOCS copied (unpacked, rendered) into `folder`. MissingDocuments, naming
+    every one that is missing, before anything is written."""
+    names = list(names)
+    missing = missing_system_docs(names)
+    if missing:
+        raise MissingDocuments(f"{', '.join(missing)} missing: this measurement uses Debian's documentation")
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in names:
         path, source = folder / name, SYSTEM_DOCS[name]
         if source.startswith("man:"):
             render_man_page(source.removeprefix("man:"), path)
-        elif not Path(source).exists():
-            raise MissingDocuments(f"{source} is missing: this measurement uses Debian's documentation")
         elif source.endswith(".gz"):
             path.write_bytes(gzip.decompress(Path(source).read_bytes()))
         else:
