@@ -123,9 +123,10 @@ def weigh(question: str, passages: Sequence[str], embed: Embed) -> Evidence:
         for n in ranked:
             if len(quotes) == MAX_QUOTES or score[n] < QUOTE_FRACTION * score[best]:
                 break
-            if _supports(similarity[n], share[n]) or not quotes:
-                i, start, end = candidates[n]
-                end = min(end, _cut(passages[i], start, end))
+            i, start, end = candidates[n]
+            end = min(end, _cut(passages[i], start, end))
+            repeated = any(" ".join(q.text.split()) == " ".join(passages[i][start:end].split()) for q in quotes)
+            if (_supports(similarity[n], share[n]) or not quotes) and not repeated:  # overlapping chunks repeat sentences
                 quotes.append(Quote(i, start, end, passages[i][start:end], round(score[n], 4)))
     highlights = tuple(
         tuple(sorted((q.start, q.end) for q in quotes if q.source == i)) for i in range(len(passages))

@@ -209,3 +209,13 @@ def test_a_timeout_while_streaming_reads_as_a_timeout():
 
     # The client wraps a timeout before the answer starts; one while it streams arrives unwrapped.
     assert describe_llm_error(httpx.ReadTimeout("")).startswith("the LLM did not answer in time")
+
+
+def test_a_sentence_that_overlapping_passages_share_is_quoted_once(rag):
+    from rag.evidence import weigh
+    from rag.grounding import embedder
+
+    shared = "Could not continue an earlier aborted download."
+    passages = [f"Exit code 36. {shared} Exit code 37 follows.", f"{shared} Exit code 37: could not read the file."]
+    evidence = weigh("continue an aborted download", passages, embedder(rag.embed_model))
+    assert evidence.found and [q.text for q in evidence.quotes].count(shared) == 1
