@@ -23,7 +23,7 @@ from llama_index.core.memory import ChatMemoryBuffer
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from rag.errors import QuestionRefused, QuestionTooLong, first_line
+from rag.errors import QuestionRefused, QuestionTooLong, RagError, first_line
 from rag.grounding import NoGeneration, QuoteSynthesizer, QuotingChatEngine, SupportGate
 
 MAX_QUESTION_CHARS = 4000
@@ -142,7 +142,9 @@ def describe_llm_error(exc: BaseException, secrets: tuple[str, ...] = ()) -> str
     import httpx
     import openai
 
-    if isinstance(exc, openai.AuthenticationError):
+    if isinstance(exc, RagError):  # says itself what happened (the local model stopped, ...)
+        text = first_line(exc, 300)
+    elif isinstance(exc, openai.AuthenticationError):
         text = "the LLM server refused the API key (401): check OPENAI_API_KEY"
     elif isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):  # a stream times out unwrapped
         text = "the LLM did not answer in time: try again, or raise RAG_LLM_TIMEOUT"

@@ -11,7 +11,7 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade "pip==25.3"
-# llama-cpp-python compiles llama.cpp on first install (several minutes on 2 cores; cached after).
+scripts/build_llama.sh
 .venv/bin/python -m pip install --quiet -r requirements.txt -c constraints.txt
 
 if [ "${1:-}" = "--dev" ]; then

@@ -1,6 +1,6 @@
 """The OpenAI code path against a real OpenAI-compatible server: llama.cpp's, on 127.0.0.1.
 
-It serves the packaged SmolLM2 GGUF, with an API key, so the same client that talks to OpenAI,
+It serves the packaged SmolLM2 GGUF (the app's own local-model server), with an API key, so the same client that talks to OpenAI,
 Ollama or vLLM is exercised for real: streaming, a wrong key (401), a server that is down, and a
 timeout. In every failure the passages are still returned.
 """
@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
 from rag.answer import NOT_FOUND, Done, Failure, Sources, Token
 from rag.config import Settings
 from rag.llm import packaged_gguf
+from rag.local_model import LocalModelServer
 from rag.options import AskOptions
 from rag.service import Rag
 from tests.helpers import free_port
@@ -28,32 +25,11 @@ API_KEY = "sk-test-4f9a8b7c6d5e"
 
 @pytest.fixture(scope="module")
 def llm_server():
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()), "--model_alias", "smollm2",
-            "--host", "127.0.0.1", "--port", str(port), "--api_key", API_KEY, "--n_ctx", "4096", "--verbose", "false",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            request = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {API_KEY}"})
-            urllib.request.urlopen(request, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {proc.stderr.read().decode()[-2000:]}")
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("llama_cpp.server did not start in 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    """llama.cpp's server for the packaged model, started as the app starts its local model."""
+    server = LocalModelServer(packaged_gguf(), context_window=4096, threads=2, api_key=API_KEY)
+    server.ensure_running()
+    yield server.url
+    server.close()
 
 
 def rag_for(settings: Settings, **env) -> Rag:
@@ -68,8 +44,8 @@ def indexed(rag, corpus, collection) -> str:
 
 def test_answers_stream_from_the_openai_compatible_server(settings, llm_server, indexed, caplog, capfd):
     caplog.set_level(logging.DEBUG)  # every library's debug logging: the key must not be in any of it
-    rag = rag_for(settings, OPENAI_BASE_URL=llm_server, OPENAI_API_KEY=API_KEY, RAG_OPENAI_MODEL="smollm2")
-    assert rag.info.llm.label == f"smollm2 at {llm_server} (OpenAI-compatible)"
+    rag = rag_for(settings, OPENAI_BASE_URL=llm_server, OPENAI_API_KEY=API_KEY, RAG_OPENAI_MODEL="local")
+    assert rag.info.llm.label == f"local at {llm_server} (OpenAI-compatible)"
     events = list(rag.stream_ask("When does the staff cafeteria open?", AskOptions(indexed, top_k=2)))
     assert isinstance(events[0], Sources) and events[0].citations[0].file == "plain.txt"
     assert sum(isinstance(e, Token) for e in events) > 3
@@ -96,7 +72,7 @@ def test_answers_stream_from_the_openai_compatible_server(settings, llm_server, 
 )
 def test_llm_failures_are_readable_and_keep_the_passages(settings, llm_server, indexed, env, message, caplog, capfd):
     caplog.set_level(logging.DEBUG)
-    env = {"OPENAI_BASE_URL": llm_server, "RAG_OPENAI_MODEL": "smollm2", **env}
+    env = {"OPENAI_BASE_URL": llm_server, "RAG_OPENAI_MODEL": "local", **env}
     env["OPENAI_BASE_URL"] = env["OPENAI_BASE_URL"].format(dead=free_port())
     rag = rag_for(settings, **env)
     for stream in (
