@@ -20,7 +20,10 @@ import pandas as pd
 import streamlit as st
 
 from pages import common, formatting, quality, shell
-from rag import bench_charts, bench_engine, bench_options, bench_report
+from rag.bench import charts as bench_charts
+from rag.bench import engine as bench_engine
+from rag.bench import options as bench_options
+from rag.bench import report as bench_report
 from rag.errors import ConfigError, RagError
 
 shell.require_shell()

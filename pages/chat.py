@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import html
 import json
 import re
-import uuid
-from dataclasses import dataclass, field
 
 import streamlit as st
 
-from pages import common, formatting, shell
-from rag.answer import CUT_OFF, MAX_QUESTION_CHARS, Citation, Done, Failure, Sources, Token, clean_question
+from pages import common, formatting, shell, sources
+from pages.transcript import Conversation, Role, Turn
+from rag.answering.events import CUT_OFF, MAX_QUESTION_CHARS, Done, Failure, Sources, Token, clean_question
 from rag.config import MIN_TOP_K, LLMMode
-from rag.conversations import ConversationInfo, Feedback, SavedConversation, SavedTurn, new_id, title_from, to_markdown
+from rag.conversations import ConversationInfo, Feedback, SavedConversation, title_from, to_markdown
 from rag.errors import ConversationNotFound, QuestionRefused, QuestionTooLong, RagError
 from rag.options import AskOptions
-from rag.service import ChatSession
-from rag.source_view import SourceUnavailable, locate, render_pdf_page, text_context
 
 shell.require_shell()
 
@@ -25,56 +21,6 @@ rag = common.get_rag()
 collection = common.active_collection()
 no_llm = rag.settings.llm_mode is LLMMode.NONE
 MAX_SLIDER_K = 20  # more passages than this make an answer slow and no better; the CLI allows up to 100
-
-
-@dataclass
-class Turn:
-    """One message of the transcript, kept in the session so reruns can redraw it."""
-
-    role: str  # user | assistant | notice
-    text: str = ""
-    citations: list[Citation] = field(default_factory=list)
-    error: str = ""  # the LLM failed: readable message, passages kept
-    refused: str = ""  # the question was refused (RagError): nothing else to show
-    retrieve_only: bool = False
-    searched: str = ""  # a follow-up's search with the conversation's context
-    found: bool = True  # False: nothing retrieved answers the question; citations are the closest passages
-    cut_off: bool = False  # the generated answer stops mid-sentence
-    stopped: bool = False  # the user pressed Stop while it was written
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # widget keys of its sources
-    question: str = ""  # an answer's question, saved with it
-    seq: int | None = None  # an answer's number in the saved conversation, once written
-    dirty: bool = True  # an answer changed since it was saved
-    feedback: Feedback | None = None
-
-    def saved(self, top_k: int) -> SavedTurn:
-        return SavedTurn(question=self.question, answer=self.text, sources=self.citations, error=self.error,
-                         refused=self.refused, found=self.found, searched=self.searched, cut_off=self.cut_off,
-                         stopped=self.stopped, retrieve_only=self.retrieve_only, top_k=top_k, feedback=self.feedback)
-
-    @classmethod
-    def pair(cls, seq: int, t: SavedTurn) -> list[Turn]:
-        answer = cls("assistant", t.answer, t.sources, t.error, t.refused, t.retrieve_only, t.searched, t.found,
-                     t.cut_off, t.stopped, question=t.question, seq=seq, dirty=False, feedback=t.feedback)
-        return [cls("user", t.question), answer]
-
-
-@dataclass
-class Conversation:
-    """A collection's chat in this browser session: the core's memory plus what is on screen.
-
-    Saved as it happens (`save`); what Milvus could not take stays `dirty` and is written on the next run."""
-
-    session: ChatSession
-    turns: list[Turn] = field(default_factory=list)
-    id: str = field(default_factory=new_id)
-    info: ConversationInfo | None = None  # None until its first question is saved
-    read_only: str = ""  # why no question can be added (its collection was deleted)
-    save_error: str = ""
-
-    @property
-    def options(self) -> AskOptions:
-        return self.session.options
 
 
 def conversation(options: AskOptions) -> Conversation:
@@ -87,8 +33,8 @@ def conversation(options: AskOptions) -> Conversation:
         conv.session = rag.chat_session(options)
         if conv.turns:
             answers = "retrieval only" if options.retrieve_only else "with answers"
-            notice = Turn("notice", f"Settings changed (top-k {options.top_k}, {answers}): the next question starts a fresh memory.")
-            if conv.turns[-1].role == "notice":  # several changes between two questions: one line
+            notice = Turn(Role.NOTICE, f"Settings changed (top-k {options.top_k}, {answers}): the next question starts a fresh memory.")
+            if conv.turns[-1].role == Role.NOTICE:  # several changes between two questions: one line
                 conv.turns[-1] = notice
             else:
                 conv.turns.append(notice)
@@ -119,7 +65,7 @@ def reopen(saved: SavedConversation) -> Conversation:
 def open_conversation(conversation_id: str) -> str:
     """Make a saved conversation the current one; returns why it could not be opened ("" if it was)."""
     try:
-        saved = rag.conversation(conversation_id)
+        saved = rag.conversations.get(conversation_id)
     except ConversationNotFound as exc:
         return f"{exc}. A new chat is open."
     except RagError as exc:
@@ -158,12 +104,14 @@ def save(conv: Conversation) -> None:
         return
     try:
         for turn in conv.turns:
-            if turn.role != "assistant" or not turn.dirty:
+            if turn.role != Role.ASSISTANT or not turn.dirty:
                 continue
             if conv.info is None:
-                conv.info = rag.new_conversation(collection, conv.options.top_k, conv.options.retrieve_only,
-                                                   conversation_id=conv.id)
-            turn.seq = rag.save_turn(conv.info, turn.saved(conv.options.top_k), turn.seq)
+                conv.info = rag.conversations.new(
+                    collection, top_k=conv.options.top_k, retrieve_only=conv.options.retrieve_only,
+                    conversation_id=conv.id,
+                )
+            turn.seq = rag.conversations.save_turn(conv.info, turn.saved(conv.options.top_k), turn.seq)
             turn.dirty = False
         conv.save_error = ""
         to_address(conv)
@@ -183,25 +131,6 @@ def rate(conv: Conversation, turn: Turn, key: str) -> None:
 # Drawing ------------------------------------------------------------------------------------------
 
 
-def citation_label(number: int, c: Citation) -> str:
-    page = ""
-    if c.page is not None:
-        page = f" · page {c.page}"
-        if c.page_label and c.page_label != str(c.page):
-            page += f" (printed {formatting.escape_markdown(c.page_label)})"
-    return f"[{number}] {formatting.escape_markdown(c.file or 'unknown file')}{page} · {c.score_label}"
-
-
-def marked_html(text: str, spans: tuple[tuple[int, int], ...]) -> str:
-    """Passage text as escaped HTML (document text is data: never markdown), answering sentences marked."""
-    parts, at = [], 0
-    for start, end in sorted(spans):
-        parts += [html.escape(text[at:start]), f"<mark>{html.escape(text[start:end])}</mark>"]
-        at = end
-    parts.append(html.escape(text[at:]))
-    return f'<div class="passage" style="white-space: pre-wrap; font-size: 0.9rem">{"".join(parts)}</div>'
-
-
 def show_sources(turn: Turn, expand_first: bool) -> None:
     citations = turn.citations
     if not citations:
@@ -211,48 +140,18 @@ def show_sources(turn: Turn, expand_first: bool) -> None:
     st.caption(f"Sources · {len(citations)} passage{plural}" if turn.found
                else f"Closest passages · {len(citations)}, none of which answers the question")
     for i, citation in enumerate(citations):
-        with st.expander(citation_label(i + 1, citation), expanded=expand_first and i == 0, icon=":material/description:"):
-            st.html(marked_html(citation.text, citation.highlights))
+        with st.expander(sources.citation_label(i + 1, citation), expanded=expand_first and i == 0, icon=":material/description:"):
+            st.html(sources.marked_html(citation.text, citation.highlights))
             if st.toggle("Show in the document", key=f"{turn.id}-view-{i}"):
-                show_in_document(citation, f"{turn.id}-view-{i}")
-
-
-def show_in_document(citation: Citation, key: str) -> None:
-    """The passage in its original file: the PDF page, or the surrounding lines; and the file itself."""
-    doc_id = citation.doc_id or citation.file
-    record = next((d for d in common.library(rag, collection) if d.doc_id == doc_id), None)
-    try:
-        path = locate(rag.settings, record, collection, doc_id)
-        if path.suffix.lower() == ".pdf" and citation.page is not None:
-            page = st.number_input("Page", min_value=1, value=citation.page, key=f"{key}-page",
-                                   help="Previous and next pages of the document")
-            answers = [citation.text[a:b] for a, b in citation.highlights]
-            image = render_pdf_page(path, int(page), citation.text if page == citation.page else "",
-                                    answers if page == citation.page else [])
-            caption = f"Page {image.page} of {image.pages}"
-            if page == citation.page:
-                caption += " · the passage is marked" if image.marked else " · the passage could not be located on the page"
-            st.image(image.png, caption=caption)
-        else:
-            view = text_context(path, citation.text)
-            rows = "".join(
-                f'<div style="background:{"#fff3bf" if n in view.marked else "transparent"}">'
-                f'<span style="color:#888; display:inline-block; width:3.5em">{n}</span>{html.escape(line)}</div>'
-                for n, line in view.lines
-            )
-            st.html(f'<div class="source-lines" style="font-family: monospace; font-size: 0.8rem; white-space: pre-wrap">{rows}</div>')
-        st.download_button("Download the original", path.read_bytes(), file_name=path.name, key=f"{key}-download",
-                           icon=":material/download:")
-    except SourceUnavailable as exc:
-        st.warning(formatting.escape_markdown(str(exc)), icon=":material/link_off:")
+                sources.show_in_document(rag, collection, citation, f"{turn.id}-view-{i}")
 
 
 def show_turn(conv: Conversation, turn: Turn) -> None:
-    if turn.role == "notice":
+    if turn.role == Role.NOTICE:
         st.caption(f":material/info: {turn.text}")
         return
     with st.chat_message(turn.role):
-        if turn.role == "user":
+        if turn.role == Role.USER:
             formatting.show_typed(turn.text)  # a question's markup is never rendered
         else:
             show_answer(turn)
@@ -299,14 +198,14 @@ def show_answer(turn: Turn) -> None:
 
 def answer(conv: Conversation, question: str) -> None:
     """Stream one answer into the page, then keep it in the transcript."""
-    user = Turn("user", question)
+    user = Turn(Role.USER, question)
     # Saved before it is answered (as stopped, until the answer replaces it): a reload mid-answer keeps it.
-    turn = Turn("assistant", retrieve_only=conv.options.retrieve_only, question=question, stopped=True)
+    turn = Turn(Role.ASSISTANT, retrieve_only=conv.options.retrieve_only, question=question, stopped=True)
     conv.turns += [user, turn]
     save(conv)
     show_turn(conv, user)
     turn.stopped = False
-    with st.chat_message("assistant"):
+    with st.chat_message(Role.ASSISTANT):
         box = st.empty()
         box.caption(":material/search: Searching the documents…")
         try:
@@ -350,14 +249,14 @@ def start_new_chat() -> None:
 
 def rename(conv: Conversation) -> None:
     try:
-        conv.info = rag.rename_conversation(conv.id, st.session_state.get("conversation_title", ""))
+        conv.info = rag.conversations.rename(conv.id, st.session_state.get("conversation_title", ""))
     except RagError as exc:
         st.session_state["address_error"] = str(exc)
 
 
 def delete(conv: Conversation) -> None:
     try:
-        rag.delete_conversation(conv.id)
+        rag.conversations.delete(conv.id)
     except RagError as exc:
         st.session_state["address_error"] = str(exc)
         return
@@ -367,7 +266,7 @@ def delete(conv: Conversation) -> None:
 
 def as_saved(conv: Conversation) -> SavedConversation:
     """What is on screen, saved or not: an export works even while Milvus cannot be reached."""
-    turns = [t.saved(conv.options.top_k) for t in conv.turns if t.role == "assistant"]
+    turns = [t.saved(conv.options.top_k) for t in conv.turns if t.role == Role.ASSISTANT]
     info = conv.info or ConversationInfo(conv.id, collection, title_from(turns[0].question) if turns else "New chat")
     return SavedConversation(info, turns)
 
@@ -375,7 +274,7 @@ def as_saved(conv: Conversation) -> SavedConversation:
 def conversations_menu(conv: Conversation) -> None:
     """Newest first, this collection's conversations: open one, rename or delete the current one, download it."""
     try:
-        listed = rag.conversations(conv.info.collection if conv.info else collection)
+        listed = rag.conversations.list(conv.info.collection if conv.info else collection)
     except RagError as exc:
         st.warning(f"Saved conversations cannot be listed now: {formatting.escape_markdown(str(exc))}", icon=":material/cloud_off:")
         listed = []

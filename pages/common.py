@@ -10,11 +10,11 @@ from pydantic import ValidationError
 from pages.formatting import escape_markdown
 from rag.config import RETRIEVAL_MODES, Settings, setting_problems
 from rag.errors import CollectionNotFound, RagError
-from rag.jobs import IngestJobs
-from rag.retrieval import Modes
+from rag.ingestion.jobs import IngestJobs
+from rag.retrieval.search import Modes
 from rag.service import Rag
 from rag.status import DocStatus
-from rag.store import DocumentRecord
+from rag.storage.catalog import DocumentRecord
 
 POLL_SECONDS = 1.0  # how often live progress refreshes while something is being indexed
 

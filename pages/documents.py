@@ -9,12 +9,12 @@ import streamlit as st
 
 from pages import common, formatting, shell
 from rag.errors import RagError
-from rag.ingest import ETA_MIN_FRACTION, ETA_MIN_SECONDS, Source
-from rag.jobs import FileState, JobView
-from rag.readers import SUPPORTED_EXTENSIONS, SUPPORTED_TYPES
+from rag.ingestion.jobs import FileState, JobView
+from rag.ingestion.readers import SUPPORTED_EXTENSIONS, SUPPORTED_TYPES
+from rag.ingestion.sources import ETA_MIN_FRACTION, ETA_MIN_SECONDS, Source
+from rag.ingestion.uploads import find_upload, remove_upload, safe_file_name, save_upload
 from rag.status import DocStatus, FileStatus, JobState
-from rag.store import DocumentRecord
-from rag.uploads import find_upload, remove_upload, safe_file_name, save_upload
+from rag.storage.catalog import DocumentRecord
 
 shell.require_shell()
 

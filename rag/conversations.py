@@ -21,9 +21,9 @@ from typing import Any
 
 from pymilvus import DataType, MilvusClient
 
-from rag.answer import Answer, Citation
+from rag.answering.events import Answer, Citation
 from rag.errors import ConversationNotFound, RagError
-from rag.store import MILVUS_ERRORS, MilvusStore, milvus_str
+from rag.storage.catalog import MILVUS_ERRORS, MilvusStore, milvus_str
 
 
 def now_iso() -> str:

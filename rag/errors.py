@@ -31,6 +31,10 @@ class ParseError(RagError):
     """A file could not be turned into text."""
 
 
+class CoreClosed(RagError):
+    """The `Rag` was closed: it refuses further calls instead of half-reconnecting."""
+
+
 class LLMError(RagError):
     """The language model failed (unreachable, refused the key, timed out)."""
 

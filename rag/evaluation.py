@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rag.answer import Citation
+from rag.answering.events import Citation
 from rag.errors import RagError
 
 MAX_QUESTIONS = 1000

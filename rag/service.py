@@ -21,19 +21,22 @@ from typing import Any, ParamSpec, TypeVar
 from llama_index.core import VectorStoreIndex
 from llama_index.core.node_parser import SentenceSplitter
 
-from rag import recovery
-from rag.answer import Answer, ChatEngine, Citation, Done, Event, QueryEngine
+from rag.answering.engines import ChatEngine, QueryEngine
+from rag.answering.events import Answer, Citation, Event, alast_answer, last_answer, with_mode
+from rag.answering.grounding import SupportGate, embedder
+from rag.chats import ChatSession, Conversations
 from rag.config import LLMMode, Settings, validate_collection_name
-from rag.conversations import ConversationInfo, ConversationStore, Feedback, SavedConversation, SavedTurn
-from rag.embeddings import EmbedInfo, count_tokens, embed_info, load_embed_model
-from rag.errors import ConfigError, DocumentNotFound, RagError
+from rag.conversations import ConversationStore
+from rag.errors import ConfigError, CoreClosed, DocumentNotFound, RagError
 from rag.evaluation import Question, Report, check_files, outcome, report
-from rag.grounding import SupportGate, embedder
-from rag.ingest import Ingestor, IngestReport, ProgressCallback, Source, collect_sources
-from rag.llm import LLMInfo, build_llm, llm_info
+from rag.ingestion import recovery
+from rag.ingestion.pipeline import Ingestor
+from rag.ingestion.sources import IngestReport, ProgressCallback, Source, collect_sources
 from rag.loop import BackgroundLoop, shared_loop
+from rag.models.embeddings import EmbedInfo, count_tokens, embed_info, load_embed_model
+from rag.models.llm import LLMInfo, build_llm, llm_info
 from rag.options import AskOptions
-from rag.retrieval import (
+from rag.retrieval.search import (
     SCORE_KINDS,
     ModeChoice,
     Modes,
@@ -45,7 +48,7 @@ from rag.retrieval import (
     scope_filters,
 )
 from rag.status import DocStatus
-from rag.store import CollectionInfo, DocumentRecord, MilvusStore, check_embedding
+from rag.storage.catalog import CollectionInfo, DocumentRecord, MilvusStore, check_embedding
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,11 @@ class Rag:
         self.settings = settings or Settings()
         self._loop = loop or shared_loop()
         self._store = MilvusStore(self.settings)
-        self._conversations = ConversationStore(self._store)
+        self._closed = False
+        self.conversations = Conversations(
+            ConversationStore(self._store), loop=self._loop, connect=self._connect, collection=self._collection
+        )
+        self.parts = Parts(self)
         self._embed_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
         self._llm: Any = None
         self._llm_loaded = False
@@ -98,6 +105,7 @@ class Rag:
         self._loop.run(self.aclose())
 
     async def aclose(self) -> None:
+        self._closed = True
         await self._loop.hop(self._store.aclose())
         self._embed_executor.shutdown(wait=False, cancel_futures=True)
 
@@ -157,7 +165,12 @@ class Rag:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CoreClosed("this Rag was closed: create a new one to go on")
+
     async def _connect(self) -> MilvusStore:
+        self._check_open()  # a closed core refuses, rather than half-reconnecting
         await self._store.aconnect()
         await recovery.arecover_once(self._store)  # before this process reads or ingests anything
         return self._store
@@ -231,7 +244,7 @@ class Rag:
         outcomes = []
         for q in questions:
             hits = await retriever.aretrieve(q.question)
-            outcomes.append(outcome(q, [Citation.from_node(hit, kind) for hit in hits]))
+            outcomes.append(outcome(q, [Citation.from_node(hit, score_kind=kind) for hit in hits]))
         return [report(info.name, choice.mode, k, outcomes, choice.note) for k in top_ks]
 
     # Collections ----------------------------------------------------------------------------
@@ -320,14 +333,10 @@ class Rag:
     # built, before anything is loaded; the streaming pair yields `Sources`, `Token`s, `Done`.
 
     def ask(self, question: str, options: AskOptions | None = None) -> Answer:
-        return _last_answer(self.stream_ask(question, options))
+        return last_answer(self.stream_ask(question, options))
 
     async def aask(self, question: str, options: AskOptions | None = None) -> Answer:
-        answer = None
-        async for event in self.astream_ask(question, options):
-            if isinstance(event, Done):
-                answer = event.answer
-        return _checked(answer)
+        return await alast_answer(self.astream_ask(question, options))
 
     def stream_ask(self, question: str, options: AskOptions | None = None) -> Iterator[Event]:
         return self._loop.iterate(self._astream_ask(question, options or AskOptions()))
@@ -346,163 +355,41 @@ class Rag:
             retriever, choice = await self._retriever(options)
             llm, gate, quote = await self._answering_parts(options.retrieve_only)
             engine = QueryEngine(retriever, llm, gate, self._secrets(), quote, SCORE_KINDS[choice.mode])
-            async for event in engine.astream(question):
-                if isinstance(event, Done):
-                    event.answer.mode, event.answer.note = choice.mode, choice.note
+            async for event in with_mode(engine.astream(question), choice):
                 yield event
-
-    # Conversations ----------------------------------------------------------------------------
-
-    def conversations(self, collection: str | None = None) -> list[ConversationInfo]:
-        """Saved conversations, newest first: of one collection, or of all with `collection=None`."""
-        return self._loop.run(self.aconversations(collection))
-
-    @on_loop
-    async def aconversations(self, collection: str | None = None) -> list[ConversationInfo]:
-        await self._connect()
-        return await self._conversations.alist(collection)
-
-    def conversation(self, conversation_id: str) -> SavedConversation:
-        return self._loop.run(self.aconversation(conversation_id))
-
-    @on_loop
-    async def aconversation(self, conversation_id: str) -> SavedConversation:
-        await self._connect()
-        return await self._conversations.aget(conversation_id)
-
-    def new_conversation(self, collection: str | None = None, top_k: int | None = None, retrieve_only: bool = False,
-                         conversation_id: str | None = None) -> ConversationInfo:
-        return self._loop.run(self.anew_conversation(collection, top_k, retrieve_only, conversation_id))
-
-    @on_loop
-    async def anew_conversation(self, collection: str | None = None, top_k: int | None = None,
-                                retrieve_only: bool = False, conversation_id: str | None = None) -> ConversationInfo:
-        await self._connect()
-        return await self._conversations.acreate(self._collection(collection), top_k, retrieve_only, conversation_id)
-
-    def save_turn(self, info: ConversationInfo, turn: SavedTurn, seq: int | None = None) -> int:
-        """Append a turn (or replace turn `seq`) of a saved conversation; `info` follows in place.
-        Returns the turn's number."""
-        return self._loop.run(self.asave_turn(info, turn, seq))
-
-    @on_loop
-    async def asave_turn(self, info: ConversationInfo, turn: SavedTurn, seq: int | None = None) -> int:
-        await self._connect()
-        return await self._conversations.asave_turn(info, turn, seq)
-
-    def rename_conversation(self, conversation_id: str, title: str) -> ConversationInfo:
-        return self._loop.run(self.arename_conversation(conversation_id, title))
-
-    @on_loop
-    async def arename_conversation(self, conversation_id: str, title: str) -> ConversationInfo:
-        await self._connect()
-        return await self._conversations.arename(conversation_id, title)
-
-    def delete_conversation(self, conversation_id: str) -> None:
-        self._loop.run(self.adelete_conversation(conversation_id))
-
-    @on_loop
-    async def adelete_conversation(self, conversation_id: str) -> None:
-        await self._connect()
-        await self._conversations.adelete(conversation_id)
-
-    def feedback(self, conversation_id: str, turn: int, feedback: Feedback | None) -> SavedTurn:
-        """Rate answer number `turn` (0-based); None clears the rating."""
-        return self._loop.run(self.afeedback(conversation_id, turn, feedback))
-
-    @on_loop
-    async def afeedback(self, conversation_id: str, turn: int, feedback: Feedback | None) -> SavedTurn:
-        await self._connect()
-        return await self._conversations.afeedback(conversation_id, turn, feedback)
 
     def chat_session(self, options: AskOptions | None = None) -> ChatSession:
         """A conversation with its own memory; its sync and async methods share the core's loop."""
-        return ChatSession(self, options or AskOptions())
+        self._check_open()
+        return ChatSession(options or AskOptions(), loop=self._loop, open_engine=self._chat_engine,
+                           answering=self._foreground)
 
-    # Used by the benchmarks -----------------------------------------------------------------
-    # (They time the pipeline's parts one by one, so they need the parts the operations above hide.)
+    async def _chat_engine(self, options: AskOptions) -> tuple[ChatEngine, ModeChoice]:
+        retriever, choice = await self._retriever(options)
+        llm, gate, quote = await self._answering_parts(options.retrieve_only)
+        return ChatEngine(retriever, llm, gate, self._secrets(), quote, SCORE_KINDS[choice.mode]), choice
+
+class Parts:
+    """The pieces `Rag`'s operations hide, for the benchmarks that time them one by one
+    (`rag.parts`): not part of the app's surface."""
+
+    def __init__(self, rag: Rag) -> None:
+        self._rag = rag
 
     async def aopen_store(self) -> MilvusStore:
         """The connected store, opened as every operation opens it (recovery included)."""
-        return await self._connect()
+        return await self._rag._connect()
 
     def chunk_file(self, path: Path, collection: str) -> list[Any]:
         """One file read and chunked as ingestion would, neither embedded nor stored."""
-        return self._ingestor().parse(Source(path, path.name), collection)[1]
+        return self._rag._ingestor().parse(Source(path, path.name), collection)[1]
 
     async def aembed_texts(self, texts: Sequence[str], model: Any = None) -> list[list[float]]:
         """`texts` embedded on the embedding thread, as ingestion embeds; `model`: the app's by default."""
-        embedder = self.embed_model if model is None else model
+        embedder = self._rag.embed_model if model is None else model
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._embed_executor, embedder.get_text_embedding_batch, texts)
+        return await loop.run_in_executor(self._rag._embed_executor, embedder.get_text_embedding_batch, texts)
 
     async def aload_llm(self) -> None:
         """Load the LLM now, off the loop, so that a timed answer does not include loading it."""
-        await self._loop.hop(asyncio.to_thread(lambda: self.llm))
-
-
-class ChatSession:
-    """One conversation: its own memory, so each browser session has its own history."""
-
-    def __init__(self, rag: Rag, options: AskOptions) -> None:
-        self._rag = rag
-        self.options = options
-        self._engine: ChatEngine | None = None
-        self._choice = ModeChoice("dense")
-        self._earlier: list[tuple[str, str, str]] = []
-
-    async def _get_engine(self) -> ChatEngine:
-        if self._engine is None:
-            retriever, self._choice = await self._rag._retriever(self.options)
-            llm, gate, quote = await self._rag._answering_parts(self.options.retrieve_only)
-            self._engine = ChatEngine(retriever, llm, gate, self._rag._secrets(), quote, SCORE_KINDS[self._choice.mode])
-            self._engine.restore(self._earlier)
-        return self._engine
-
-    def restore(self, turns: list[SavedTurn]) -> None:
-        """Continue a saved conversation: its turns become this session's memory."""
-        self._earlier = [(t.question, t.answer, t.searched) for t in turns if not t.refused]
-        if self._engine is not None:
-            self._engine.restore(self._earlier)
-
-    async def _astream(self, message: str) -> AsyncIterator[Event]:
-        async with self._rag._foreground():
-            engine = await self._get_engine()
-            async for event in engine.astream(message):
-                if isinstance(event, Done):
-                    event.answer.mode, event.answer.note = self._choice.mode, self._choice.note
-                yield event
-
-    def stream_chat(self, message: str) -> Iterator[Event]:
-        return self._rag._loop.iterate(self._astream(message))
-
-    def astream_chat(self, message: str) -> AsyncIterator[Event]:
-        return self._rag._loop.hop_iter(self._astream(message))
-
-    def chat(self, message: str) -> Answer:
-        return _last_answer(self.stream_chat(message))
-
-    def reset(self) -> None:
-        """Start a new conversation (same collection and settings)."""
-        self._earlier = []
-        if self._engine is not None:
-            self._engine.reset()
-
-    @property
-    def history(self) -> list[tuple[str, str]]:
-        return self._engine.history if self._engine is not None else []
-
-
-def _last_answer(events: Iterable[Event]) -> Answer:
-    answer = None
-    for event in events:
-        if isinstance(event, Done):
-            answer = event.answer
-    return _checked(answer)
-
-
-def _checked(answer: Answer | None) -> Answer:
-    if answer is None:
-        raise RuntimeError("answer stream ended without a result")
-    return answer
-
+        await self._rag._loop.hop(asyncio.to_thread(lambda: self._rag.llm))

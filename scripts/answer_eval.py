@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag.bench_corpus import MissingDocuments, render_man_page
+from rag.bench.corpus import MissingDocuments, render_man_page
 from rag.options import AskOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from rag.answer import Done, Sources, Token
+    from rag.answering.events import Done, Sources, Token
     from rag.config import Settings
     from rag.service import Rag
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag.answer import Citation
+from rag.answering.events import Citation
 from rag.config import Settings
 from rag.conversations import SavedTurn
 from rag.service import Rag
@@ -54,20 +54,20 @@ def main() -> int:
         env = {"MILVUS_URI": args.uri} if args.uri else {}
         rag = Rag(Settings(RAG_DATA_DIR=Path(tmp), _env_file=None, **env))
         start = time.perf_counter()
-        long = rag.new_conversation("bench_long", top_k=4)
+        long = rag.conversations.new("bench_long", top_k=4)
         for n in range(args.turns):
-            rag.save_turn(long, turn(n))
+            rag.conversations.save_turn(long, turn(n))
         write_long = time.perf_counter() - start
         start = time.perf_counter()
         for n in range(args.conversations):
-            rag.save_turn(rag.new_conversation("bench_many"), turn(n))
+            rag.conversations.save_turn(rag.conversations.new("bench_many"), turn(n))
         write_many = time.perf_counter() - start
 
-        seconds, saved = timed(lambda: rag.conversation(long.id), args.repeat)
+        seconds, saved = timed(lambda: rag.conversations.get(long.id), args.repeat)
         assert len(saved.turns) == args.turns
         print(f"open a conversation of {args.turns} turns: {seconds * 1000:.0f} ms (median of {args.repeat}); "
               f"writing it took {write_long / args.turns * 1000:.1f} ms per turn")
-        seconds, listed = timed(lambda: rag.conversations("bench_many"), args.repeat)
+        seconds, listed = timed(lambda: rag.conversations.list("bench_many"), args.repeat)
         assert len(listed) == args.conversations
         print(f"list {args.conversations} conversations: {seconds * 1000:.0f} ms (median of {args.repeat}); "
               f"writing them took {write_many / args.conversations * 1000:.1f} ms per conversation")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag.source_view import render_pdf_page
+from rag.answering.source_view import render_pdf_page
 from tests.docs import make_pdf
 
 

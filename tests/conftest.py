@@ -14,9 +14,9 @@ sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore", message=".*pkg_resources.*")
 
 from rag.config import Settings  # noqa: E402
-from rag.ingest import Source  # noqa: E402
+from rag.ingestion.sources import Source  # noqa: E402
+from rag.ingestion.uploads import save_upload  # noqa: E402
 from rag.service import Rag  # noqa: E402
-from rag.uploads import save_upload  # noqa: E402
 from tests import docs  # noqa: E402
 from tests.helpers import app_environment  # noqa: E402
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.milvus_server import LocalMilvusServer, milvus_package_version
+from rag.storage.local_server import LocalMilvusServer, milvus_package_version
 from tests.helpers import free_port
 
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from rag.answer import NOT_FOUND, Done, Failure, Sources, Token
+from rag.answering.events import NOT_FOUND, Done, Failure, Sources, Token
 from rag.errors import ConfigError, RagError
 from rag.options import AskOptions
 from tests.docs import FACTS
@@ -151,7 +151,7 @@ def test_markup_in_questions_and_documents_is_plain_text(rag, tmp_path, collecti
 def test_a_follow_up_searches_with_its_own_words_and_with_the_conversation(rag, indexed):
     """The message's own best hit is always kept; the conversation's context adds to it, fused by
     rank; no LLM rewrites anything before the sources are known."""
-    from rag.answer import FollowUpRetriever
+    from rag.retrieval.followups import FollowUpRetriever
 
     inner, _ = rag._loop.run(rag._retriever(AskOptions(indexed, 2)))
     retriever = FollowUpRetriever(inner, top_k=2)
@@ -180,7 +180,7 @@ def test_a_follow_up_searches_with_its_own_words_and_with_the_conversation(rag, 
     ],
 )
 def test_which_messages_need_the_conversation(message, expected):
-    from rag.answer import needs_context
+    from rag.retrieval.followups import needs_context
 
     assert needs_context(message) is expected
 
@@ -189,31 +189,31 @@ def test_which_messages_need_the_conversation(message, expected):
 def test_rank_fusion_keeps_the_first_lists_best_hit():
     from llama_index.core.schema import NodeWithScore, TextNode
 
-    from rag.answer import fuse
+    from rag.retrieval.followups import fuse_ranks
 
     def ranking(*ids: str) -> list[NodeWithScore]:
         return [NodeWithScore(node=TextNode(id_=i, text=i), score=100.0 - n) for n, i in enumerate(ids)]
 
     own, with_context = ranking("a", "b", "c"), ranking("d", "b", "c")
-    fused = [h.node.node_id for h in fuse(own, with_context, top_k=3)]
+    fused = [h.node.node_id for h in fuse_ranks(own, with_context, top_k=3)]
     assert fused == ["b", "c", "a"], "found by both lists first, then the first list's own best"
-    assert [h.node.node_id for h in fuse(own, ranking("x", "y", "z"), top_k=2)] == ["a", "x"], "ties: first list first"
-    assert "a" in [h.node.node_id for h in fuse(own, ranking("b", "c", "d"), top_k=3)]
+    assert [h.node.node_id for h in fuse_ranks(own, ranking("x", "y", "z"), top_k=2)] == ["a", "x"], "ties: first list first"
+    assert "a" in [h.node.node_id for h in fuse_ranks(own, ranking("b", "c", "d"), top_k=3)]
 
 
 @pytest.mark.quick
 def test_a_timeout_while_streaming_reads_as_a_timeout():
     import httpx
 
-    from rag.answer import describe_llm_error
+    from rag.answering.events import describe_llm_error
 
     # The client wraps a timeout before the answer starts; one while it streams arrives unwrapped.
     assert describe_llm_error(httpx.ReadTimeout("")).startswith("the LLM did not answer in time")
 
 
 def test_a_sentence_that_overlapping_passages_share_is_quoted_once(rag):
-    from rag.evidence import weigh
-    from rag.grounding import embedder
+    from rag.answering.evidence import weigh
+    from rag.answering.grounding import embedder
 
     shared = "Could not continue an earlier aborted download."
     passages = [f"Exit code 36. {shared} Exit code 37 follows.", f"{shared} Exit code 37: could not read the file."]

@@ -15,10 +15,10 @@ import pytest
 
 from rag.config import Settings
 from rag.errors import ConfigError, RagError
-from rag.ingest import FileResult, IngestProgress, IngestReport, Source
-from rag.jobs import IngestJobs
+from rag.ingestion.jobs import IngestJobs
+from rag.ingestion.sources import FileResult, IngestProgress, IngestReport, Source
+from rag.ingestion.uploads import MAX_NAME_BYTES, find_upload, safe_file_name, save_upload, stored_path
 from rag.options import AskOptions
-from rag.uploads import MAX_NAME_BYTES, find_upload, safe_file_name, save_upload, stored_path
 from tests.docs import FACTS, make_bad_files
 from tests.helpers import PUMP, app_environment, button, free_port, library_frame, new_app, open_page, plain, texts, until, upload
 

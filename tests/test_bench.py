@@ -10,10 +10,10 @@ import threading
 import pytest
 from pymilvus import MilvusClient
 
-from rag.bench_data import produce_nodes
-from rag.bench_engine import PREFIX, BenchEngine
-from rag.bench_options import BenchOptions, options_from_args, parse_counts
-from rag.bench_report import (
+from rag.bench.data import produce_nodes
+from rag.bench.engine import PREFIX, BenchEngine
+from rag.bench.options import BenchOptions, options_from_args, parse_counts
+from rag.bench.report import (
     RECORD_FIELDS,
     BenchRecord,
     build_record,
@@ -27,7 +27,7 @@ from rag.bench_report import (
 from rag.config import Settings
 from rag.errors import ConfigError
 from rag.loop import shared_loop
-from rag.store import LITE_GRPC_OPTIONS
+from rag.storage.catalog import LITE_GRPC_OPTIONS
 from tests.helpers import ROOT, clean_environ, free_port
 from tests.milvus_fixtures import milvus_server  # noqa: F401  (fixture)
 

@@ -14,7 +14,10 @@ from concurrent.futures import Future
 
 import pytest
 
-from rag import bench_charts, bench_engine, bench_options, bench_report
+from rag.bench import charts as bench_charts
+from rag.bench import engine as bench_engine
+from rag.bench import options as bench_options
+from rag.bench import report as bench_report
 from rag.errors import StoreUnavailable
 from tests.helpers import new_app, open_page, plain, texts
 

@@ -37,7 +37,7 @@ def model_pid(app_url: str) -> int:
             parent_args = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"rag.local_model_server" in args and port.encode() in parent_args:
+        if b"rag.models.local_model_server" in args and port.encode() in parent_args:
             return int(proc.name)
     raise AssertionError(f"no local model process under the app on port {port}")
 

@@ -153,16 +153,16 @@ def test_bench_ingest_memory_reports_peak_rss_of_both_runs(cli):
 
 SEED_CHATS = """
 import json, sys
-from rag.answer import Citation
+from rag.answering.events import Citation
 from rag.config import Settings
 from rag.conversations import Feedback, SavedTurn
 from rag.service import Rag
 rag = Rag(Settings(RAG_DATA_DIR=sys.argv[1], _env_file=None))
 source = Citation(file="manual.pdf", page=3, score=0.7, text="Check the seal\\nevery 500 hours.")
-info = rag.new_conversation("manuals")
-rag.save_turn(info, SavedTurn(question="How often is the seal checked?", answer="Every 500 hours [1].", sources=[source]))
-rag.feedback(info.id, 0, Feedback(1, "right"))
-print(json.dumps([info.id, rag.new_conversation("notes").id]))
+info = rag.conversations.new("manuals")
+rag.conversations.save_turn(info, SavedTurn(question="How often is the seal checked?", answer="Every 500 hours [1].", sources=[source]))
+rag.conversations.feedback(info.id, 0, Feedback(1, "right"))
+print(json.dumps([info.id, rag.conversations.new("notes").id]))
 """
 
 

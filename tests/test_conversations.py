@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rag.answer import Citation
+from rag.answering.events import Citation
 from rag.conversations import PART_CHARS, Feedback, SavedTurn, to_markdown
 from rag.errors import ConversationNotFound, RagError
 from rag.service import Rag
@@ -19,71 +19,71 @@ def turn(question: str, answer: str = "An answer [1].", text: str = "A passage."
 
 
 def test_a_conversation_is_saved_turn_by_turn_and_read_back(rag: Rag, collection: str):
-    info = rag.new_conversation(collection, top_k=4)
+    info = rag.conversations.new(collection, top_k=4)
     assert info.title == "New chat" and info.turns == 0
-    rag.save_turn(info, turn("What is   the Aurora\nbudget?"))
-    rag.save_turn(info, turn("And the deadline?", answer="March [1]."))
-    saved = rag.conversation(info.id)
+    rag.conversations.save_turn(info, turn("What is   the Aurora\nbudget?"))
+    rag.conversations.save_turn(info, turn("And the deadline?", answer="March [1]."))
+    saved = rag.conversations.get(info.id)
     assert saved.info.title == "What is the Aurora budget?" and saved.info.turns == 2
     assert [t.question for t in saved.turns] == ["What is   the Aurora\nbudget?", "And the deadline?"]
     source = saved.turns[1].sources[0]
     assert (source.file, source.page, source.page_label, source.doc_id) == ("report.docx", 2, "ii", "report.docx")
     assert source.highlights == ((0, 2),) and saved.turns[1].answer == "March [1]."
-    assert [c.id for c in rag.conversations(collection)] == [info.id]
+    assert [c.id for c in rag.conversations.list(collection)] == [info.id]
 
 
 def test_the_list_is_per_collection_and_newest_first(rag: Rag, collection: str):
-    first = rag.new_conversation(collection)
-    second = rag.new_conversation(collection)
-    other = rag.new_conversation(collection + "x")
-    rag.save_turn(first, turn("later question"))  # the most recent answer comes first
-    listed = [c.id for c in rag.conversations(collection)]
+    first = rag.conversations.new(collection)
+    second = rag.conversations.new(collection)
+    other = rag.conversations.new(collection + "x")
+    rag.conversations.save_turn(first, turn("later question"))  # the most recent answer comes first
+    listed = [c.id for c in rag.conversations.list(collection)]
     assert listed[0] == first.id and set(listed) == {first.id, second.id}
-    assert other.id not in listed and other.id in [c.id for c in rag.conversations()]
+    assert other.id not in listed and other.id in [c.id for c in rag.conversations.list()]
 
 
 def test_rename_delete_and_feedback(rag: Rag, collection: str):
-    info = rag.new_conversation(collection)
-    rag.save_turn(info, turn("q1"))
-    assert rag.rename_conversation(info.id, "  Budget   talk ").title == "Budget talk"
+    info = rag.conversations.new(collection)
+    rag.conversations.save_turn(info, turn("q1"))
+    assert rag.conversations.rename(info.id, "  Budget   talk ").title == "Budget talk"
     with pytest.raises(RagError, match="cannot be empty"):
-        rag.rename_conversation(info.id, "   ")
-    rag.feedback(info.id, 0, Feedback(0, " wrong page "))
-    assert rag.conversation(info.id).turns[0].feedback.comment == "wrong page"
-    rag.feedback(info.id, 0, Feedback(1))
-    assert rag.conversation(info.id).turns[0].feedback.score == 1
+        rag.conversations.rename(info.id, "   ")
+    rag.conversations.feedback(info.id, 0, Feedback(0, " wrong page "))
+    assert rag.conversations.get(info.id).turns[0].feedback.comment == "wrong page"
+    rag.conversations.feedback(info.id, 0, Feedback(1))
+    assert rag.conversations.get(info.id).turns[0].feedback.score == 1
     with pytest.raises(RagError, match="no turn 5"):
-        rag.feedback(info.id, 4, Feedback(1))
-    rag.delete_conversation(info.id)
-    assert info.id not in [c.id for c in rag.conversations(collection)]
+        rag.conversations.feedback(info.id, 4, Feedback(1))
+    rag.conversations.delete(info.id)
+    assert info.id not in [c.id for c in rag.conversations.list(collection)]
     with pytest.raises(ConversationNotFound):
-        rag.conversation(info.id)
+        rag.conversations.get(info.id)
 
 
 @pytest.mark.parametrize("bad", ["", "nope", "0" * 31 + '"', "../../etc", 'a" or seq == -1 or id == "b', "f" * 33])
 def test_a_tampered_or_unknown_id_is_refused(rag: Rag, bad: str):
     with pytest.raises(ConversationNotFound):
-        rag.conversation(bad)
+        rag.conversations.get(bad)
     with pytest.raises(ConversationNotFound):
-        rag.conversation("0" * 32)
+        rag.conversations.get("0" * 32)
 
 
 def test_a_long_answer_with_long_non_ascii_sources_is_kept_whole(rag: Rag, collection: str):
-    info = rag.new_conversation(collection)
+    info = rag.conversations.new(collection)
     long_text = "Ünïcödé passage — 東京 " * 2000  # ~44k characters, ~3x that in escaped JSON
     answer = "word " * 30_000
-    rag.save_turn(info, turn("long", answer=answer, text=long_text))
-    rag.feedback(info.id, 0, Feedback(1, "ok"))
-    saved = rag.conversation(info.id).turns[0]
+    rag.conversations.save_turn(info, turn("long", answer=answer, text=long_text))
+    rag.conversations.feedback(info.id, 0, Feedback(1, "ok"))
+    saved = rag.conversations.get(info.id).turns[0]
     assert saved.answer == answer and saved.sources[0].text == long_text and saved.feedback.score == 1
     assert len(json.dumps(saved.to_json(), ensure_ascii=True)) > 3 * PART_CHARS
 
 
 def test_markdown_export_numbers_the_sources(rag: Rag, collection: str):
-    info = rag.new_conversation(collection)
-    rag.save_turn(info, turn("What is the budget?", text="The budget is\n3.5 million."))
-    rag.feedback(info.id, 0, Feedback(0, "too short"))
-    text = to_markdown(rag.conversation(info.id))
+    info = rag.conversations.new(collection)
+    rag.conversations.save_turn(info, turn("What is the budget?", text="The budget is\n3.5 million."))
+    rag.conversations.feedback(info.id, 0, Feedback(0, "too short"))
+    text = to_markdown(rag.conversations.get(info.id))
     assert text.startswith("# What is the budget?\n")
     assert "## 1. What is the budget?\n\nAn answer [1].\n" in text
     assert "1. **report.docx**, page 2\n\n   > The budget is 3.5 million." in text
@@ -91,13 +91,13 @@ def test_markdown_export_numbers_the_sources(rag: Rag, collection: str):
 
 
 def test_a_question_saved_before_its_answer_is_replaced_by_the_whole_turn(rag: Rag, collection: str):
-    info = rag.new_conversation(collection)
-    seq = rag.save_turn(info, SavedTurn(question="q", stopped=True))
+    info = rag.conversations.new(collection)
+    seq = rag.conversations.save_turn(info, SavedTurn(question="q", stopped=True))
     long = turn("q", answer="a" * (3 * PART_CHARS))
-    assert rag.save_turn(info, long, seq) == seq == 0
-    assert rag.conversation(info.id).turns[0].answer == long.answer
-    rag.save_turn(info, turn("q", answer="short"), seq)  # fewer parts: none of the old ones is left
-    [saved] = rag.conversation(info.id).turns
+    assert rag.conversations.save_turn(info, long, seq) == seq == 0
+    assert rag.conversations.get(info.id).turns[0].answer == long.answer
+    rag.conversations.save_turn(info, turn("q", answer="short"), seq)  # fewer parts: none of the old ones is left
+    [saved] = rag.conversations.get(info.id).turns
     assert saved.answer == "short" and info.turns == 1
     with pytest.raises(RagError, match="no turn 3"):
-        rag.save_turn(info, turn("q"), 2)
+        rag.conversations.save_turn(info, turn("q"), 2)

@@ -19,12 +19,12 @@ from dataclasses import replace
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from rag.ingest import ETA_MIN_SECONDS, IngestProgress, Source
-from rag.jobs import JobView
+from rag.ingestion.jobs import JobView
+from rag.ingestion.readers import FILE_TYPES, READERS, SUPPORTED_EXTENSIONS, SUPPORTED_TYPES
+from rag.ingestion.recovery import catalog_lock
+from rag.ingestion.sources import ETA_MIN_SECONDS, IngestProgress, Source
+from rag.ingestion.uploads import save_upload
 from rag.loop import shared_loop
-from rag.readers import FILE_TYPES, READERS, SUPPORTED_EXTENSIONS, SUPPORTED_TYPES
-from rag.recovery import catalog_lock
-from rag.uploads import save_upload
 from tests.helpers import button, new_app, open_page, plain, texts, until, upload
 
 CORPUS = ("manual.pdf", "report.docx", "notes.md")

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from rag.answer import Citation
-from rag.bench_corpus import SYSTEM_DOCS, MissingDocuments, missing_system_docs, system_docs
+from rag.answering.events import Citation
+from rag.bench.corpus import SYSTEM_DOCS, MissingDocuments, missing_system_docs, system_docs
 from rag.evaluation import (
     Outcome,
     Question,

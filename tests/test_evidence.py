@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import MarkerFilter, keep_valid_markers
-from rag.evidence import sentence_spans, terms
-from rag.source_view import SourceUnavailable, locate, render_pdf_page, text_context
-from rag.store import DocumentRecord
+from rag.answering.events import MarkerFilter, keep_valid_markers
+from rag.answering.evidence import sentence_spans, terms
+from rag.answering.source_view import SourceUnavailable, locate, render_pdf_page, text_context
+from rag.storage.catalog import DocumentRecord
 from tests.docs import FACTS, make_pdf
 
 pytestmark = pytest.mark.quick  # pure: no model, no Milvus

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import Answer
+from rag.answering.events import Answer
 from rag.config import Settings
-from rag.ingest import IngestProgress, Source
-from rag.milvus_server import LocalMilvusServer, milvus_package_version
+from rag.ingestion.sources import IngestProgress, Source
 from rag.options import AskOptions
 from rag.service import Rag
+from rag.storage.local_server import LocalMilvusServer, milvus_package_version
 from tests import docs
 from tests.helpers import ROOT, clean_environ, free_port
 from tests.milvus_fixtures import milvus_server  # noqa: F401  (fixture)

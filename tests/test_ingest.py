@@ -12,9 +12,9 @@ from dataclasses import asdict
 import pytest
 
 from rag.errors import EmbeddingMismatch, RagError
-from rag.ingest import Source
+from rag.ingestion.sources import Source
 from rag.options import AskOptions
-from rag.store import DocumentRecord
+from rag.storage.catalog import DocumentRecord
 from tests.docs import FACTS, QUESTIONS, make_bad_files, make_pdf
 
 
@@ -165,7 +165,7 @@ def test_calls_from_many_threads_and_their_own_loops_share_one_client(rag, corpu
 
 
 def test_a_document_left_half_indexed_by_a_dead_process_is_rolled_back(rag, settings, corpus, tmp_path, collection):
-    from rag import recovery
+    from rag.ingestion import recovery
 
     rag.ingest([corpus["plain.txt"]], collection)
     old = rag.documents(collection)[0]
@@ -210,7 +210,7 @@ def test_bfloat16_embeddings_match_float32(corpus):
     """RAG_EMBED_PRECISION: bf16 (auto on CPUs with native support) must not change retrieval."""
     import numpy as np
 
-    from rag.embeddings import load_embed_model
+    from rag.models.embeddings import load_embed_model
 
     texts = [corpus["plain.txt"].read_text(), "When does the cafeteria open?", "Zephyr pump pressure"]
     fp32 = np.array(load_embed_model("all-MiniLM-L6-v2", precision="float32").get_text_embedding_batch(texts))

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import Done, Failure, Sources, Token
+from rag.answering.events import Done, Failure, Sources, Token
 from rag.errors import ConfigError
-from rag.llm import packaged_gguf
-from rag.local_model import LocalModelServer, check_gguf
+from rag.models.llm import packaged_gguf
+from rag.models.local_model import LocalModelServer, check_gguf
 from rag.options import AskOptions
 from tests.helpers import ROOT, clean_environ, until
 
@@ -96,7 +96,7 @@ APP_WITH_A_MODEL = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from rag.local_model import LocalModelServer
+    from rag.models.local_model import LocalModelServer
     server = LocalModelServer(Path(sys.argv[1]), context_window=512, threads=1)
     server.ensure_running()
     print(server.pid, flush=True)

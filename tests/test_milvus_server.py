@@ -11,9 +11,9 @@ import pytest
 
 from rag.config import Settings
 from rag.errors import StoreUnavailable
-from rag.milvus_server import LocalMilvusServer, MilvusServerError, port_in_use
 from rag.options import AskOptions
 from rag.service import Rag
+from rag.storage.local_server import LocalMilvusServer, MilvusServerError, port_in_use
 from tests import docs
 from tests.helpers import ROOT, clean_environ, free_port
 from tests.milvus_fixtures import milvus_server  # noqa: F401  (fixture)

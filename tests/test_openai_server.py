@@ -12,10 +12,10 @@ import re
 
 import pytest
 
-from rag.answer import NOT_FOUND, Done, Failure, Sources, Token
+from rag.answering.events import NOT_FOUND, Done, Failure, Sources, Token
 from rag.config import Settings
-from rag.llm import packaged_gguf
-from rag.local_model import LocalModelServer
+from rag.models.llm import packaged_gguf
+from rag.models.local_model import LocalModelServer
 from rag.options import AskOptions
 from rag.service import Rag
 from tests.helpers import free_port

@@ -16,16 +16,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from rag.answer import Answer, Citation, Done, Sources
+from rag.answering.events import Answer, Citation, Done, Sources
 from rag.config import RETRIEVAL_MODES, Settings, validate_collection_name
 from rag.conversations import ConversationInfo
 from rag.errors import ConfigError, ConversationNotFound
-from rag.jobs import IngestJobs
-from rag.llm import llm_info
+from rag.ingestion.jobs import IngestJobs
+from rag.models.llm import llm_info
 from rag.options import AskOptions
-from rag.retrieval import Modes
+from rag.retrieval.search import Modes
 from rag.service import SystemInfo
-from rag.store import DocumentRecord
+from rag.storage.catalog import DocumentRecord
 from tests.helpers import APP_VARIABLES, new_app, open_page, plain, texts
 
 pytestmark = pytest.mark.quick
@@ -47,6 +47,28 @@ class StandInSession:
         citation = Citation(file="manual.pdf", page=2, score=0.9, text=PASSAGE, doc_id="manual.pdf")
         yield Sources([citation])
         yield Done(Answer(message, None if self.options.retrieve_only else f"{PASSAGE} [1]", [citation]))
+
+
+class StandInConversations:
+    """`rag.conversations` of the stand-in: nothing saved before, answers kept in the core."""
+
+    def __init__(self, core: StandInRag) -> None:
+        self.core = core
+
+    def list(self, collection: str | None = None) -> list[ConversationInfo]:
+        return []
+
+    def get(self, conversation_id: str):
+        raise ConversationNotFound("no saved conversation with that id")
+
+    def new(self, collection=None, *, top_k=None, retrieve_only=False, conversation_id=None) -> ConversationInfo:
+        collection = collection or self.core.settings.collection
+        return ConversationInfo(conversation_id, collection, top_k=top_k, retrieve_only=retrieve_only)
+
+    def save_turn(self, info, turn, seq=None) -> int:
+        seq = len(self.core.saved) if seq is None else seq
+        self.core.saved[seq] = turn
+        return seq
 
 
 class StandInRag:
@@ -82,19 +104,9 @@ class StandInRag:
         self.sessions.append(options)
         return StandInSession(self, options)
 
-    def conversations(self, collection: str | None = None) -> list[ConversationInfo]:
-        return []
-
-    def conversation(self, conversation_id: str):
-        raise ConversationNotFound("no saved conversation with that id")
-
-    def new_conversation(self, collection=None, top_k=None, retrieve_only=False, conversation_id=None) -> ConversationInfo:
-        return ConversationInfo(conversation_id, collection or self.settings.collection, top_k=top_k, retrieve_only=retrieve_only)
-
-    def save_turn(self, info, turn, seq=None) -> int:
-        seq = len(self.saved) if seq is None else seq
-        self.saved[seq] = turn
-        return seq
+    @property
+    def conversations(self) -> StandInConversations:
+        return StandInConversations(self)
 
     def start_ingest(self, sources, collection, progress) -> Future:
         raise AssertionError("nothing is uploaded in these tests")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.errors import ParseError
-from rag.readers import read_file
+from rag.ingestion.readers import read_file
 from tests.docs import FACTS, make_bad_files
 
 pytestmark = pytest.mark.quick  # pure: no model, no Milvus

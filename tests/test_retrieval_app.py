@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.ingest import Source
-from rag.uploads import save_upload
+from rag.ingestion.sources import Source
+from rag.ingestion.uploads import save_upload
 from tests.helpers import PUMP, ROOT, app_environment, button, new_app, open_page, plain, texts
 
 

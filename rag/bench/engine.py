@@ -1,7 +1,7 @@
 """`python -m rag bench`: sync vs async Milvus through LlamaIndex, as in the Milvus + LlamaIndex
 async tutorial ("RAG with Milvus and LlamaIndex Async API"), measured per call.
 
-The tutorial's experiment, reproduced as it is written (its data: `rag.bench_data`):
+The tutorial's experiment, reproduced as it is written (its data: `rag.bench.data`):
 - a `MilvusVectorStore` (768-d, COSINE, FLAT index, the chosen consistency level);
 - add: `add([node])` one node per call, one after another, vs `async_add([node])` for every node,
   gathered; for 10, 100 and 1,000 nodes;
@@ -17,8 +17,8 @@ Every series gets a fresh collection named `_rag_bench_...`, dropped afterwards;
 touched. Async work runs on the shared loop (`rag.loop`); sync work runs in the engine's worker
 thread, never on that loop. Results arrive through a callback as each measurement completes, and a
 `threading.Event` stops the benchmark between calls. What needs no I/O lives apart, shared by the
-CLI and the Streamlit page: options in `rag.bench_options`, records, tables and summaries in
-`rag.bench_report`.
+CLI and the Streamlit page: options in `rag.bench.options`, records, tables and summaries in
+`rag.bench.report`.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.bench_data import DIM, chunks, produce_nodes, query_embedding
-from rag.bench_options import BenchOptions
-from rag.bench_report import BenchRecord, build_record
+from rag.bench.data import DIM, chunks, produce_nodes, query_embedding
+from rag.bench.options import BenchOptions
+from rag.bench.report import BenchRecord, build_record
 from rag.config import Settings
 from rag.errors import RagError, StoreUnavailable
 
@@ -160,7 +160,7 @@ class BenchEngine:
         """The client that creates and drops the collections; names the backend for the records."""
         from pymilvus import MilvusClient
 
-        from rag.store import CONNECT_TIMEOUT, LITE_GRPC_OPTIONS
+        from rag.storage.catalog import CONNECT_TIMEOUT, LITE_GRPC_OPTIONS
 
         self._client_kwargs = {"timeout": CONNECT_TIMEOUT}
         if not self.settings.is_milvus_server:

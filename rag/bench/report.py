@@ -1,7 +1,7 @@
 """Benchmark records and what is read from them: percentiles, tables, summaries, CSV and JSON.
 
 No I/O, so the CLI, the Benchmark page and the ingestion benchmarks share one way of computing
-and printing figures; the engine that measures them is `rag.bench_engine`.
+and printing figures; the engine that measures them is `rag.bench.engine`.
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def format_summary(summary: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-# Downloads (the Benchmark page; its chart rows are in rag.bench_charts) ------------------------
+# Downloads (the Benchmark page; its chart rows are in rag.bench.charts) ------------------------
 
 
 def records_csv(records: Iterable[BenchRecord]) -> str:

@@ -25,13 +25,13 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 from llama_index.core.types import RESPONSE_TEXT_TYPE
 from pydantic import PrivateAttr
 
-from rag.evidence import Embed, Evidence, weigh
+from rag.answering.evidence import Embed, Evidence, weigh
 
 SOURCE_KEY = "source"  # node metadata the LLM sees: "[1]", the number it cites the passage by
 
 
 class SupportGate(BaseNodePostprocessor):
-    """Weighs the retrieved passages' sentences against the question (`rag.evidence`).
+    """Weighs the retrieved passages' sentences against the question (`rag.answering.evidence`).
 
     When none supports an answer it passes no node on, so no LLM is called, and keeps the
     passages as `closest` to show as such. Otherwise the passages go on numbered (`[1]`, `[2]`,
@@ -120,7 +120,7 @@ class QuoteSynthesizer(BaseSynthesizer):
 
 class QuotingChatEngine(ContextChatEngine):
     """`ContextChatEngine` whose answers are quotes: the history still shapes the search
-    (see `rag.answer.FollowUpRetriever`), the words all come from the passages."""
+    (see `rag.retrieval.followups.FollowUpRetriever`), the words all come from the passages."""
 
     _quote_synthesizer: QuoteSynthesizer
 
@@ -152,6 +152,6 @@ class NoGeneration(CustomLLM):
 
 
 def embedder(model: Any) -> Callable[[list[str]], list[list[float]]]:
-    """The embedding model as `rag.evidence` wants it: texts in, normalised vectors out."""
+    """The embedding model as `rag.answering.evidence` wants it: texts in, normalised vectors out."""
     return model.get_text_embedding_batch
 

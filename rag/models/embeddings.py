@@ -1,7 +1,7 @@
 """The embedding model: the packaged all-MiniLM-L6-v2 by default, any Hugging Face model otherwise.
 
 sentence-transformers and torch take seconds to import, so they are imported when a model is
-first loaded (`rag.local_embedding`), not with this module: the app's first page shows at once.
+first loaded (`rag.models.local_embedding`), not with this module: the app's first page shows at once.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from rag.errors import ConfigError
 if TYPE_CHECKING:
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
-    from rag.local_embedding import LocalEmbedding
+    from rag.models.local_embedding import LocalEmbedding
 
 PACKAGED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
@@ -65,7 +65,7 @@ def load_embed_model(
     key = f"{name}|{batch_size}|{offline}|{precision}"
     with _models_lock:
         if key not in _models:
-            from rag.local_embedding import LocalEmbedding
+            from rag.models.local_embedding import LocalEmbedding
 
             path = resolve_model_path(name)
             try:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from rag.config import Settings
 from rag.errors import RagError
-from rag.readers import read_file
-from rag.store import DocumentRecord
-from rag.uploads import find_upload
+from rag.ingestion.readers import read_file
+from rag.ingestion.uploads import find_upload
+from rag.storage.catalog import DocumentRecord
 
 SCALE = 1.5  # PDF points to pixels: a readable page at about 900 px wide
 PASSAGE_FILL = (255, 214, 10, 70)  # the passage: light yellow

@@ -2,7 +2,7 @@
 
 Why a child process: llama.cpp is native code, and a crash inside it (a segfault on some CPUs,
 an out-of-memory kill) must cost one answer, not the app with every session in it. The model
-is served by llama.cpp's OpenAI-compatible server (`rag.local_model_server`) on a loopback
+is served by llama.cpp's OpenAI-compatible server (`rag.models.local_model_server`) on a loopback
 port with a random API key, and reached through the same OpenAI client as any other server.
 One server per model file serves every session of the process; it is health-checked before
 use, restarted as soon as it dies, and stopped when the app stops.
@@ -118,7 +118,7 @@ class LocalModelServer:
             self._log.close()
         self._log = tempfile.TemporaryFile()  # what llama.cpp says, for the error if it dies loading
         command = [
-            sys.executable, "-m", "rag.local_model_server", "--model", str(self.model_path),
+            sys.executable, "-m", "rag.models.local_model_server", "--model", str(self.model_path),
             "--port", str(self.port), "--n-ctx", str(self.context_window), "--threads", str(self.threads),
             "--parent-pid", str(os.getpid()),
         ]

@@ -23,7 +23,7 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
-from rag.bench_corpus import (
+from rag.bench.corpus import (
     PREFIX,
     MissingDocuments,
     build_corpus,
@@ -34,13 +34,14 @@ from rag.bench_corpus import (
     small_chunks,
     system_docs,
 )
-from rag.bench_report import percentile
+from rag.bench.report import percentile
+from rag.chats import ChatSession
 from rag.config import Settings
 from rag.errors import RagError
 from rag.evaluation import Question, comparison_rows, parse_questions
 from rag.options import AskOptions
-from rag.service import ChatSession, Rag
-from rag.store import MilvusStore
+from rag.service import Rag
+from rag.storage.catalog import MilvusStore
 
 Log = Callable[[str], None]
 
@@ -106,7 +107,7 @@ async def _measure_set(rag: Rag, store: MilvusStore, data_dir: Path, name: str, 
 
 async def _to_sources(session: ChatSession, message: str) -> float:
     """Seconds from sending `message` to its `Sources` event."""
-    from rag.answer import Sources
+    from rag.answering.events import Sources
 
     started = time.perf_counter()
     async with aclosing(session.astream_chat(message)) as events:
@@ -158,8 +159,8 @@ async def measure_latency(
     """Dense, hybrid and keyword search times over one collection with both fields (p50, p95)."""
     from llama_index.core import VectorStoreIndex
 
-    from rag.retrieval import make_retriever
-    from rag.store import CollectionInfo
+    from rag.retrieval.search import make_retriever
+    from rag.storage.catalog import CollectionInfo
 
     nodes = small_chunks(rag, build_corpus(data_dir / "bench" / "corpus", min_chars=target * 400), target)
     name = f"{PREFIX}_search"
@@ -195,7 +196,7 @@ async def measure_retrieval(
 ) -> dict[str, Any]:
     """Every part of the retrieval benchmark, in order (see the module's docstring)."""
     rag = Rag(settings)
-    store = await rag.aopen_store()
+    store = await rag.parts.aopen_store()
     if not await store.asupports_bm25():
         raise RagError(f"{settings.milvus_display} has no BM25 (Milvus 2.5+ needed): nothing to compare")
     try:

@@ -22,7 +22,7 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field, replace
 
 from rag.errors import RagError, first_line
-from rag.ingest import FileResult, IngestProgress, IngestReport, ProgressCallback, Source
+from rag.ingestion.sources import FileResult, IngestProgress, IngestReport, ProgressCallback, Source
 from rag.status import FileStatus, JobState
 
 log = logging.getLogger(__name__)

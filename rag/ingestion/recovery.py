@@ -19,7 +19,7 @@ import socket
 import weakref
 
 from rag.status import DocStatus
-from rag.store import DocumentRecord, MilvusStore
+from rag.storage.catalog import DocumentRecord, MilvusStore
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from rag.bench_report import BenchRecord, summarize
+from rag.bench.report import BenchRecord, summarize
 
 Row = dict[str, Any]
 

@@ -24,8 +24,8 @@ from llama_index.vector_stores.milvus.utils import BM25BuiltInFunction
 from pymilvus import AsyncMilvusClient, DataType, MilvusClient, MilvusException
 
 from rag.config import Settings
-from rag.embeddings import EmbedInfo
 from rag.errors import CollectionNotFound, EmbeddingMismatch, StoreUnavailable, first_line
+from rag.models.embeddings import EmbedInfo
 from rag.status import DocStatus
 
 CATALOG = "_rag_catalog"

@@ -28,7 +28,7 @@ from llama_index.vector_stores.milvus.base import MILVUS_ID_FIELD
 from rag.config import RETRIEVAL_MODES, check_retrieval_mode
 from rag.errors import ConfigError, DocumentNotFound
 from rag.status import DocStatus
-from rag.store import CollectionInfo, DocumentRecord, milvus_str
+from rag.storage.catalog import CollectionInfo, DocumentRecord, milvus_str
 
 QUERY_MODES = {"dense": VectorStoreQueryMode.DEFAULT, "keyword": VectorStoreQueryMode.TEXT_SEARCH}
 # What a citation's score is in each mode: only dense scores are similarities.
@@ -143,7 +143,7 @@ def make_retriever(
 
 
 class HybridRetriever(BaseRetriever):
-    """Dense and BM25 searches in Milvus, run concurrently on the async client, fused by `fuse`.
+    """Dense and BM25 searches in Milvus, run concurrently on the async client, fused by `fuse_scores`.
 
     A passage that only one search returned is scored by the other too (its vector read back,
     or a BM25 search limited to it), so every candidate is compared on both. Milvus' own
@@ -200,7 +200,7 @@ class HybridRetriever(BaseRetriever):
         query, field = query_bundle.embedding or [], self._store.embedding_field
         similarity = {row[MILVUS_ID_FIELD]: sum(q * v for q, v in zip(query, row[field], strict=True)) for row in rows}
         bm25 = {hit[MILVUS_ID_FIELD]: hit["distance"] for hit in scored}
-        return fuse(meaning, words, similarity, bm25, self._top_k)
+        return fuse_scores(meaning, words, similarity, bm25, self._top_k)
 
 
 async def _nothing() -> list[Any]:
@@ -212,7 +212,7 @@ def _only_in(hits: Sequence[NodeWithScore], other: Sequence[NodeWithScore]) -> l
     return [hit.node.node_id for hit in hits if hit.node.node_id not in seen]
 
 
-def fuse(
+def fuse_scores(
     meaning: Sequence[NodeWithScore],
     words: Sequence[NodeWithScore],
     similarity: Mapping[str, float],

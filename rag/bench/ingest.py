@@ -1,7 +1,7 @@
 """`python -m rag bench-ingest`: is ingestion bound by embedding, and is retrieval near its floor?
 
 In one go, on a corpus of real text (the standard library's documentation, rendered by pydoc,
-see `rag.bench_corpus`):
+see `rag.bench.corpus`):
 1. embedding-only: the chunks embedded in batches, nothing else: the floor for ingestion;
 2. end-to-end: the same files through `Rag.aingest` (parse, chunk, embed, insert, catalog);
 3. the tutorial's way: `VectorStoreIndex.from_documents(..., use_async=True)`, same model,
@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from rag.bench_corpus import CHARS_PER_CHUNK, PREFIX, corpus_chunks, embed_into, ingest_fresh, small_chunks
-from rag.bench_report import percentile
+from rag.bench.corpus import CHARS_PER_CHUNK, PREFIX, corpus_chunks, embed_into, ingest_fresh, small_chunks
+from rag.bench.report import percentile
 from rag.config import Settings
 from rag.options import AskOptions
 from rag.service import Rag
-from rag.store import MilvusStore
+from rag.storage.catalog import MilvusStore
 
 Log = Callable[[str], None]
 END_TO_END = "end-to-end ingest"
@@ -121,7 +121,7 @@ async def measure_ingestion(
 ) -> dict[str, Any]:
     """Every part of the ingestion benchmark, in order (see the module's docstring)."""
     rag = Rag(settings)
-    store = await rag.aopen_store()
+    store = await rag.parts.aopen_store()
     corpus_dir = _corpus_dir(settings)
     files, per_file = corpus_chunks(rag, corpus_dir, chunks, max(chunks, search_chunks) * CHARS_PER_CHUNK)
     nodes = [node for file_nodes in per_file for node in file_nodes]
@@ -158,7 +158,7 @@ def _tutorial_embedder(settings: Settings) -> Any:
     """The tutorial's embedder: the same model, loaded as the tutorial does (float32, its batch size)."""
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
-    from rag.embeddings import resolve_model_path
+    from rag.models.embeddings import resolve_model_path
 
     return HuggingFaceEmbedding(model_name=resolve_model_path(settings.embed_model), local_files_only=settings.hf_offline)
 
@@ -178,7 +178,7 @@ async def _time_embedding(rag: Rag, nodes: list[Any], tutorial_model: Any, log: 
         with RssSampler() as mem:
             started = time.perf_counter()
             for i in range(0, len(texts), batch):
-                await rag.aembed_texts(texts[i : i + batch], embedder)
+                await rag.parts.aembed_texts(texts[i : i + batch], embedder)
             seconds = time.perf_counter() - started
         phases.append(Phase(label, seconds, len(texts), mem.peak_mb))
         log(f"{label}: {seconds:.1f} s")
@@ -251,7 +251,7 @@ CHAT_QUESTIONS = (
 
 async def _first_events(rag: Rag, collection: str, question: str, retrieve_only: bool) -> tuple[float, float | None]:
     """Seconds to the `Sources` event and to the first `Token` (None in retrieval-only mode)."""
-    from rag.answer import Sources, Token
+    from rag.answering.events import Sources, Token
 
     session = rag.chat_session(AskOptions(collection, retrieve_only=retrieve_only))
     started = time.perf_counter()
@@ -283,7 +283,7 @@ async def _chat_under_load(rag: Rag, store: MilvusStore, files: list[Path], log:
     for name in (chat, load):
         await store.adiscard_collection(name)
     await rag.aingest(files[:2], chat)
-    await rag.aload_llm()  # before timing
+    await rag.parts.aload_llm()  # before timing
     idle = await _chat_round(rag, chat)
     ingestion = asyncio.ensure_future(rag.aingest(files, load))
     busy: dict[str, list[float]] = {"sources": [], "first_token": []}
@@ -322,7 +322,7 @@ async def _search_benchmark(
     """Milvus' retrieval latency against its floor: the query's embedding plus an exact NumPy search."""
     from llama_index.core import VectorStoreIndex
 
-    from rag.store import CollectionInfo
+    from rag.storage.catalog import CollectionInfo
 
     nodes = small_chunks(rag, sorted(corpus_dir.glob("*.txt")), target)
     name = f"{PREFIX}_search"
@@ -373,7 +373,7 @@ async def _search_benchmark(
 async def measure_memory(settings: Settings, chunks: int, log: Log = print) -> dict[str, Any]:
     """Ingest chunks/5, then `chunks` chunks through the real pipeline; peak RSS of each ingestion."""
     rag = Rag(settings)
-    store = await rag.aopen_store()
+    store = await rag.parts.aopen_store()
     files, per_file = corpus_chunks(rag, _corpus_dir(settings), chunks)
     counts = [len(nodes) for nodes in per_file]
     baseline = RssSampler.rss()

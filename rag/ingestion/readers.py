@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import ParseError
-from rag.textclean import clean_pdf_pages
+from rag.ingestion.textclean import clean_pdf_pages
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m rag.local_model_server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rag.models.local_model_server", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--n-ctx", type=int, default=4096)

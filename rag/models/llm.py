@@ -1,5 +1,5 @@
 """The language model: an OpenAI-compatible server, a local GGUF model (served by llama.cpp in a
-child process, see `rag.local_model`), or none (retrieval only)."""
+child process, see `rag.models.local_model`), or none (retrieval only)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from llama_index.llms.openai.utils import ALL_AVAILABLE_MODELS, openai_modelname
 from pydantic import PrivateAttr
 
 from rag.config import LLMMode, Settings
-from rag.local_model import Guard, LocalModelServer, shared_server
+from rag.models.local_model import Guard, LocalModelServer, shared_server
 
-LOCAL_MODEL_ALIAS = "local"  # the name rag.local_model_server gives the model it serves
+LOCAL_MODEL_ALIAS = "local"  # the name rag.models.local_model_server gives the model it serves
 LOCAL_CONTEXT_WINDOW = 4096
 
 TINY_MODEL_NOTE = (

@@ -180,7 +180,7 @@ def corpus_chunks(rag: Any, folder: Path, chunks: int, min_chars: int | None = N
     per_file: list[list[Any]] = []
     for path in build_corpus(folder, min_chars=min_chars or chunks * CHARS_PER_CHUNK):
         files.append(path)
-        per_file.append(rag.chunk_file(path, PREFIX))
+        per_file.append(rag.parts.chunk_file(path, PREFIX))
         if sum(map(len, per_file)) >= chunks:
             break
     return files, per_file
@@ -191,7 +191,7 @@ def small_chunks(rag: Any, paths: Iterable[Path], target: int) -> list[Any]:
     from llama_index.core.node_parser import SentenceSplitter
     from llama_index.core.schema import Document
 
-    from rag.embeddings import count_tokens
+    from rag.models.embeddings import count_tokens
 
     splitter = SentenceSplitter(chunk_size=96, chunk_overlap=0, tokenizer=count_tokens(rag.embed_model))
     nodes: list[Any] = []
@@ -227,7 +227,7 @@ async def embed_into(rag: Any, vector_store: Any, nodes: list[Any]) -> float:
     started = time.perf_counter()
     for i in range(0, len(nodes), EMBED_BATCH):
         part = nodes[i : i + EMBED_BATCH]
-        vectors = await rag.aembed_texts([n.get_content(metadata_mode=MetadataMode.EMBED) for n in part])
+        vectors = await rag.parts.aembed_texts([n.get_content(metadata_mode=MetadataMode.EMBED) for n in part])
         for node, vector in zip(part, vectors, strict=True):
             node.embedding = vector
         await vector_store.async_add(part)

@@ -1,0 +1,122 @@
+"""`python -m rag bench` and `python -m rag bench-ingest`: run a benchmark, print its figures.
+
+Called by `rag.cli`; the measuring itself lives in `engine`, `ingest` and `retrieval`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rag.errors import RagError
+
+
+def cmd_bench_ingest(args, settings) -> int:
+    from rag.loop import shared_loop
+
+    if args.chunks < 1 or args.search_chunks < 10 or args.questions < 1:
+        raise RagError("--chunks, --search-chunks and --questions must be positive (search-chunks at least 10)")
+    log = (lambda *a: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.retrieval:
+        from rag.bench.retrieval import measure_retrieval
+
+        result = shared_loop().run(measure_retrieval(settings, args.chunks, args.search_chunks, args.questions, log))
+        show = _print_retrieval_bench
+    elif args.memory is not None:
+        if args.memory < 5:
+            raise RagError("--memory must be at least 5 chunks")
+        from rag.bench.ingest import measure_memory
+
+        result = shared_loop().run(measure_memory(settings, args.memory, log))
+        show = _print_memory_bench
+    else:
+        from rag.bench.ingest import measure_ingestion
+
+        result = shared_loop().run(
+            measure_ingestion(settings, args.chunks, args.search_chunks, args.questions, not args.skip_tutorial, log)
+        )
+        show = _print_ingest_bench
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        show(result)
+    return 0
+
+
+def _print_ingest_bench(result: dict[str, Any]) -> None:
+    print(f"\nbackend: {result['backend']}; model: {result['embed_model']} ({result['embed_precision']}); batch {result['batch_size']}")
+    print(f"{'phase':42} {'seconds':>8} {'chunks':>7} {'chunks/s':>9} {'peak RSS MB':>12}")
+    for p in result["phases"]:
+        print(f"{p['name']:42} {p['seconds']:8.1f} {p['chunks']:7} {p['chunks'] / p['seconds']:9.1f} {p['peak_rss_mb']:12.0f}")
+    for key, value in result["ratios"].items():
+        print(f"{key}: {value}")
+    c = result["chat_while_indexing"]
+    print(
+        f"chat while a {result['corpus']['chunks']}-chunk upload is indexing (p50): sources "
+        f"{c['sources_p50_ms_idle']} ms idle vs {c['sources_p50_ms_busy']} ms busy "
+        f"({c.get('sources_busy_over_idle')}x); first token {c['first_token_p50_ms_idle']} ms idle vs "
+        f"{c['first_token_p50_ms_busy']} ms busy ({c.get('first_token_busy_over_idle')}x)"
+    )
+    r = result["retrieval"]
+    print(
+        f"retrieval over {r['chunks']} chunks, {r['questions']} questions, top-{r['top_k']}: "
+        f"Milvus p50 {r['milvus_p50_ms']} ms / p95 {r['milvus_p95_ms']} ms; "
+        f"floor p50 {r['floor_p50_ms']} ms / p95 {r['floor_p95_ms']} ms; "
+        f"p50/floor {r['p50_over_floor']}; exact top-1 found in Milvus' top-{r['top_k']}: {r['floor_top1_in_milvus_topk']:.0%}"
+    )
+
+
+def _print_memory_bench(result: dict[str, Any]) -> None:
+    print(f"\nbackend: {result['backend']}; model: {result['embed_model']}; batch {result['batch_size']}; "
+          f"RSS before ingesting: {result['rss_before_mb']:.0f} MB")
+    print(f"{'chunks':>7} {'files':>6} {'MB':>6} {'seconds':>8} {'peak RSS MB':>12} {'Milvus Lite MB':>15}")
+    for r in result["runs"]:
+        print(f"{r['chunks']:7} {r['files']:6} {r['megabytes']:6.1f} {r['seconds']:8.1f} {r['peak_rss_mb']:12.0f} "
+              f"{r['milvus_peak_rss_mb']:15.0f}")
+    small, large = result["runs"]
+    print(f"peak RSS, large over small run: {result['large_over_small_peak']}; above the start: "
+          f"{small['above_start_mb']:.0f} MB vs {large['above_start_mb']:.0f} MB")
+
+
+def _print_retrieval_bench(result: dict[str, Any]) -> None:
+    from rag.bench.retrieval import MODES
+
+    q = result["quality"]
+    print(f"\nbackend: {result['backend']}; model: {result['embed_model']}")
+    for part in q["sets"]:
+        if "skipped" in part:
+            print(f"quality, {part['name']}: skipped ({part['skipped']})")
+            continue
+        print(f"quality, {part['name']}: {part['questions']} questions over {part['files']} files ({part['chunks']} chunks)")
+        print(f"{'mode':8} {'top-k':>5} {'hit@1':>6} {'hit@3':>6} {'hit@k':>6} {'MRR':>6}")
+        for r in part["rows"]:
+            print(f"{r['mode']:8} {r['top_k']:5} {r['hit@1']:6.2f} {r['hit@3']:6.2f} {r['hit@k']:6.2f} {r['mrr']:6.3f}")
+    f = q["follow_ups"]
+    print(f"time to sources (hybrid, p50 of {f['questions']}): fresh {f['fresh_p50_ms']} ms, "
+          f"follow-up {f['follow_up_p50_ms']} ms ({f['follow_up_over_fresh']}x)")
+    i = result["ingestion"]
+    print(f"ingestion, {i['chunks']} chunks: dense-only {i['dense_chunks_per_s']} chunks/s, with BM25 "
+          f"{i['hybrid_chunks_per_s']} chunks/s ({i['hybrid_over_dense']}x; runs {i['all_runs']})")
+    lat = result["latency"]
+    print(f"latency over {lat['chunks']} chunks, {lat['questions']} questions, top-{lat['top_k']}: " + "; ".join(
+        f"{m} p50 {lat[f'{m}_p50_ms']} ms / p95 {lat[f'{m}_p95_ms']} ms" for m in MODES)
+        + f"; hybrid/dense p50 {lat['hybrid_over_dense_p50']}x")
+
+
+def cmd_bench(args, settings) -> int:
+    from rag.bench.engine import BenchEngine
+    from rag.bench.options import options_from_args
+    from rag.bench.report import format_row, format_summary, records_json, summarize, table_header
+
+    options = options_from_args(args.counts, args.consistency, args.concurrency, args.batch_size)
+    if args.json:
+        status = (lambda message: print(message, file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
+        print(records_json(BenchEngine(settings, options, on_status=status).measure()))
+        return 0
+    print(f"Milvus: {settings.milvus_display}; counts {', '.join(map(str, options.counts))}", flush=True)
+    print(table_header(), flush=True)
+    records = BenchEngine(settings, options, on_record=lambda record: print(format_row(record), flush=True)).measure()
+    print()
+    print(format_summary(summarize(records)))
+    return 0

@@ -1,0 +1,7 @@
+"""Models: the embedding model and the language model.
+
+Owns loading the Hugging Face embedding model (`embeddings`, `local_embedding`), the LLM
+choice (`llm`: an OpenAI-compatible server, the local GGUF model, or none) and the local
+model's supervised child process (`local_model`, `local_model_server`). May import only the
+top-level `config` and `errors`: every other part of `rag` builds on it.
+"""
