@@ -36,7 +36,8 @@ SERIES = {
     "overhead": "Engine overhead: pymilvus vs LlamaIndex search",
 }
 DEFAULT_SERIES = ["add", "batched", "search"]
-MODE_COLORS = {"sync": "#d62728", "async": "#1f77b4", "batch": "#2ca02c", "async-batch": "#9467bd",
+MODE_COLORS = {bench_report.RunMode.SYNC: "#d62728", bench_report.RunMode.ASYNC: "#1f77b4", bench_report.RunMode.BATCH: "#2ca02c",
+               bench_report.RunMode.ASYNC_BATCH: "#9467bd",
                "pymilvus": "#8c564b", "llamaindex": "#e377c2"}
 TIME_TITLES = {"add": "Adding nodes: wall time per series", "search": "Searching: wall time per series"}
 OPERATION_COLORS = {"add": "#2ca02c", "search": "#ff7f0e"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 
 import pandas as pd
 import streamlit as st
@@ -57,30 +58,39 @@ def upload_form() -> None:
             st.warning("Choose one or more files first.", icon=":material/upload_file:")
 
 
-def queue_uploads(files: list) -> list[tuple[str, str]]:
+class Flash(StrEnum):
+    """How an action's result is shown on the next run: `st.success`, `st.warning`, `st.error`, or a toast."""
+
+    SUCCESS = "success"
+    WARNING = "warning"
+    ERROR = "error"
+    TOAST = "toast"
+
+
+def queue_uploads(files: list) -> list[tuple[Flash, str]]:
     """Save the files and queue one job for them; returns what to tell the user."""
     messages, sources, busy = [], {}, jobs.busy(collection)
     for file in files:
         doc_id = safe_file_name(file.name)
         name = formatting.escape_markdown(doc_id)
         if doc_id in busy:
-            messages.append(("warning", f"**{name}** is being indexed right now: upload it again when that is done."))
+            messages.append((Flash.WARNING, f"**{name}** is being indexed right now: upload it again when that is done."))
             continue
         if file.size > max_mb * 1024 * 1024:  # the browser checks too; this holds for any client
-            messages.append(("error", f"**{name}** is {file.size / 2**20:,.1f} MB, over the {max_mb} MB limit: not uploaded."))
+            messages.append((Flash.ERROR, f"**{name}** is {file.size / 2**20:,.1f} MB, over the {max_mb} MB limit: not uploaded."))
             continue
         if doc_id in sources:
-            messages.append(("warning", f"**{name}** was chosen twice: indexing the last one."))
+            messages.append((Flash.WARNING, f"**{name}** was chosen twice: indexing the last one."))
         try:
             path = save_upload(rag.settings, collection, file.name, file)
         except (RagError, OSError) as exc:
-            messages.append(("error", f"Could not save **{name}**: {formatting.escape_markdown(str(exc))}"))
+            messages.append((Flash.ERROR, f"Could not save **{name}**: {formatting.escape_markdown(str(exc))}"))
             continue
         sources[path.name] = Source(path, path.name)
     if sources:
         jobs.submit(list(sources.values()), collection)
         count = f"{len(sources)} files" if len(sources) > 1 else "1 file"
-        messages.append(("toast", f"Indexing {count} in the background"))
+        messages.append((Flash.TOAST, f"Indexing {count} in the background"))
     return messages
 
 
@@ -234,52 +244,52 @@ def library_actions(docs: list[DocumentRecord]) -> None:
         flash(delete_documents(selected))
 
 
-def reindex_documents(doc_ids: list[str], docs: dict[str, DocumentRecord]) -> list[tuple[str, str]]:
+def reindex_documents(doc_ids: list[str], docs: dict[str, DocumentRecord]) -> list[tuple[Flash, str]]:
     """Index the saved uploads again. An indexed copy is deleted first, since an unchanged file
     would otherwise be skipped."""
     messages, sources, busy = [], [], jobs.busy(collection)
     for doc_id in doc_ids:
         path = find_upload(rag.settings, collection, doc_id)
         if doc_id in busy:
-            messages.append(("warning", f"**{formatting.escape_markdown(doc_id)}** is already being indexed."))
+            messages.append((Flash.WARNING, f"**{formatting.escape_markdown(doc_id)}** is already being indexed."))
         elif path is None:
-            messages.append(("warning", f"No uploaded copy of **{formatting.escape_markdown(doc_id)}** is kept "
+            messages.append((Flash.WARNING, f"No uploaded copy of **{formatting.escape_markdown(doc_id)}** is kept "
                              "(it was added from the command line): upload it again to re-index it."))
         else:
             try:
                 if docs[doc_id].status is DocStatus.INDEXED:
                     rag.delete(doc_id, collection)
             except RagError as exc:
-                messages.append(("error", formatting.escape_markdown(str(exc))))
+                messages.append((Flash.ERROR, formatting.escape_markdown(str(exc))))
                 continue
             sources.append(Source(path, doc_id))
     if sources:
         more = f" and {len(sources) - 1} more" if len(sources) > 1 else ""
         jobs.submit(sources, collection, label=f"re-index {sources[0].doc_id}{more}")
-        messages.append(("success", f"Re-indexing {len(sources)} document(s) in the background."))
+        messages.append((Flash.SUCCESS, f"Re-indexing {len(sources)} document(s) in the background."))
     return messages
 
 
-def delete_documents(doc_ids: list[str]) -> list[tuple[str, str]]:
+def delete_documents(doc_ids: list[str]) -> list[tuple[Flash, str]]:
     messages, busy, deleted = [], jobs.busy(collection), []
     for doc_id in doc_ids:
         name = formatting.escape_markdown(doc_id)
         if doc_id in busy:
-            messages.append(("warning", f"**{name}** is being indexed: cancel that first, or wait."))
+            messages.append((Flash.WARNING, f"**{name}** is being indexed: cancel that first, or wait."))
             continue
         try:
             rag.delete(doc_id, collection)
         except RagError as exc:
-            messages.append(("error", formatting.escape_markdown(str(exc))))
+            messages.append((Flash.ERROR, formatting.escape_markdown(str(exc))))
             continue
         remove_upload(rag.settings, collection, doc_id)
         deleted.append(name)
     if deleted:
-        messages.append(("success", f"Deleted {', '.join(f'**{n}**' for n in deleted)}."))
+        messages.append((Flash.SUCCESS, f"Deleted {', '.join(f'**{n}**' for n in deleted)}."))
     return messages
 
 
-def flash(messages: list[tuple[str, str]]) -> None:
+def flash(messages: list[tuple[Flash, str]]) -> None:
     """Keep action results for the next run, empty the selection, and refresh everything.
 
     Deleting the multiselect's key would reset it on the server only: the browser keeps its own
@@ -294,7 +304,7 @@ def flash(messages: list[tuple[str, str]]) -> None:
 
 def show_flash() -> None:
     for kind, text in st.session_state.pop("flash", []):
-        if kind == "toast":
+        if kind == Flash.TOAST:
             st.toast(text, icon=":material/sync:")
         else:
             getattr(st, kind)(text)

@@ -20,10 +20,31 @@ COLLECTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 MIN_TOP_K, MAX_TOP_K = 1, 100  # passages retrieved per question
 
 ConsistencyLevel = Literal["Strong", "Session", "Bounded", "Eventually"]
-# How passages are found: by meaning (dense vectors), by words (Milvus' built-in BM25), or both
-# fused by rank (hybrid). Hybrid needs a collection indexed with the BM25 field (Milvus 2.5+).
-RetrievalMode = Literal["hybrid", "dense", "keyword"]
-RETRIEVAL_MODES: tuple[str, ...] = ("hybrid", "dense", "keyword")
+
+
+class ScoreKind(StrEnum):
+    """What a passage's score is: only dense scores are similarities."""
+
+    SIMILARITY = "similarity"
+    HYBRID = "hybrid score"  # dense and BM25 fused; 1.0: first on both
+    BM25 = "BM25"
+
+
+class RetrievalMode(StrEnum):
+    """How passages are found: by meaning (dense vectors), by words (Milvus' built-in BM25), or
+    both fused by score (hybrid). Hybrid needs a collection indexed with the BM25 field (Milvus 2.5+)."""
+
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    KEYWORD = "keyword"
+
+    @property
+    def score_kind(self) -> ScoreKind:
+        return {RetrievalMode.HYBRID: ScoreKind.HYBRID, RetrievalMode.DENSE: ScoreKind.SIMILARITY,
+                RetrievalMode.KEYWORD: ScoreKind.BM25}[self]
+
+
+RETRIEVAL_MODES: tuple[RetrievalMode, ...] = tuple(RetrievalMode)
 
 
 class LLMMode(StrEnum):
@@ -72,7 +93,7 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(60.0, gt=0, alias="RAG_LLM_TIMEOUT")
     max_new_tokens: int = Field(256, ge=1, le=8192, alias="RAG_MAX_NEW_TOKENS")
     top_k: int = Field(4, ge=MIN_TOP_K, le=MAX_TOP_K, alias="RAG_TOP_K")
-    retrieval_mode: RetrievalMode = Field("hybrid", alias="RAG_RETRIEVAL_MODE")
+    retrieval_mode: RetrievalMode = Field(RetrievalMode.HYBRID, alias="RAG_RETRIEVAL_MODE")
 
     # Access
     app_password: SecretStr = Field(
@@ -184,10 +205,10 @@ def check_top_k(top_k: int) -> int:
     return top_k
 
 
-def check_retrieval_mode(mode: str) -> str:
+def check_retrieval_mode(mode: str) -> RetrievalMode:
     if mode not in RETRIEVAL_MODES:
         raise ValueError(f"unknown retrieval mode {mode!r}: use one of {', '.join(RETRIEVAL_MODES)}")
-    return mode
+    return RetrievalMode(mode)
 
 
 def setting_problems(exc: ValidationError) -> list[tuple[str, str]]:

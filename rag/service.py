@@ -25,7 +25,7 @@ from rag.answering.engines import ChatEngine, QueryEngine
 from rag.answering.events import Answer, Citation, Event, alast_answer, last_answer, with_mode
 from rag.answering.grounding import SupportGate, embedder
 from rag.chats import ChatSession, Conversations
-from rag.config import LLMMode, Settings, validate_collection_name
+from rag.config import LLMMode, RetrievalMode, Settings, validate_collection_name
 from rag.conversations import ConversationStore
 from rag.errors import ConfigError, CoreClosed, DocumentNotFound, RagError
 from rag.evaluation import Question, Report, check_files, outcome, report
@@ -37,7 +37,6 @@ from rag.models.embeddings import EmbedInfo, count_tokens, embed_info, load_embe
 from rag.models.llm import LLMInfo, build_llm, llm_info
 from rag.options import AskOptions
 from rag.retrieval.search import (
-    SCORE_KINDS,
     ModeChoice,
     Modes,
     StableOrder,
@@ -240,7 +239,7 @@ class Rag:
         check_files(questions, [n for d in documents for n in (d.doc_id, d.file_name)], info.name)
         deepest = max(top_ks)
         retriever, choice = await self._retriever(AskOptions(info.name, deepest, mode=mode))
-        kind = SCORE_KINDS[choice.mode]
+        kind = RetrievalMode(choice.mode).score_kind
         outcomes = []
         for q in questions:
             hits = await retriever.aretrieve(q.question)
@@ -354,7 +353,10 @@ class Rag:
         async with self._foreground():
             retriever, choice = await self._retriever(options)
             llm, gate, quote = await self._answering_parts(options.retrieve_only)
-            engine = QueryEngine(retriever, llm, gate, self._secrets(), quote, SCORE_KINDS[choice.mode])
+            engine = QueryEngine(
+                retriever, llm, gate, secrets=self._secrets(), quote=quote,
+                score_kind=RetrievalMode(choice.mode).score_kind,
+            )
             async for event in with_mode(engine.astream(question), choice):
                 yield event
 
@@ -367,7 +369,10 @@ class Rag:
     async def _chat_engine(self, options: AskOptions) -> tuple[ChatEngine, ModeChoice]:
         retriever, choice = await self._retriever(options)
         llm, gate, quote = await self._answering_parts(options.retrieve_only)
-        return ChatEngine(retriever, llm, gate, self._secrets(), quote, SCORE_KINDS[choice.mode]), choice
+        engine = ChatEngine(
+            retriever, llm, gate, secrets=self._secrets(), quote=quote, score_kind=RetrievalMode(choice.mode).score_kind
+        )
+        return engine, choice
 
 class Parts:
     """The pieces `Rag`'s operations hide, for the benchmarks that time them one by one
@@ -380,9 +385,18 @@ class Parts:
         """The connected store, opened as every operation opens it (recovery included)."""
         return await self._rag._connect()
 
+    async def aretriever(self, options: AskOptions) -> tuple[StableOrder, ModeChoice]:
+        """The retriever a question with these options is answered from, and its mode."""
+        return await self._rag._retriever(options)
+
+    def parse(self, source: Source, collection: str) -> tuple[DocumentRecord, list[Any]]:
+        """One file read and chunked as ingestion would, neither embedded nor stored: its
+        catalog record and its chunks."""
+        return self._rag._ingestor().parse(source, collection)
+
     def chunk_file(self, path: Path, collection: str) -> list[Any]:
-        """One file read and chunked as ingestion would, neither embedded nor stored."""
-        return self._rag._ingestor().parse(Source(path, path.name), collection)[1]
+        """The chunks of one file (named by its file name), as `parse` makes them."""
+        return self.parse(Source(path, path.name), collection)[1]
 
     async def aembed_texts(self, texts: Sequence[str], model: Any = None) -> list[list[float]]:
         """`texts` embedded on the embedding thread, as ingestion embeds; `model`: the app's by default."""

@@ -78,6 +78,21 @@ def app_indexed(app_rag, corpus) -> str:
     return "documents"
 
 
+# Test tiers ---------------------------------------------------------------------------------------
+
+# Fixtures that start a part the middle tier leaves out, and the marker that says so.
+TIER_FIXTURES = {"milvus_server": "server", "llm_rag": "llm", "llm_server": "llm"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that uses a server or the LLM through a fixture, so that
+    `-m "not browser and not server and not llm"` (the middle tier) leaves it out."""
+    for item in items:
+        for fixture, marker in TIER_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
+
 # The quick loop (`pytest -m quick`) ---------------------------------------------------------------
 
 HEAVY = ("torch", "sentence_transformers", "transformers", "llama_cpp", "milvus_lite")

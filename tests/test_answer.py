@@ -9,6 +9,7 @@ import pytest
 
 from rag.answering.events import NOT_FOUND, Done, Failure, Sources, Token
 from rag.errors import ConfigError, RagError
+from rag.loop import shared_loop
 from rag.options import AskOptions
 from tests.docs import FACTS
 
@@ -153,17 +154,17 @@ def test_a_follow_up_searches_with_its_own_words_and_with_the_conversation(rag, 
     rank; no LLM rewrites anything before the sources are known."""
     from rag.retrieval.followups import FollowUpRetriever
 
-    inner, _ = rag._loop.run(rag._retriever(AskOptions(indexed, 2)))
+    inner, _ = shared_loop().run(rag.parts.aretriever(AskOptions(indexed, 2)))
     retriever = FollowUpRetriever(inner, top_k=2)
-    alone = rag._loop.run(inner.aretrieve("And how often must its seals be replaced?"))
+    alone = shared_loop().run(inner.aretrieve("And how often must its seals be replaced?"))
     retriever.context = "When does the staff cafeteria open?"  # a misleading context
-    hits = rag._loop.run(retriever.aretrieve("And how often must its seals be replaced?"))
+    hits = shared_loop().run(retriever.aretrieve("And how often must its seals be replaced?"))
     assert retriever.searched == "When does the staff cafeteria open? And how often must its seals be replaced?"
     assert alone[0].node.node_id in [h.node.node_id for h in hits], "never worse than the words alone"
     assert ("manual.pdf", 3) in [(h.node.metadata["file_name"], h.node.metadata.get("page")) for h in hits]
 
     # A question that stands on its own is searched as it is.
-    hits = rag._loop.run(retriever.aretrieve("How often must the Zephyr pump seals be replaced?"))
+    hits = shared_loop().run(retriever.aretrieve("How often must the Zephyr pump seals be replaced?"))
     assert retriever.searched == ""
 
 

@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 from tests.docs import make_corpus
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, LONG, _open, _settle, _shot, _upload, running_app
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.llm]
 
 CAFETERIA = "When does the staff cafeteria open?"
 

@@ -7,6 +7,7 @@ from pymilvus import DataType, MilvusClient
 from streamlit.testing.v1 import AppTest
 
 from rag.conversations import CONVERSATIONS, SavedTurn
+from rag.loop import shared_loop
 from tests.helpers import PUMP, button, new_app, open_page, plain
 
 BUDGET = "What is the Aurora project budget?"
@@ -37,7 +38,7 @@ def test_the_address_names_the_conversation_and_reopens_it_with_its_sources(app_
     at = ask(open_chat(), PUMP)
     conv = current(at)
     assert at.query_params["c"] == conv.id and at.query_params["collection"] == "documents"
-    saved = app_rag.conversation(conv.id)
+    saved = app_rag.conversations.get(conv.id)
     assert saved.info.title == PUMP and saved.turns[0].sources[0].file == "manual.pdf"
 
     again = open_chat(c=conv.id, collection="documents")  # a reload: a new session, the same address
@@ -46,7 +47,7 @@ def test_the_address_names_the_conversation_and_reopens_it_with_its_sources(app_
     assert current(again).id == conv.id and not again.warning
     ask(again, "And how often must its seals be replaced?")  # the memory came back: a follow-up
     assert any("also searched for" in c.value for c in again.chat_message[-1].caption)
-    assert app_rag.conversation(conv.id).info.turns == 2
+    assert app_rag.conversations.get(conv.id).info.turns == 2
 
 
 @pytest.mark.parametrize("bad", ["0" * 32, "x'); drop", "../../etc/passwd"])
@@ -75,13 +76,13 @@ def test_rename_and_delete_with_a_confirmation(app_rag, app_indexed):
     at = ask(open_chat(), BUDGET)
     conv_id = current(at).id
     at.text_input(key="conversation_title").set_value("Budget questions").run()
-    assert app_rag.conversation(conv_id).info.title == "Budget questions"
+    assert app_rag.conversations.get(conv_id).info.title == "Budget questions"
     button(at, "Delete this conversation").click().run()
-    assert app_rag.conversation(conv_id), "nothing is deleted before the confirmation"
+    assert app_rag.conversations.get(conv_id), "nothing is deleted before the confirmation"
     at.button(key="delete_cancelled").click().run()
     button(at, "Delete this conversation").click().run()
     at.button(key="delete_confirmed").click().run()
-    assert conv_id not in [c.id for c in app_rag.conversations("documents")]
+    assert conv_id not in [c.id for c in app_rag.conversations.list("documents")]
     assert not at.chat_message and current(at).id != conv_id
 
 
@@ -90,9 +91,9 @@ def test_feedback_is_stored_with_the_answer(app_rag, app_indexed):
     conv = current(at)
     key = f"{conv.turns[1].id}-feedback"
     at.feedback(key=f"{key}-score").set_value(0).run()
-    assert app_rag.conversation(conv.id).turns[0].feedback.score == 0
+    assert app_rag.conversations.get(conv.id).turns[0].feedback.score == 0
     at.text_input(key=f"{key}-comment").set_value("wrong page").run()
-    saved = app_rag.conversation(conv.id).turns[0].feedback
+    saved = app_rag.conversations.get(conv.id).turns[0].feedback
     assert (saved.score, saved.comment) == (0, "wrong page")
     reopened = open_chat(c=conv.id, collection="documents")
     assert reopened.feedback(key=f"{current(reopened).turns[1].id}-feedback-score").value == 0
@@ -107,35 +108,37 @@ def test_downloads_offer_markdown_and_json(app_rag, app_indexed):
 def test_an_unavailable_store_loses_nothing(app_rag, app_indexed):
     at = ask(open_chat(), PUMP)
     conv_id = current(at).id
-    client = app_rag._store.client
+    loop = shared_loop()
+    client = loop.run(app_rag.parts.aopen_store()).client
     # The store breaks under the app: its collection replaced by one that refuses every write.
-    app_rag._loop.run(client.drop_collection(CONVERSATIONS))
+    loop.run(client.drop_collection(CONVERSATIONS))
     schema = MilvusClient.create_schema(auto_id=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("vec", DataType.FLOAT_VECTOR, dim=2)
-    app_rag._loop.run(client.create_collection(CONVERSATIONS, schema=schema))
+    loop.run(client.create_collection(CONVERSATIONS, schema=schema))
     ask(at, "And how often must its seals be replaced?")
     assert any("Not saved yet" in plain(w.value) for w in at.warning), "said clearly"
     assert [m.name for m in at.chat_message] == ["user", "assistant"] * 2, "the chat still works"
-    app_rag._loop.run(client.drop_collection(CONVERSATIONS))  # repaired: the next write makes it again
+    loop.run(client.drop_collection(CONVERSATIONS))  # repaired: the next write makes it again
     at.run()  # pymilvus keeps the broken collection's schema until a call fails with it: this one
     at.run()  # and the next run writes what is pending
     assert not any("Not saved yet" in plain(w.value) for w in at.warning)
-    saved = app_rag.conversation(conv_id)
+    saved = app_rag.conversations.get(conv_id)
     assert [t.question for t in saved.turns][-1] == "And how often must its seals be replaced?"
 
 
 def test_a_conversation_of_a_deleted_collection_opens_read_only(app_rag, app_indexed):
     app_rag.create_collection("gone")
-    info = app_rag.new_conversation("gone")
-    app_rag.save_turn(info, SavedTurn(question="What was in it?", answer="Something [1]."))
-    app_rag._loop.run(app_rag._store.adrop_collection("gone"))  # the app cannot drop a collection; another client can
+    info = app_rag.conversations.new("gone")
+    app_rag.conversations.save_turn(info, SavedTurn(question="What was in it?", answer="Something [1]."))
+    loop = shared_loop()
+    loop.run(loop.run(app_rag.parts.aopen_store()).adrop_collection("gone"))  # the app cannot drop a collection; another client can
     at = open_chat(c=info.id, collection="gone")
     assert any("no longer exists" in plain(i.value) for i in at.info)
     assert [m.name for m in at.chat_message] == ["user", "assistant"] and at.chat_input[0].disabled
     button(at, "New chat").click().run()
     assert not at.chat_input[0].disabled and not at.chat_message
-    assert app_rag.conversation(info.id).turns[0].answer == "Something [1]."
+    assert app_rag.conversations.get(info.id).turns[0].answer == "Something [1]."
 
 
 def test_the_address_comes_back_after_a_visit_to_another_page(app_rag, app_indexed):

@@ -76,6 +76,7 @@ def test_ingest_ask_docs_delete_round_trip(cli, corpus, tmp_path):
     assert "documents" in cli("collections").stdout
 
 
+@pytest.mark.llm
 def test_human_output_streams_answer_and_sources(cli, corpus):
     cli("ingest", str(corpus["plain.txt"]), "--collection", "human")
     result = cli("ask", "When does the cafeteria open?", "-c", "human")

@@ -79,6 +79,7 @@ def own_server(tmp_path: Path) -> Iterator[LocalMilvusServer]:
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.server
 def test_milvus_server_stopped_in_the_middle_of_an_ingestion(
     own_server: LocalMilvusServer, tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -226,7 +227,7 @@ def test_the_app_process_killed_in_the_middle_of_an_ingestion_and_restarted(tmp_
         survived = assert_consistent(rag, "c")
         assert not set(half) & set(survived)
         expected = {
-            name: len(rag._ingestor().parse(Source(path, name), "c")[1]) for name, path in corpus.items()
+            name: len(rag.parts.parse(Source(path, name), "c")[1]) for name, path in corpus.items()
         }  # what a clean ingestion indexes
 
         rerun = rag.ingest([tmp_path / "corpus"], "c")

@@ -13,6 +13,7 @@ import pytest
 
 from rag.errors import EmbeddingMismatch, RagError
 from rag.ingestion.sources import Source
+from rag.loop import shared_loop
 from rag.options import AskOptions
 from rag.storage.catalog import DocumentRecord
 from tests.docs import FACTS, QUESTIONS, make_bad_files, make_pdf
@@ -122,9 +123,11 @@ def test_opening_a_collection_with_another_model_is_a_clear_error(rag, corpus, c
 
     rag.ingest([corpus["plain.txt"]], collection)
     # Same Milvus, a collection recorded with another model: simulate by rewriting its record.
-    info = rag._loop.run(rag._store.aget_collection(collection))
+    loop = shared_loop()
+    store = loop.run(rag.parts.aopen_store())
+    info = loop.run(store.aget_collection(collection))
     info.embed_model, info.embed_dim = "BAAI/bge-base-en-v1.5", 768
-    rag._loop.run(rag._store._put(collection, "collection", collection, asdict(info)))
+    loop.run(store._put(collection, "collection", collection, asdict(info)))
     with pytest.raises(EmbeddingMismatch, match="RAG_EMBED_MODEL=BAAI/bge-base-en-v1.5"):
         rag.ask("cafeteria", AskOptions(collection, retrieve_only=True))
     with pytest.raises(EmbeddingMismatch):
@@ -174,17 +177,19 @@ def test_a_document_left_half_indexed_by_a_dead_process_is_rolled_back(rag, sett
     pid = int(dead.stdout)
     path = tmp_path / "plain.txt"
     path.write_text("A newer handbook: the cafeteria now opens at 8:00.")
-    record, nodes = rag._ingestor().parse(Source(path, "plain.txt"), collection)
+    record, nodes = rag.parts.parse(Source(path, "plain.txt"), collection)
     for node, vector in zip(nodes, rag.embed_model.get_text_embedding_batch([n.get_content() for n in nodes]), strict=True):
         node.embedding = vector
-    info = rag._loop.run(rag._store.aget_collection(collection))
-    rag._loop.run(rag._store.vector_store(info).async_add(nodes))
+    loop = shared_loop()
+    store = loop.run(rag.parts.aopen_store())
+    info = loop.run(store.aget_collection(collection))
+    loop.run(store.vector_store(info).async_add(nodes))
     record.owner = f"{os.uname().nodename}:{pid}"
     record.previous = asdict(old)
-    rag._loop.run(rag._store.aput_document(record))
+    loop.run(store.aput_document(record))
     assert rag.count_chunks(collection, "plain.txt") == old.chunks + len(nodes)
 
-    recovery.needs_recovery(rag._store.uri)
+    recovery.needs_recovery(store.uri)
     rag.collections()  # the next connection runs recovery
     assert rag.count_chunks(collection, "plain.txt") == old.chunks
     assert rag.documents(collection)[0] == DocumentRecord(**{**asdict(old), "owner": old.owner})

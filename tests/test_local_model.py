@@ -20,6 +20,8 @@ from rag.models.local_model import LocalModelServer, check_gguf
 from rag.options import AskOptions
 from tests.helpers import ROOT, clean_environ, until
 
+pytestmark = pytest.mark.llm
+
 PUMP = "At what pressure does the Zephyr pump operate?"
 
 

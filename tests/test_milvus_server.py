@@ -18,6 +18,8 @@ from tests import docs
 from tests.helpers import ROOT, clean_environ, free_port
 from tests.milvus_fixtures import milvus_server  # noqa: F401  (fixture)
 
+pytestmark = pytest.mark.server
+
 
 def test_the_core_ingests_answers_and_deletes_on_a_server(milvus_server, tmp_path):  # noqa: F811
     assert milvus_server.running and milvus_server.uri == f"http://127.0.0.1:{milvus_server.port}"

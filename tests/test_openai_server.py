@@ -20,6 +20,8 @@ from rag.options import AskOptions
 from rag.service import Rag
 from tests.helpers import free_port
 
+pytestmark = pytest.mark.llm
+
 API_KEY = "sk-test-4f9a8b7c6d5e"
 
 

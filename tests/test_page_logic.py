@@ -4,7 +4,7 @@ What is tested here is what the pages decide by themselves: which page the root 
 question the core would refuse does on Chat (nothing is asked, nothing enters the history), the
 notice when chat settings change, the sidebar's check of a new collection's name. `StandInRag`
 implements only what the pages call; the pages get it from `pages.common.get_rag()`, as they get the
-real one. The same paths on the real core are tested in test_app.py and test_app_start.py.
+real one. The same paths on the real core are tested in test_app_chat.py, test_app_documents.py and test_app_start.py.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from llama_index.core.schema import NodeWithScore, TextNode
 from rag.errors import ConfigError, DocumentNotFound
 from rag.ingestion.readers import read_pdf
 from rag.ingestion.textclean import clean_pdf_pages, join_lines, reflow
+from rag.loop import shared_loop
 from rag.options import AskOptions
 from rag.retrieval.search import fuse_scores
 from tests.docs import make_pdf
@@ -157,9 +158,10 @@ def test_hybrid_scores_every_passage_on_both_searches_sync_and_async(rag, parts,
     question = "Harland Supplies pressure"
     results = {}
     for depth in (20, 1):
-        monkeypatch.setattr("rag.retrieval.FUSION_DEPTH", depth)
-        retriever, _ = rag._loop.run(rag._retriever(AskOptions(parts, top_k=1, mode="hybrid")))
-        asynchronous = rag._loop.run(retriever.aretrieve(question))
+        monkeypatch.setattr("rag.retrieval.search.FUSION_DEPTH", depth)
+        loop = shared_loop()
+        retriever, _ = loop.run(rag.parts.aretriever(AskOptions(parts, top_k=1, mode="hybrid")))
+        asynchronous = loop.run(retriever.aretrieve(question))
         synchronous = retriever.retrieve(question)
         results[depth] = [(h.node.node_id, round(h.score, 6)) for h in asynchronous]
         assert [(h.node.node_id, round(h.score, 6)) for h in synchronous] == results[depth]
@@ -174,7 +176,8 @@ def test_the_configured_mode_is_the_default(rag, parts):
 
 def test_a_dense_only_collection_keeps_working_and_says_how_to_upgrade(rag, corpus):
     name = "dense_only"
-    rag._loop.run(rag._store.aensure_collection(name, rag.embed_info, "dense"))
+    loop = shared_loop()
+    loop.run(loop.run(rag.parts.aopen_store()).aensure_collection(name, rag.embed_info, "dense"))
     rag.ingest([corpus["plain.txt"]], name)
     answer = rag.ask("When does the staff cafeteria open?", AskOptions(name, top_k=1, retrieve_only=True))
     assert answer.mode == "dense" and answer.sources[0].file == "plain.txt"

@@ -7,6 +7,7 @@ import pytest
 
 from rag.ingestion.sources import Source
 from rag.ingestion.uploads import save_upload
+from rag.loop import shared_loop
 from tests.helpers import PUMP, ROOT, app_environment, button, new_app, open_page, plain, texts
 
 
@@ -44,7 +45,8 @@ def test_chat_mode_control_and_document_picker(app_rag):
 
 
 def test_a_dense_only_collection_offers_dense_with_a_visible_note(app_rag, corpus):
-    app_rag._loop.run(app_rag._store.aensure_collection("olddense", app_rag.embed_info, "dense"))
+    loop = shared_loop()
+    loop.run(loop.run(app_rag.parts.aopen_store()).aensure_collection("olddense", app_rag.embed_info, "dense"))
     app_rag.ingest([corpus["plain.txt"]], "olddense")
     at = new_app()
     at.session_state["collection"] = "olddense"

@@ -33,6 +33,7 @@ from rag.answering.events import (
     ends_mid_sentence,
 )
 from rag.answering.grounding import NoGeneration, QuoteSynthesizer, QuotingChatEngine, SupportGate
+from rag.config import ScoreKind
 from rag.retrieval.followups import FollowUpRetriever
 
 MEMORY_TOKENS = 1500  # history kept for follow-ups; leaves room for passages in a 4k context
@@ -48,7 +49,9 @@ SYSTEM_PROMPT = (
 class _Engine:
     """Shared by both engines: the support gate, retrieval-only answers, LLM failures."""
 
-    def __init__(self, retriever: BaseRetriever, gate: SupportGate, secrets: tuple[str, ...], score_kind: str) -> None:
+    def __init__(
+        self, retriever: BaseRetriever, gate: SupportGate, *, secrets: tuple[str, ...], score_kind: ScoreKind
+    ) -> None:
         self._retriever = retriever
         self._gate = gate
         self._secrets = secrets
@@ -57,7 +60,7 @@ class _Engine:
     def _citations(self, nodes: list[NodeWithScore]) -> list[Citation]:
         evidence = self._gate.evidence
         spans = evidence.highlights if evidence is not None and len(evidence.highlights) == len(nodes) else ()
-        return [Citation.from_node(hit, spans[i] if spans else (), self._score_kind) for i, hit in enumerate(nodes)]
+        return [Citation.from_node(hit, highlights=spans[i] if spans else (), score_kind=self._score_kind) for i, hit in enumerate(nodes)]
 
     def _found(self) -> bool:
         return self._gate.evidence is not None and self._gate.evidence.found
@@ -115,10 +118,10 @@ class QueryEngine(_Engine):
     """
 
     def __init__(
-        self, retriever: BaseRetriever, llm: LLM | None, gate: SupportGate, secrets: tuple[str, ...] = (),
-        quote: bool = False, score_kind: str = "similarity",
+        self, retriever: BaseRetriever, llm: LLM | None, gate: SupportGate, *, secrets: tuple[str, ...] = (),
+        quote: bool = False, score_kind: ScoreKind = ScoreKind.SIMILARITY,
     ) -> None:
-        super().__init__(retriever, gate, secrets, score_kind)
+        super().__init__(retriever, gate, secrets=secrets, score_kind=score_kind)
         self._engine = None
         if quote:
             self._engine = RetrieverQueryEngine.from_args(
@@ -147,12 +150,12 @@ class ChatEngine(_Engine):
     """
 
     def __init__(
-        self, retriever: BaseRetriever, llm: LLM | None, gate: SupportGate, secrets: tuple[str, ...] = (),
-        quote: bool = False, score_kind: str = "similarity",
+        self, retriever: BaseRetriever, llm: LLM | None, gate: SupportGate, *, secrets: tuple[str, ...] = (),
+        quote: bool = False, score_kind: ScoreKind = ScoreKind.SIMILARITY,
     ) -> None:
         top_k = getattr(retriever, "similarity_top_k", 4)
         self._follow_up = FollowUpRetriever(retriever, top_k)
-        super().__init__(self._follow_up, gate, secrets, score_kind)
+        super().__init__(self._follow_up, gate, secrets=secrets, score_kind=score_kind)
         memory = self._memory = ChatMemoryBuffer.from_defaults(token_limit=MEMORY_TOKENS)
         self._engine: ContextChatEngine | None = None
         if quote:

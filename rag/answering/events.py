@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from llama_index.core.schema import NodeWithScore
 
+from rag.config import ScoreKind
 from rag.errors import QuestionRefused, QuestionTooLong, RagError, first_line
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ class Citation:
     doc_id: str = ""
     page_label: str | None = None
     highlights: tuple[tuple[int, int], ...] = ()  # character spans of `text` that answer the question
-    score_kind: str = "similarity"  # hybrid scores fuse similarity and BM25, keyword scores are BM25
+    score_kind: ScoreKind = ScoreKind.SIMILARITY  # hybrid scores fuse similarity and BM25, keyword scores are BM25
 
     @property
     def score_label(self) -> str:
@@ -51,7 +52,7 @@ class Citation:
 
     @classmethod
     def from_node(
-        cls, hit: NodeWithScore, highlights: tuple[tuple[int, int], ...] = (), score_kind: str = "similarity"
+        cls, hit: NodeWithScore, *, highlights: tuple[tuple[int, int], ...] = (), score_kind: ScoreKind = ScoreKind.SIMILARITY
     ) -> Citation:
         meta = hit.node.metadata
         page = meta.get("page")

@@ -12,14 +12,14 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from rag.bench.report import BenchRecord, summarize
+from rag.bench.report import BenchRecord, RunMode, summarize
 
 Row = dict[str, Any]
 
 RUN_PANEL = "this run"
 TUTORIAL_PANEL = "tutorial (Milvus server, Strong)"
 COUNT_TITLES = {"add": "nodes added per series", "search": "queries per series"}
-MODES = ("sync", "async", "batch", "async-batch")
+MODES = tuple(RunMode)
 STATISTICS = {"p50_ms": "median (p50)", "p95_ms": "p95"}
 MIN_SECONDS = 1e-4  # a log axis has no zero: faster series are drawn at this height
 

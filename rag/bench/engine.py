@@ -35,7 +35,7 @@ from typing import Any
 
 from rag.bench.data import DIM, chunks, produce_nodes, query_embedding
 from rag.bench.options import BenchOptions
-from rag.bench.report import BenchRecord, build_record
+from rag.bench.report import BenchRecord, RunMode, build_record
 from rag.config import Settings
 from rag.errors import RagError, StoreUnavailable
 
@@ -134,16 +134,16 @@ class BenchEngine:
         """Every series of every consistency level, in order; the collections dropped at the end."""
         self._connect_admin()
         ops = self.options.operations
-        add_modes = ["sync", "async"] + (["batch", "async-batch"] if self.options.batched else [])
+        add_modes = [RunMode.SYNC, RunMode.ASYNC] + ([RunMode.BATCH, RunMode.ASYNC_BATCH] if self.options.batched else [])
         try:
             for level in self.options.consistency:
                 if "add" in ops:
                     for mode in add_modes:
                         self._measure_series(level, "add", mode)
                 if "search" in ops or "overhead" in ops:
-                    self._measure_series(level, "search", "sync")
+                    self._measure_series(level, "search", RunMode.SYNC)
                 if "search" in ops:
-                    self._measure_series(level, "search", "async")
+                    self._measure_series(level, "search", RunMode.ASYNC)
         except Stopped:
             pass
         except RagError:
@@ -182,7 +182,7 @@ class BenchEngine:
         self._check_stop()
         store = self._new_store(level, operation, mode)
         try:
-            if mode in ("async", "async-batch"):  # open the async channel before timing (not measured)
+            if mode in (RunMode.ASYNC, RunMode.ASYNC_BATCH):  # open the async channel before timing (not measured)
                 self._loop.run(store.aclient.has_collection(store.collection_name))
             if operation == "add":
                 for count in self.options.counts:
@@ -192,7 +192,7 @@ class BenchEngine:
                 if "search" in self.options.operations:
                     for count in self.options.counts:
                         self._measure_search(store, level, mode, count)
-                if mode == "sync" and "overhead" in self.options.operations:
+                if mode == RunMode.SYNC and "overhead" in self.options.operations:
                     self._measure_overhead(store, level)
         finally:
             self._close_store(store)
@@ -203,14 +203,14 @@ class BenchEngine:
         self._status(f"{level}: add {count} nodes ({mode})")
         nodes = produce_nodes(count)
         size = self.options.batch_size
-        if mode == "sync":
+        if mode == RunMode.SYNC:
             seconds, latencies = self._sync_calls([lambda n=n: store.add([n]) for n in nodes])
             concurrency, batch = 1, 1
-        elif mode == "async":
+        elif mode == RunMode.ASYNC:
             calls = [lambda n=n: store.async_add([n]) for n in nodes]
             seconds, latencies = self._loop.run(self._gather(calls))
             concurrency, batch = self._in_flight(len(calls)), 1
-        elif mode == "batch":  # one `add` of all the nodes (LlamaIndex inserts `batch_size` at a time)
+        elif mode == RunMode.BATCH:  # one `add` of all the nodes (LlamaIndex inserts `batch_size` at a time)
             seconds, latencies = self._sync_calls([lambda: store.add(nodes)])
             concurrency, batch = 1, min(size, count)
         else:  # async-batch: every batch's `async_add` gathered
@@ -237,7 +237,7 @@ class BenchEngine:
         def query() -> VectorStoreQuery:
             return VectorStoreQuery(query_embedding=embedding, similarity_top_k=TOP_K)
 
-        if mode == "sync":
+        if mode == RunMode.SYNC:
             seconds, latencies = self._sync_calls([lambda: store.query(query())] * count)
             concurrency = 1
         else:

@@ -12,7 +12,18 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
 from typing import Any
+
+
+class RunMode(StrEnum):
+    """How a benchmark series talks to Milvus: one call at a time, all at once on the async
+    client, or in batches (one `add` of every node) through either client."""
+
+    SYNC = "sync"
+    ASYNC = "async"
+    BATCH = "batch"
+    ASYNC_BATCH = "async-batch"
 
 
 @dataclass
@@ -145,8 +156,8 @@ def _async_speedups(group: Sequence[BenchRecord], operation: str) -> dict[int, f
     """Per count: how many times faster the async series was than the sync one."""
     ratios = {}
     for r in group:
-        if r.operation == operation and r.mode == "sync":
-            other = _find(group, operation, "async", r.count)
+        if r.operation == operation and r.mode == RunMode.SYNC:
+            other = _find(group, operation, RunMode.ASYNC, r.count)
             if other is not None and other.seconds > 0:
                 ratios[r.count] = round(r.seconds / other.seconds, 1)
     return ratios
@@ -154,11 +165,11 @@ def _async_speedups(group: Sequence[BenchRecord], operation: str) -> dict[int, f
 
 def _batch_speedup(group: Sequence[BenchRecord]) -> dict[str, Any] | None:
     """The best batched load against one-node async adds, at the largest count."""
-    one_by_one = [r for r in group if r.operation == "add" and r.mode == "async"]
+    one_by_one = [r for r in group if r.operation == "add" and r.mode == RunMode.ASYNC]
     if not one_by_one:
         return None
     biggest = max(one_by_one, key=lambda r: r.count)
-    batched = [r for r in group if r.operation == "add" and r.mode in ("batch", "async-batch") and r.count == biggest.count]
+    batched = [r for r in group if r.operation == "add" and r.mode in (RunMode.BATCH, RunMode.ASYNC_BATCH) and r.count == biggest.count]
     if not batched:
         return None
     best = min(batched, key=lambda r: r.seconds)

@@ -36,7 +36,7 @@ from rag.bench.corpus import (
 )
 from rag.bench.report import percentile
 from rag.chats import ChatSession
-from rag.config import Settings
+from rag.config import RetrievalMode, Settings
 from rag.errors import RagError
 from rag.evaluation import Question, comparison_rows, parse_questions
 from rag.options import AskOptions
@@ -49,7 +49,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 # Question sets in a user's words, with evidence phrases, each over its own documents: the
 # pydoc text of 10 standard modules, and 11 documents Debian installs (PDF, HTML, Markdown, man pages).
 QUESTION_SETS = {"pydoc": DOCS / "retrieval-questions.json", "debian": DOCS / "retrieval-questions-debian.json"}
-MODES = ("dense", "keyword", "hybrid")
+MODES = (RetrievalMode.DENSE, RetrievalMode.KEYWORD, RetrievalMode.HYBRID)
 ROUNDS = 3  # ingestions per kind, alternating, after one warm-up; the median is reported
 FOLLOW_UPS = (  # (fresh question, follow-up that leans on it)
     ("how do I pretty print json with sorted keys", "and how do I read it back?"),

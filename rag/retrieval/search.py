@@ -31,8 +31,6 @@ from rag.status import DocStatus
 from rag.storage.catalog import CollectionInfo, DocumentRecord, milvus_str
 
 QUERY_MODES = {"dense": VectorStoreQueryMode.DEFAULT, "keyword": VectorStoreQueryMode.TEXT_SEARCH}
-# What a citation's score is in each mode: only dense scores are similarities.
-SCORE_KINDS = {"hybrid": "hybrid score", "dense": "similarity", "keyword": "BM25"}
 FUSION_DEPTH = 20  # passages each leg of a hybrid search hands to the fusion
 MEANING_WEIGHT = 0.6  # the dense search's share of a hybrid score; BM25 has the rest
 # As LlamaIndex's own BM25 search asks: the query's least weighted 20% of terms are skipped.
