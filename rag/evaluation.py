@@ -167,7 +167,7 @@ def figures(outcomes: Sequence[Outcome], k: int) -> Figures:
     return Figures(len(ranks), hit(1), hit(3), hit(k), round(sum(1 / r for r in ranks if r) / n, 4))
 
 
-def report(collection: str, mode: str, k: int, outcomes: Sequence[Outcome], note: str = "") -> Report:
+def report(collection: str, outcomes: Sequence[Outcome], *, mode: str, k: int, note: str = "") -> Report:
     """Figures overall and per file, at cutoff k (outcomes may come from a deeper search)."""
     files = sorted({o.question.file for o in outcomes})
     per_file = {f: figures([o for o in outcomes if o.question.file == f], k) for f in files}

@@ -126,7 +126,7 @@ class Rag:
     def embed_model(self):
         s = self.settings
         return load_embed_model(
-            s.embed_model, s.embed_batch_size, s.hf_offline, s.embed_precision
+            s.embed_model, batch_size=s.embed_batch_size, offline=s.hf_offline, precision=s.embed_precision
         )
 
     @cached_property
@@ -176,8 +176,9 @@ class Rag:
 
     def _ingestor(self) -> Ingestor:
         return Ingestor(
-            self._store, self.embed_model, self.embed_info, self.splitter, self._embed_executor,
-            self.settings.embed_batch_size, self._wait_for_quiet,
+            self._store, embed_model=self.embed_model, embed_info=self.embed_info, splitter=self.splitter,
+            embed_executor=self._embed_executor, batch_size=self.settings.embed_batch_size,
+            wait_turn=self._wait_for_quiet,
         )
 
     async def _wait_for_quiet(self) -> None:
@@ -214,7 +215,9 @@ class Rag:
         docs = options.docs
         doc_ids = resolve_scope(docs, await self._store.adocuments(info.name), info.name) if docs else []
         index = VectorStoreIndex.from_vector_store(self._store.vector_store(info), embed_model=self.embed_model)
-        return make_retriever(index, self.embed_model, choice.mode, top_k, scope_filters(doc_ids)), choice
+        return make_retriever(
+            index, self.embed_model, mode=choice.mode, top_k=top_k, filters=scope_filters(doc_ids)
+        ), choice
 
     def retrieval_modes(self, collection: str | None = None) -> Modes:
         return self._loop.run(self.aretrieval_modes(collection))
@@ -244,7 +247,7 @@ class Rag:
         for q in questions:
             hits = await retriever.aretrieve(q.question)
             outcomes.append(outcome(q, [Citation.from_node(hit, score_kind=kind) for hit in hits]))
-        return [report(info.name, choice.mode, k, outcomes, choice.note) for k in top_ks]
+        return [report(info.name, outcomes, mode=choice.mode, k=k, note=choice.note) for k in top_ks]
 
     # Collections ----------------------------------------------------------------------------
 

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from rag.answering.events import Citation
+from rag.config import Settings
 from rag.conversations import PART_CHARS, Feedback, SavedTurn, to_markdown
-from rag.errors import ConversationNotFound, RagError
+from rag.errors import ConversationNotFound, CoreClosed, RagError
 from rag.service import Rag
 
 
@@ -101,3 +102,12 @@ def test_a_question_saved_before_its_answer_is_replaced_by_the_whole_turn(rag: R
     assert saved.answer == "short" and info.turns == 1
     with pytest.raises(RagError, match="no turn 3"):
         rag.conversations.save_turn(info, turn("q"), 2)
+
+
+def test_a_closed_core_refuses_every_call_with_a_clear_error(tmp_path):
+    core = Rag(Settings(RAG_DATA_DIR=tmp_path, RAG_LLM="none", _env_file=None))
+    assert core.collections() == []
+    core.close()
+    for call in (core.collections, core.documents, core.conversations.list, core.chat_session):
+        with pytest.raises(CoreClosed, match="this Rag was closed: create a new one to go on"):
+            call()

@@ -83,10 +83,10 @@ def test_figures_and_per_file_reports():
                 Outcome(Question("c", "y.md"), None), Outcome(Question("d", "y.md"), 8)]
     five = figures(outcomes, 5)
     assert (five.hit_at_1, five.hit_at_3, five.hit_at_k, five.mrr) == (0.25, 0.5, 0.5, round((1 + 1 / 3) / 4, 4))
-    ten = report("c", "hybrid", 10, outcomes)
+    ten = report("c", outcomes, mode="hybrid", k=10)
     assert ten.overall.hit_at_k == 0.75 and ten.overall.mrr == round((1 + 1 / 3 + 1 / 8) / 4, 4)
     assert ten.per_file["x.pdf"].mrr == round((1 + 1 / 3) / 2, 4) and ten.per_file["y.md"].hit_at_1 == 0
-    assert [o.rank for o in report("c", "hybrid", 5, outcomes).outcomes] == [1, 3, None, None], "rank past k: a miss"
+    assert [o.rank for o in report("c", outcomes, mode="hybrid", k=5).outcomes] == [1, 3, None, None], "rank past k: a miss"
     data = ten.to_json()
     assert {"hit@1", "hit@3", "hit@k", "mrr", "per_file", "per_question"} <= data.keys()
     rows = comparison_rows([ten])

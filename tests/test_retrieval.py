@@ -114,22 +114,26 @@ def _hits(**scores: float) -> list[NodeWithScore]:
 def test_fusion_keeps_a_passage_close_to_the_top_of_both_searches_first():
     meaning = _hits(a=0.80, b=0.78, c=0.40)
     words = _hits(c=20.0, b=19.0, d=5.0)
-    fused = fuse_scores(meaning, words, {"d": 0.30}, {"a": 2.0}, top_k=4)
+    fused = fuse_scores(meaning, words, similarity={"d": 0.30}, bm25={"a": 2.0}, top_k=4)
     # b: 0.6 x 0.78/0.80 + 0.4 x 19/20. By rank (RRF, k=60) c would come first: 1/63 + 1/61 > 2/62.
     assert [hit.node.node_id for hit in fused] == ["b", "c", "a", "d"]
     assert [round(hit.score, 4) for hit in fused] == [0.965, 0.7, 0.64, 0.325]
-    assert fuse_scores(meaning, words, {"d": 0.30}, {"a": 2.0}, top_k=2) == fused[:2]
+    assert fuse_scores(meaning, words, similarity={"d": 0.30}, bm25={"a": 2.0}, top_k=2) == fused[:2]
 
 
 @pytest.mark.quick
 def test_fusion_scores_a_passage_one_search_missed_on_both_and_breaks_ties_by_id():
+    def fused(meaning, words, similarity, bm25):
+        return [(h.node.node_id, round(h.score, 4)) for h in
+                fuse_scores(meaning, words, similarity=similarity, bm25=bm25, top_k=5)]
+
     words = _hits(z=4.0, y=4.0)
-    assert [(h.node.node_id, h.score) for h in fuse_scores([], words, {"z": 0.5, "y": 0.5}, {}, 5)] == [("y", 1.0), ("z", 1.0)]
-    assert [h.node.node_id for h in fuse_scores([], words, {"z": 0.5, "y": 0.1}, {}, 5)] == ["z", "y"]
+    assert fused([], words, {"z": 0.5, "y": 0.5}, {}) == [("y", 1.0), ("z", 1.0)]
+    assert [node for node, _ in fused([], words, {"z": 0.5, "y": 0.1}, {})] == ["z", "y"]
     meaning = _hits(m=0.6)
-    assert [(h.node.node_id, round(h.score, 4)) for h in fuse_scores(meaning, [], {}, {}, 5)] == [("m", 0.6)], "no word in common"
-    assert [(h.node.node_id, round(h.score, 4)) for h in fuse_scores(meaning, [], {}, {"m": 3.0}, 5)] == [("m", 1.0)]
-    assert fuse_scores([], [], {}, {}, 5) == []
+    assert fused(meaning, [], {}, {}) == [("m", 0.6)], "no word in common"
+    assert fused(meaning, [], {}, {"m": 3.0}) == [("m", 1.0)]
+    assert fuse_scores([], [], similarity={}, bm25={}, top_k=5) == []
 
 
 # Modes -------------------------------------------------------------------------------------------------

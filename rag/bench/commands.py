@@ -21,7 +21,9 @@ def cmd_bench_ingest(args, settings) -> int:
     if args.retrieval:
         from rag.bench.retrieval import measure_retrieval
 
-        result = shared_loop().run(measure_retrieval(settings, args.chunks, args.search_chunks, args.questions, log))
+        result = shared_loop().run(measure_retrieval(
+            settings, chunks=args.chunks, search_chunks=args.search_chunks, questions=args.questions, log=log
+        ))
         show = _print_retrieval_bench
     elif args.memory is not None:
         if args.memory < 5:
@@ -34,7 +36,10 @@ def cmd_bench_ingest(args, settings) -> int:
         from rag.bench.ingest import measure_ingestion
 
         result = shared_loop().run(
-            measure_ingestion(settings, args.chunks, args.search_chunks, args.questions, not args.skip_tutorial, log)
+            measure_ingestion(
+                settings, chunks=args.chunks, search_chunks=args.search_chunks, questions=args.questions,
+                tutorial=not args.skip_tutorial, log=log,
+            )
         )
         show = _print_ingest_bench
     if args.json:

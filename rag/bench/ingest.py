@@ -117,7 +117,7 @@ def _corpus_dir(settings: Settings) -> Path:
 
 
 async def measure_ingestion(
-    settings: Settings, chunks: int, search_chunks: int, questions: int, tutorial: bool, log: Log = print
+    settings: Settings, *, chunks: int, search_chunks: int, questions: int, tutorial: bool, log: Log = print
 ) -> dict[str, Any]:
     """Every part of the ingestion benchmark, in order (see the module's docstring)."""
     rag = Rag(settings)

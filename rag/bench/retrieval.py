@@ -172,7 +172,7 @@ async def measure_latency(
     rng = random.Random(7)
     asked = [" ".join(n.get_content().split()[:12]) for n in rng.sample(nodes, min(questions, len(nodes)))]
     index = VectorStoreIndex.from_vector_store(vector_store, embed_model=rag.embed_model)
-    retrievers = {m: make_retriever(index, rag.embed_model, m, rag.settings.top_k) for m in MODES}
+    retrievers = {m: make_retriever(index, rag.embed_model, mode=m, top_k=rag.settings.top_k) for m in MODES}
     for retriever in retrievers.values():
         await retriever.aretrieve(asked[0])  # warm-up
     times: dict[str, list[float]] = {m: [] for m in MODES}
@@ -192,7 +192,7 @@ async def measure_latency(
 
 
 async def measure_retrieval(
-    settings: Settings, chunks: int, search_chunks: int, questions: int, log: Log = print
+    settings: Settings, *, chunks: int, search_chunks: int, questions: int, log: Log = print
 ) -> dict[str, Any]:
     """Every part of the retrieval benchmark, in order (see the module's docstring)."""
     rag = Rag(settings)

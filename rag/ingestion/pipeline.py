@@ -82,6 +82,7 @@ class Ingestor:
     def __init__(
         self,
         store: MilvusStore,
+        *,
         embed_model,
         embed_info: EmbedInfo,
         splitter: SentenceSplitter,

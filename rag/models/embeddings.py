@@ -56,7 +56,7 @@ _models_lock = threading.Lock()
 
 
 def load_embed_model(
-    name: str, batch_size: int = 32, offline: bool = True, precision: str = "auto"
+    name: str, *, batch_size: int = 32, offline: bool = True, precision: str = "auto"
 ) -> LocalEmbedding:
     """Load once per process (a model is ~100 MB to ~1 GB of weights); CPU unless a GPU is present.
 

@@ -131,7 +131,7 @@ class StableOrder(BaseRetriever):
 
 
 def make_retriever(
-    index: VectorStoreIndex, embed_model: BaseEmbedding, mode: str, top_k: int, filters: MetadataFilters | None = None
+    index: VectorStoreIndex, embed_model: BaseEmbedding, *, mode: str, top_k: int, filters: MetadataFilters | None = None
 ) -> StableOrder:
     """The one way a search is built for a mode: the app, the CLI, the evaluation and the benchmarks use it."""
     if mode == "hybrid":
@@ -198,7 +198,7 @@ class HybridRetriever(BaseRetriever):
         query, field = query_bundle.embedding or [], self._store.embedding_field
         similarity = {row[MILVUS_ID_FIELD]: sum(q * v for q, v in zip(query, row[field], strict=True)) for row in rows}
         bm25 = {hit[MILVUS_ID_FIELD]: hit["distance"] for hit in scored}
-        return fuse_scores(meaning, words, similarity, bm25, self._top_k)
+        return fuse_scores(meaning, words, similarity=similarity, bm25=bm25, top_k=self._top_k)
 
 
 async def _nothing() -> list[Any]:
@@ -213,6 +213,7 @@ def _only_in(hits: Sequence[NodeWithScore], other: Sequence[NodeWithScore]) -> l
 def fuse_scores(
     meaning: Sequence[NodeWithScore],
     words: Sequence[NodeWithScore],
+    *,
     similarity: Mapping[str, float],
     bm25: Mapping[str, float],
     top_k: int,
