@@ -334,7 +334,7 @@ def cmd_info(args, settings) -> int:
 
     info = llm_info(settings)
     print(f"Milvus:     {settings.milvus_display}")
-    print(f"Embedding:  {settings.embed_model}")
+    print(f"Embedding:  {settings.embed_display}")
     print(f"Answers:    {info.label}")
     if info.note:
         print(f"            {info.note}")

@@ -47,6 +47,13 @@ class RetrievalMode(StrEnum):
 RETRIEVAL_MODES: tuple[RetrievalMode, ...] = tuple(RetrievalMode)
 
 
+class EmbedProvider(StrEnum):
+    """Where passages are embedded."""
+
+    LOCAL = "local"  # a Hugging Face model run in this process (the packaged one by default)
+    OPENAI = "openai"  # any OpenAI-compatible embeddings endpoint: OpenAI, Ollama, vLLM, TEI, infinity...
+
+
 class LLMMode(StrEnum):
     """Which language model answers questions."""
 
@@ -78,7 +85,15 @@ class Settings(BaseSettings):
     collection: str = Field("documents", alias="RAG_COLLECTION")
 
     # Embedding
+    embed_provider: EmbedProvider = Field(EmbedProvider.LOCAL, alias="RAG_EMBED_PROVIDER")
     embed_model: str = Field("all-MiniLM-L6-v2", alias="RAG_EMBED_MODEL")
+    embed_base_url: str = Field("", alias="RAG_EMBED_BASE_URL", description="empty with a key: OpenAI itself")
+    embed_api_key: SecretStr = Field(SecretStr(""), alias="RAG_EMBED_API_KEY")
+    embed_concurrency: int = Field(4, ge=1, le=64, alias="RAG_EMBED_CONCURRENCY", description="requests in flight")
+    embed_timeout: float = Field(60.0, gt=0, alias="RAG_EMBED_TIMEOUT")
+    embed_max_tokens: int = Field(
+        512, ge=32, le=32768, alias="RAG_EMBED_MAX_TOKENS", description="a server model's input limit, sizes chunks"
+    )
     embed_precision: Literal["auto", "float32", "bfloat16"] = Field("auto", alias="RAG_EMBED_PRECISION")
     hf_offline: bool = Field(True, alias="HF_HUB_OFFLINE", description="never download models at run time")
     embed_batch_size: int = Field(32, ge=1, le=1024, alias="RAG_EMBED_BATCH_SIZE")
@@ -123,18 +138,25 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("openai_base_url")
+    @field_validator("openai_base_url", "embed_base_url")
     @classmethod
-    def _base_url(cls, value: str) -> str:
+    def _base_url(cls, value: str, info) -> str:
         value = value.strip().rstrip("/")
         if value and urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError(f"OPENAI_BASE_URL {without_credentials(value)!r} must start with http:// or https://")
+            name = "OPENAI_BASE_URL" if info.field_name == "openai_base_url" else "RAG_EMBED_BASE_URL"
+            raise ValueError(f"{name} {without_credentials(value)!r} must start with http:// or https://")
         return value
 
     @model_validator(mode="after")
     def _llm_consistent(self) -> Settings:
         if self.llm is LLMMode.OPENAI and not (self.openai_api_key.get_secret_value() or self.openai_base_url):
             raise ValueError("RAG_LLM=openai needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (a compatible server)")
+        if self.embed_provider is EmbedProvider.OPENAI and not (
+            self.embed_api_key.get_secret_value() or self.embed_base_url
+        ):
+            raise ValueError(
+                "RAG_EMBED_PROVIDER=openai needs RAG_EMBED_BASE_URL (a compatible server) or RAG_EMBED_API_KEY (OpenAI)"
+            )
         return self
 
     # Derived values -----------------------------------------------------------------
@@ -168,6 +190,13 @@ class Settings(BaseSettings):
         if self.openai_api_key.get_secret_value() or self.openai_base_url:
             return LLMMode.OPENAI
         return LLMMode.QUOTE
+
+    @property
+    def embed_display(self) -> str:
+        """The embedding model, and where it runs if not here (never a key)."""
+        if self.embed_provider is EmbedProvider.LOCAL:
+            return self.embed_model
+        return f"{self.embed_model} at {without_credentials(self.embed_base_url) or 'OpenAI'}"
 
     @property
     def password_required(self) -> bool:

@@ -19,6 +19,10 @@ class CollectionNotFound(RagError):
     """The named collection does not exist."""
 
 
+class EmbeddingUnavailable(RagError):
+    """The embedding server cannot be used (down, refused the key, unknown model, wrong vectors)."""
+
+
 class EmbeddingMismatch(RagError):
     """A collection was built with another embedding model than the configured one."""
 

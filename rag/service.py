@@ -25,7 +25,7 @@ from rag.answering.engines import ChatEngine, QueryEngine
 from rag.answering.events import Answer, Citation, Event, alast_answer, last_answer, with_mode
 from rag.answering.grounding import SupportGate, embedder
 from rag.chats import ChatSession, Conversations
-from rag.config import LLMMode, RetrievalMode, Settings, validate_collection_name
+from rag.config import EmbedProvider, LLMMode, RetrievalMode, Settings, validate_collection_name
 from rag.conversations import ConversationStore
 from rag.errors import ConfigError, CoreClosed, DocumentNotFound, RagError
 from rag.evaluation import Question, Report, check_files, outcome, report
@@ -33,7 +33,7 @@ from rag.ingestion import recovery
 from rag.ingestion.pipeline import Ingestor
 from rag.ingestion.sources import IngestReport, ProgressCallback, Source, collect_sources
 from rag.loop import BackgroundLoop, shared_loop
-from rag.models.embeddings import EmbedInfo, count_tokens, embed_info, load_embed_model
+from rag.models.embeddings import EmbedInfo, build_embed_model, count_tokens, embed_info
 from rag.models.llm import LLMInfo, build_llm, llm_info
 from rag.options import AskOptions
 from rag.retrieval.search import (
@@ -124,14 +124,11 @@ class Rag:
 
     @cached_property
     def embed_model(self):
-        s = self.settings
-        return load_embed_model(
-            s.embed_model, batch_size=s.embed_batch_size, offline=s.hf_offline, precision=s.embed_precision
-        )
+        return build_embed_model(self.settings)
 
     @cached_property
     def embed_info(self) -> EmbedInfo:
-        return embed_info(self.settings.embed_model, self.embed_model)
+        return embed_info(self.settings, self.embed_model)
 
     @cached_property
     def splitter(self) -> SentenceSplitter:
@@ -151,7 +148,7 @@ class Rag:
     def info(self) -> SystemInfo:
         return SystemInfo(
             milvus=self.settings.milvus_display,
-            embed_model=self.settings.embed_model,
+            embed_model=self.settings.embed_display,
             llm=llm_info(self.settings),
         )
 
@@ -174,10 +171,16 @@ class Rag:
         await recovery.arecover_once(self._store)  # before this process reads or ingests anything
         return self._store
 
+    @property
+    def _ingest_batch(self) -> int:
+        """Texts embedded per step of the pipeline: a server gets enough to fill every request in flight."""
+        s = self.settings
+        return s.embed_batch_size * (s.embed_concurrency if s.embed_provider is EmbedProvider.OPENAI else 1)
+
     def _ingestor(self) -> Ingestor:
         return Ingestor(
             self._store, embed_model=self.embed_model, embed_info=self.embed_info, splitter=self.splitter,
-            embed_executor=self._embed_executor, batch_size=self.settings.embed_batch_size,
+            embed_executor=self._embed_executor, batch_size=self._ingest_batch,
             wait_turn=self._wait_for_quiet,
         )
 

@@ -45,7 +45,7 @@ from rag.storage.catalog import MilvusStore
 
 Log = Callable[[str], None]
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 # Question sets in a user's words, with evidence phrases, each over its own documents: the
 # pydoc text of 10 standard modules, and 11 documents Debian installs (PDF, HTML, Markdown, man pages).
 QUESTION_SETS = {"pydoc": DOCS / "retrieval-questions.json", "debian": DOCS / "retrieval-questions-debian.json"}

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 from rag.errors import ConfigError
 
 if TYPE_CHECKING:
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from llama_index.core.base.embeddings.base import BaseEmbedding
 
+    from rag.config import Settings
     from rag.models.local_embedding import LocalEmbedding
 
 PACKAGED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -85,18 +86,46 @@ def load_embed_model(
         return _models[key]
 
 
-def embed_info(name: str, model: HuggingFaceEmbedding) -> EmbedInfo:
+def build_embed_model(settings: Settings) -> BaseEmbedding:
+    """The configured embedding model: loaded here, or a server's (checked to answer)."""
+    from rag.config import EmbedProvider
+
+    if settings.embed_provider is EmbedProvider.OPENAI:
+        from rag.models.server_embedding import server_embedding
+
+        return server_embedding(
+            model=settings.embed_model, base_url=settings.embed_base_url,
+            api_key=settings.embed_api_key.get_secret_value(), batch_size=settings.embed_batch_size,
+            concurrency=settings.embed_concurrency, timeout=settings.embed_timeout, max_tokens=settings.embed_max_tokens,
+        )
+    return load_embed_model(
+        settings.embed_model, batch_size=settings.embed_batch_size, offline=settings.hf_offline,
+        precision=settings.embed_precision,
+    )
+
+
+def embed_info(settings: Settings, model: BaseEmbedding) -> EmbedInfo:
+    """What a collection records of this model: a server's model is recorded with its provider,
+    so a collection embedded here is never searched with a server's vectors, or the reverse."""
+    from rag.models.server_embedding import ServerEmbedding
+
+    if isinstance(model, ServerEmbedding):
+        name = f"{settings.embed_provider}:{settings.embed_model}"
+        return EmbedInfo(name=name, dim=model.dimension(), max_tokens=model.chunk_tokens)
     st_model = model._model
     get_dim = getattr(st_model, "get_embedding_dimension", None) or st_model.get_sentence_embedding_dimension
-    dim = get_dim()
-    return EmbedInfo(name=name, dim=int(dim), max_tokens=int(st_model.max_seq_length))
+    return EmbedInfo(name=settings.embed_model, dim=int(get_dim()), max_tokens=int(st_model.max_seq_length))
 
 
-def count_tokens(model: HuggingFaceEmbedding) -> Callable[[str], list[int]]:
-    """A token counter in the model's own word pieces, for sizing chunks.
+def count_tokens(model: BaseEmbedding) -> Callable[[str], list]:
+    """A token counter in the model's own word pieces (a server's: an estimate), for sizing chunks.
 
-    It counts with a copy of the model's tokenizer: files are parsed in worker threads while
+    A local model counts with a copy of its tokenizer: files are parsed in worker threads while
     the model embeds, and a fast tokenizer used from two threads can lose the padding setting
     of a batch ("Unable to create tensor ..."), which costs a retry or fails the ingestion.
     """
+    from rag.models.server_embedding import ServerEmbedding
+
+    if isinstance(model, ServerEmbedding):
+        return model.count_tokens
     return partial(copy.deepcopy(model._model.tokenizer).encode, add_special_tokens=False)

@@ -60,12 +60,13 @@ class LocalModelServer:
     """
 
     def __init__(self, model_path: Path, *, context_window: int, threads: int,
-                 start_timeout: float = START_TIMEOUT, api_key: str | None = None) -> None:
+                 start_timeout: float = START_TIMEOUT, api_key: str | None = None, embedding: bool = False) -> None:
         check_gguf(model_path)
         self.model_path = model_path
         self.context_window = context_window
         self.threads = threads
         self.start_timeout = start_timeout
+        self.embedding = embedding  # serve /v1/embeddings too (an embedding server for tests and benchmarks)
         self.api_key = api_key or secrets.token_urlsafe(24)  # only this process may use the model
         self.port = _free_port()
         self.restarts = 0
@@ -120,7 +121,7 @@ class LocalModelServer:
         command = [
             sys.executable, "-m", "rag.models.local_model_server", "--model", str(self.model_path),
             "--port", str(self.port), "--n-ctx", str(self.context_window), "--threads", str(self.threads),
-            "--parent-pid", str(os.getpid()),
+            "--parent-pid", str(os.getpid()), *(["--embedding"] if self.embedding else []),
         ]
         # A session of its own: Ctrl-C in the app's terminal reaches the app, which stops this
         # process itself, instead of killing it under an answer in progress.

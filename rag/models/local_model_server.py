@@ -37,6 +37,20 @@ def _load_without_repacking() -> None:
     native.llama_model_default_params = params
 
 
+def _mean_pooling() -> None:
+    """One vector per text, the mean of its tokens': a chat model's GGUF declares no pooling, so
+    llama.cpp would answer an embeddings request with a vector per token. The server builds its
+    model with `llama_cpp.Llama(...)` and passes no pooling type: the default is set here."""
+    import llama_cpp
+
+    class MeanPooled(llama_cpp.Llama):
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs.setdefault("pooling_type", llama_cpp.LLAMA_POOLING_TYPE_MEAN)
+            super().__init__(*args, **kwargs)
+
+    llama_cpp.Llama = MeanPooled
+
+
 def _exit_with_parent(parent_pid: int) -> None:
     def watch() -> None:
         while os.getppid() == parent_pid:
@@ -53,11 +67,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--parent-pid", type=int, required=True)
+    parser.add_argument("--embedding", action="store_true", help="serve /v1/embeddings (mean-pooled) too")
     args = parser.parse_args(argv)
     _exit_with_parent(args.parent_pid)
     api_key = sys.stdin.readline().strip() or None
 
     _load_without_repacking()
+    if args.embedding:
+        _mean_pooling()
     import uvicorn
     from llama_cpp.server.app import create_app
     from llama_cpp.server.settings import ModelSettings, ServerSettings
@@ -65,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     server = ServerSettings(host="127.0.0.1", port=args.port, api_key=api_key)
     model = ModelSettings(
         model=args.model, model_alias="local", n_ctx=args.n_ctx, n_threads=args.threads,
-        n_threads_batch=args.threads, verbose=False,
+        n_threads_batch=args.threads, embedding=args.embedding, verbose=False,
     )
     app = create_app(server_settings=server, model_settings=[model])
     uvicorn.run(app, host=server.host, port=server.port, log_level="warning")

@@ -399,6 +399,16 @@ def check_embedding(info: CollectionInfo, embed: EmbedInfo) -> None:
     if info.embed_model != embed.name or info.embed_dim != embed.dim:
         raise EmbeddingMismatch(
             f"collection {info.name!r} was built with embedding model {info.embed_model!r} "
-            f"({info.embed_dim}-d), but RAG_EMBED_MODEL is {embed.name!r} ({embed.dim}-d): "
-            f"set RAG_EMBED_MODEL={info.embed_model} to use it, or choose another collection"
+            f"({info.embed_dim}-d), but the configured one is {embed.name!r} ({embed.dim}-d): "
+            f"set {_settings_for(info.embed_model, embed.name)} to use it, or choose another collection"
         )
+
+
+def _settings_for(recorded: str, configured: str) -> str:
+    """The settings that give a recorded model back: a server's is recorded as `provider:model`."""
+    provider, colon, model = recorded.partition(":")
+    if colon and provider == "openai":
+        return f"RAG_EMBED_PROVIDER={provider} and RAG_EMBED_MODEL={model}"
+    if configured.startswith("openai:"):
+        return f"RAG_EMBED_PROVIDER=local and RAG_EMBED_MODEL={recorded}"
+    return f"RAG_EMBED_MODEL={recorded}"
