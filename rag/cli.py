@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_collection(sub.add_parser("ingest", help="index files or folders"))
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--sync", action="store_true",
+                   help="keep the collection in step with ONE folder: add new files, re-index changed ones "
+                        "(by content hash), skip unchanged ones without reading them, and print a summary")
+    p.add_argument("--prune", action="store_true",
+                   help="with --sync: also remove the documents of files gone from the folder")
 
     p = with_collection(sub.add_parser("ask", help="ask a question (or --questions-file)"))
     p.add_argument("question", nargs="?")
@@ -161,6 +166,10 @@ def cmd_ingest(args, settings) -> int:
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         raise RagError(f"{missing[0]}: no such file or folder")
+    if args.prune and not args.sync:
+        raise RagError("--prune removes documents whose files are gone from a synced folder: use it with --sync")
+    if args.sync and (len(args.paths) != 1 or not Path(args.paths[0]).is_dir()):
+        raise RagError("--sync takes exactly one folder")
     rag = _rag(settings)
     bar = tqdm(total=0, unit="chunk", file=sys.stderr, disable=args.json or not sys.stderr.isatty())
 
@@ -172,6 +181,9 @@ def cmd_ingest(args, settings) -> int:
 
     report = rag.ingest(args.paths, args.collection, progress)
     bar.close()
+    # Only after an ingestion that ran to its end: an interrupted sync removes nothing.
+    removed = rag.prune(args.paths[0], args.collection) if args.prune and not report.aborted else []
+    counts = {status: sum(r.status is status for r in report.results) for status in FileStatus}
     if args.json:
         _print_json(
             {
@@ -180,13 +192,19 @@ def cmd_ingest(args, settings) -> int:
                 "chunks": report.chunks,
                 "aborted": report.aborted or None,
                 "files": [vars(r) for r in report.results],
+                **({"removed": [d.doc_id for d in removed]} if args.prune else {}),
             }
         )
     else:
         for r in report.results:
             detail = r.error if r.status is FileStatus.FAILED else f"{r.chunks} chunks"
             print(f"{r.status:9} {r.doc_id}: {detail}")
+        for record in removed:
+            print(f"{'removed':9} {record.doc_id}: its file is gone")
         print(f"{report.chunks} chunks into {report.collection!r} in {report.seconds:.1f} s")
+        if args.sync:
+            print(f"sync of {args.paths[0]}: {counts[FileStatus.INDEXED]} new, {counts[FileStatus.REPLACED]} re-indexed, "
+                  f"{counts[FileStatus.UNCHANGED]} unchanged, {counts[FileStatus.FAILED]} failed, {len(removed)} removed")
         if report.aborted:
             print(f"stopped early: {report.aborted}", file=sys.stderr)
     return 1 if report.failed else 0

@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     hf_offline: bool = Field(True, alias="HF_HUB_OFFLINE", description="never download models at run time")
     embed_batch_size: int = Field(32, ge=1, le=1024, alias="RAG_EMBED_BATCH_SIZE")
     chunk_overlap: int = Field(32, ge=0, le=512, alias="RAG_CHUNK_OVERLAP")
+    file_timeout: float = Field(300.0, gt=0, alias="RAG_FILE_TIMEOUT", description="seconds to read one file")
 
     # Answering
     llm: LLMMode = Field(LLMMode.AUTO, alias="RAG_LLM")

@@ -181,7 +181,7 @@ class Rag:
         return Ingestor(
             self._store, embed_model=self.embed_model, embed_info=self.embed_info, splitter=self.splitter,
             embed_executor=self._embed_executor, batch_size=self._ingest_batch,
-            wait_turn=self._wait_for_quiet,
+            wait_turn=self._wait_for_quiet, file_timeout=self.settings.file_timeout,
         )
 
     async def _wait_for_quiet(self) -> None:
@@ -323,6 +323,24 @@ class Rag:
         await store.adelete_chunks(info.name, doc_id)
         await store.aforget_document(info.name, doc_id)
         return record
+
+    def prune(self, folder: str | Path, collection: str | None = None) -> list[DocumentRecord]:
+        """Remove the documents indexed from files under `folder` whose files are gone."""
+        return self._loop.run(self.aprune(folder, collection))
+
+    @on_loop
+    async def aprune(self, folder: str | Path, collection: str | None = None) -> list[DocumentRecord]:
+        """Only documents read from `folder` are considered: uploads and other folders are kept."""
+        root = Path(folder).resolve()
+        store = await self._connect()
+        info = await store.aget_collection(self._collection(collection))
+        gone = [
+            d for d in await store.adocuments(info.name)
+            if d.source_path and Path(d.source_path).is_relative_to(root) and not Path(d.source_path).exists()
+        ]
+        for record in gone:
+            await self.adelete(record.doc_id, info.name)
+        return gone
 
     def count_chunks(self, collection: str | None = None, doc_id: str | None = None) -> int:
         """Chunks stored in Milvus itself, not the catalog's figure."""

@@ -193,3 +193,53 @@ def test_chats_are_listed_and_exported(cli, tmp_path):
     one_line_error(cli("chats", "export", "../x", **env), "not a conversation id")
     result = cli("chats", "export", first, "--format", "pdf", **env)
     assert result.returncode != 0 and "invalid choice" in result.stderr
+
+
+def test_a_folder_is_kept_in_step_with_sync_and_prune(cli, corpus, tmp_path):
+    folder = tmp_path / "library"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("The archive opens at nine.\n")
+    (folder / "sub" / "b.md").write_text("# Keys\n\nThe keys hang in the porter's lodge.\n")
+    (folder / "c.txt").write_text("The boiler is serviced every May.\n")
+    uploaded = cli("ingest", str(corpus["plain.txt"]), "-c", "synced")  # not from the folder: never pruned
+    assert uploaded.returncode == 0, uploaded.stderr
+
+    first = cli("ingest", str(folder), "--sync", "-c", "synced")
+    assert first.returncode == 0, first.stderr
+    assert f"sync of {folder}: 3 new, 0 re-indexed, 0 unchanged, 0 failed, 0 removed" in first.stdout
+
+    (folder / "a.txt").write_text("The archive now opens at ten.\n")  # changed
+    (folder / "c.txt").unlink()  # gone
+    (folder / "d.txt").write_text("The garden gate is locked at dusk.\n")  # new
+    second = cli("ingest", str(folder), "--sync", "--prune", "-c", "synced", "--json")
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)
+    assert {f["doc_id"]: f["status"] for f in report["files"]} == {
+        "a.txt": "replaced", "d.txt": "indexed", "sub/b.md": "unchanged"}
+    assert report["removed"] == ["c.txt"]
+    docs = json.loads(cli("docs", "-c", "synced", "--json").stdout)
+    assert sorted(d["doc_id"] for d in docs) == ["a.txt", "d.txt", "plain.txt", "sub/b.md"]
+
+
+def test_a_file_that_takes_too_long_to_read_is_skipped_with_its_reason(cli, tmp_path):
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    (folder / "big.txt").write_text("A long line about nothing in particular. " * 200_000)  # ~8 MB to read and chunk
+    (folder / "small.txt").write_text("The ferry leaves at six.\n")
+    result = cli("ingest", str(folder), "-c", "slow", RAG_FILE_TIMEOUT="0.5")
+    assert result.returncode == 1
+    assert "failed    big.txt: big.txt: took longer than 0.5 s to read (RAG_FILE_TIMEOUT): skipped" in result.stdout
+    assert "indexed   small.txt" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--prune",), "use it with --sync"),
+        (("EXTRA", "--sync"), "--sync takes exactly one folder"),
+    ],
+)
+def test_sync_and_prune_refuse_what_they_cannot_do(cli, tmp_path, args, message):
+    (tmp_path / "x.txt").write_text("x")
+    args = [str(tmp_path / "x.txt") if a == "EXTRA" else a for a in args]
+    one_line_error(cli("ingest", str(tmp_path), *args), message)

@@ -89,6 +89,7 @@ class Ingestor:
         embed_executor: Executor,
         batch_size: int,
         wait_turn: Callable[[], Awaitable[None]] | None = None,
+        file_timeout: float = 300.0,
     ) -> None:
         self._store = store
         self._embed_model = embed_model
@@ -97,6 +98,7 @@ class Ingestor:
         self._executor = embed_executor
         self._batch_size = batch_size
         self._wait_turn = wait_turn  # awaited before each batch: lets questions go first
+        self._file_timeout = file_timeout  # seconds to read and chunk one file: a stuck file never stalls the rest
 
     # Parsing (worker threads) -------------------------------------------------------------
 
@@ -178,21 +180,33 @@ class Ingestor:
                 ingestion.emit()  # the file is listed as being indexed while it is parsed
                 previous = await self._store.aget_document(collection, source.doc_id)
                 try:
-                    record, nodes = await asyncio.to_thread(self.parse, source, collection)
-                except (ParseError, OSError) as exc:
-                    reason = str(exc) if isinstance(exc, ParseError) else f"{source.name}: cannot read the file ({exc})"
+                    # An unchanged file is known by its hash alone: a folder synced again is not re-read.
+                    if previous and previous.status == DocStatus.INDEXED and (
+                        previous.content_hash == await asyncio.to_thread(file_hash, source.path)
+                    ):
+                        ingestion.parsed(source, 0)
+                        ingestion.report(FileResult(source.doc_id, FileStatus.UNCHANGED, previous.chunks, previous.pages))
+                        continue
+                    record, nodes = await asyncio.wait_for(
+                        asyncio.to_thread(self.parse, source, collection), self._file_timeout
+                    )
+                except (ParseError, OSError, TimeoutError) as exc:
                     ingestion.parsed(source, 0)
+                    reason = self._parse_failure(source, exc)
                     await self._record_failure(collection, source, previous, reason)
                     ingestion.report(FileResult(source.doc_id, FileStatus.FAILED, error=reason))
-                    continue
-                if previous and previous.status == DocStatus.INDEXED and previous.content_hash == record.content_hash:
-                    ingestion.parsed(source, 0)
-                    ingestion.report(FileResult(source.doc_id, FileStatus.UNCHANGED, previous.chunks, previous.pages))
                     continue
                 ingestion.parsed(source, len(nodes))
                 await ingestion.queue.put(_Parsed(source, record, nodes, previous))
         finally:
             await ingestion.queue.put(None)
+
+    def _parse_failure(self, source: Source, exc: Exception) -> str:
+        if isinstance(exc, ParseError):
+            return str(exc)
+        if isinstance(exc, TimeoutError):  # its thread is left to finish; nothing of it is used
+            return f"{source.name}: took longer than {self._file_timeout:g} s to read (RAG_FILE_TIMEOUT): skipped"
+        return f"{source.name}: cannot read the file ({exc})"
 
     async def _consume(self, ingestion: _Ingestion, collection: str, vector_store) -> None:
         """Embed batches in the executor; insert each one while the next is embedded."""
