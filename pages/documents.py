@@ -16,6 +16,7 @@ from rag.ingestion.sources import ETA_MIN_FRACTION, ETA_MIN_SECONDS, Source
 from rag.ingestion.uploads import find_upload, remove_upload, safe_file_name, save_upload
 from rag.status import DocStatus, FileStatus, JobState
 from rag.storage.catalog import DocumentRecord
+from rag.storage.listing import PAGE_SIZE, LibraryPage, SortKey, browse, file_types
 
 shell.require_shell()
 
@@ -174,14 +175,39 @@ def file_table(files: tuple[FileState, ...]) -> None:
 # Library -----------------------------------------------------------------------------------------
 
 
-def library_table(docs: list[DocumentRecord]) -> None:
+def library_view(docs: list[DocumentRecord]) -> LibraryPage:
+    """Search, filters, order and pages, for a library longer than one screen; else all of it."""
+    if len(docs) <= LIBRARY_ROWS:
+        return browse(docs)
+    search, status, kind, order = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
+    query = search.text_input("Search by name", key="library_query", placeholder="part of a file name or folder")
+    statuses = status.multiselect("Status", [s.value for s in DocStatus], key="library_status", placeholder="any")
+    types = kind.multiselect("Type", file_types(docs), key="library_types", placeholder="any",
+                             format_func=str.upper)
+    sort = order.selectbox("Order", list(SortKey), key="library_sort")
+    view = browse(docs, query=query, statuses=statuses, types=types, sort=sort)
+    if view.pages > 1:
+        left, right = st.columns([1, 4], vertical_alignment="center")
+        # No key: a new number of pages makes a new widget, back on page 1, never past the last.
+        page = left.number_input("Page", min_value=1, max_value=view.pages, step=1)
+        view = browse(docs, query=query, statuses=statuses, types=types, sort=sort, page=int(page))
+        first = (view.page - 1) * PAGE_SIZE + 1
+        right.caption(f"{first:,}-{first + len(view.documents) - 1:,} of {view.total:,} matching "
+                      f"({len(docs):,} in the collection) · page {view.page} of {view.pages}")
+    else:
+        st.caption(f"{view.total:,} matching ({len(docs):,} in the collection)")
+    return view
+
+
+def library_table(docs: list[DocumentRecord], shown: list[DocumentRecord]) -> None:
+    """Figures of the whole collection, then the rows of `shown` (one page of it)."""
     indexed = [d for d in docs if d.status is DocStatus.INDEXED]
     a, b, c, d = st.columns(4)
     a.metric("Documents", len(indexed))
     b.metric("Chunks", f"{sum(x.chunks for x in indexed):,}")
     c.metric("Pages", f"{sum(x.pages or 0 for x in indexed):,}")
     d.metric("Failed", sum(x.status is DocStatus.FAILED for x in docs))
-    notes = any(doc.error for doc in docs)
+    notes = any(doc.error for doc in shown)
     frame = pd.DataFrame(
         [
             {
@@ -194,8 +220,9 @@ def library_table(docs: list[DocumentRecord]) -> None:
                 "Status": doc.status.value,
                 **({"Note": doc.error.removeprefix(f"{doc.file_name}: ")} if notes else {}),  # named in "File"
             }
-            for doc in docs
-        ]
+            for doc in shown
+        ],
+        columns=["File", "Type", "Pages", "Chunks", "Size", "Indexed at", "Status", *(["Note"] if notes else [])],
     )
     styled = frame.style.map(
         lambda status: f"color: {STATUS_COLORS.get(status, 'inherit')}; font-weight: 600", subset=["Status"]
@@ -204,7 +231,7 @@ def library_table(docs: list[DocumentRecord]) -> None:
         styled,
         hide_index=True,
         width="stretch",
-        height=table_height(len(docs)),
+        height=table_height(len(shown)),
         placeholder="—",  # a failed file was never indexed: no time, rather than "None"
         column_config={  # pixels, 935 in all: a 1400 px window with the sidebar; wider pages scale them alike
             "File": st.column_config.TextColumn(width=150),
@@ -226,13 +253,24 @@ def table_height(rows: int) -> int | str:
     return "content" if rows <= LIBRARY_ROWS else ROW_PX * (LIBRARY_ROWS + 1) + 3
 
 
-def library_actions(docs: list[DocumentRecord]) -> None:
-    """Re-index or delete documents picked by name (works for one or many)."""
+def library_actions(docs: list[DocumentRecord], view: LibraryPage) -> None:
+    """Re-index or delete documents picked by name on this page, or every one that matches."""
     if st.session_state.pop("clear_selection", False):  # set by `flash`, before the widget exists
         st.session_state["selected_docs"] = []
-    selected = st.multiselect(
-        "Select documents", [d.doc_id for d in docs], key="selected_docs", placeholder="Choose documents to re-index or delete"
-    )
+        st.session_state["select_matching"] = False
+    every = False
+    if view.total > len(view.documents) or view.total < len(docs):
+        every = st.toggle(f"Select all {view.total:,} matching documents", key="select_matching")
+    if every:
+        selected = [d.doc_id for d in view.matching]
+    else:
+        options = [d.doc_id for d in view.documents]
+        kept = [d for d in st.session_state.get("selected_docs", []) if d in options]  # this page's only
+        st.session_state["selected_docs"] = kept
+        selected = st.multiselect(
+            "Select documents", options, key="selected_docs",
+            placeholder="Choose documents to re-index or delete",
+        )
     left, right, _ = st.columns([1, 1, 4])
     reindex = left.button("Re-index", icon=":material/refresh:", disabled=not selected, width="stretch")
     with right.popover("Delete", icon=":material/delete:", disabled=not selected, width="stretch"):
@@ -349,8 +387,9 @@ def library_panel() -> None:
         return
     if docs:
         st.subheader("Library", anchor=False)
-        library_table(docs)
-        library_actions(docs)
+        view = library_view(docs)
+        library_table(docs, view.documents)
+        library_actions(docs, view)
 
 
 library_panel()

@@ -81,6 +81,7 @@ class StandInRag:
         self.asked: list[str] = []  # questions that reached the core
         self.sessions: list[AskOptions] = []  # the options of each chat session the pages opened
         self.saved: dict[int, object] = {}  # the saved answers (`SavedTurn`), by number
+        self.library: list[DocumentRecord] | None = None  # documents() returns these, when set
 
     def collections(self):
         return [SimpleNamespace(name=name) for name in sorted(self.indexed)]
@@ -95,6 +96,8 @@ class StandInRag:
 
     def documents(self, collection: str | None = None) -> list[DocumentRecord]:
         collection = collection or self.settings.collection
+        if self.library is not None:  # a library of the test's own making
+            return self.library
         return [DocumentRecord(collection, d, d, chunks=1, status="indexed") for d in self.indexed.get(collection, [])]
 
     def retrieval_modes(self, collection: str | None = None) -> Modes:
