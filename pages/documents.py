@@ -199,14 +199,18 @@ def library_view(docs: list[DocumentRecord]) -> LibraryPage:
     return view
 
 
-def library_table(docs: list[DocumentRecord], shown: list[DocumentRecord]) -> None:
-    """Figures of the whole collection, then the rows of `shown` (one page of it)."""
+def library_figures(docs: list[DocumentRecord]) -> None:
+    """The whole collection in four numbers, whatever the table below shows of it."""
     indexed = [d for d in docs if d.status is DocStatus.INDEXED]
     a, b, c, d = st.columns(4)
-    a.metric("Documents", len(indexed))
+    a.metric("Documents", f"{len(indexed):,}")
     b.metric("Chunks", f"{sum(x.chunks for x in indexed):,}")
     c.metric("Pages", f"{sum(x.pages or 0 for x in indexed):,}")
-    d.metric("Failed", sum(x.status is DocStatus.FAILED for x in docs))
+    d.metric("Failed", f"{sum(x.status is DocStatus.FAILED for x in docs):,}")
+
+
+def library_table(shown: list[DocumentRecord]) -> None:
+    """The rows of `shown` (one page of the library)."""
     notes = any(doc.error for doc in shown)
     frame = pd.DataFrame(
         [
@@ -387,8 +391,9 @@ def library_panel() -> None:
         return
     if docs:
         st.subheader("Library", anchor=False)
+        library_figures(docs)
         view = library_view(docs)
-        library_table(docs, view.documents)
+        library_table(view.documents)
         library_actions(docs, view)
 
 
