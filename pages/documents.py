@@ -10,6 +10,7 @@ import streamlit as st
 
 from pages import common, formatting, shell
 from rag.errors import RagError
+from rag.ingestion.folders import import_folder, scan_folder
 from rag.ingestion.jobs import FileState, JobView
 from rag.ingestion.readers import SUPPORTED_EXTENSIONS, SUPPORTED_TYPES
 from rag.ingestion.sources import ETA_MIN_FRACTION, ETA_MIN_SECONDS, Source
@@ -57,6 +58,37 @@ def upload_form() -> None:
             flash(queue_uploads(files))  # a full rerun, so the sidebar follows the new job too
         else:
             st.warning("Choose one or more files first.", icon=":material/upload_file:")
+
+
+def import_form() -> None:
+    """A folder on the server, imported whole; shown only where RAG_IMPORT_ROOT allows it."""
+    root = rag.settings.import_root
+    if root is None:
+        return
+    with st.expander("Import a folder from the server", icon=":material/drive_folder_upload:"):
+        with st.form("import", border=False):
+            name = st.text_input("Folder", key="import_folder", placeholder=f"a folder under {root}",
+                                 help="Every supported file under it is indexed; links out of it are not followed.")
+            submitted = st.form_submit_button("Import and index", icon=":material/folder_open:")
+    if submitted:
+        flash(queue_folder(root, name))
+
+
+def queue_folder(root, name: str) -> list[tuple[Flash, str]]:
+    """Check the folder, list its files and queue one job for them; returns what to tell the user."""
+    try:
+        folder = import_folder(root, name)
+        sources = scan_folder(folder, root=root, max_bytes=max_mb * 1024 * 1024)
+    except (RagError, OSError) as exc:
+        return [(Flash.ERROR, formatting.escape_markdown(str(exc)))]
+    if not sources:
+        return [(Flash.WARNING, f"**{formatting.escape_markdown(name)}** holds no files of the supported types.")]
+    busy = jobs.busy(collection)
+    if taken := [s.doc_id for s in sources if s.doc_id in busy]:
+        return [(Flash.WARNING, f"**{formatting.escape_markdown(taken[0])}** is being indexed right now: "
+                                "import the folder again when that is done.")]
+    jobs.submit(sources, collection, label=f"folder {folder.name}")
+    return [(Flash.TOAST, f"Importing {len(sources):,} files from {folder.name} in the background")]
 
 
 class Flash(StrEnum):
@@ -360,6 +392,7 @@ st.caption(
 )
 intro = st.empty()
 upload_form()
+import_form()
 live = bool(jobs.active(collection))  # after the form: a job it just queued is polled at once
 if not live and not common.library(rag, collection):
     intro.info(

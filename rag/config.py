@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     top_k: int = Field(4, ge=MIN_TOP_K, le=MAX_TOP_K, alias="RAG_TOP_K")
     retrieval_mode: RetrievalMode = Field(RetrievalMode.HYBRID, alias="RAG_RETRIEVAL_MODE")
 
+    # Folders on the server the Documents page may import (none when unset)
+    import_root: Path | None = Field(None, alias="RAG_IMPORT_ROOT")
+
     # Access
     app_password: SecretStr = Field(
         SecretStr(""), alias="RAG_APP_PASSWORD", description="empty: the app is open to whoever reaches it"
@@ -120,6 +123,11 @@ class Settings(BaseSettings):
     @classmethod
     def _collection_name(cls, value: str) -> str:
         return validate_collection_name(value)
+
+    @field_validator("import_root", mode="before")
+    @classmethod
+    def _import_root(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("milvus_uri")
     @classmethod

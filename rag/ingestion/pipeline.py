@@ -179,6 +179,11 @@ class Ingestor:
                 ingestion.state.current = source.name
                 ingestion.emit()  # the file is listed as being indexed while it is parsed
                 previous = await self._store.aget_document(collection, source.doc_id)
+                if source.refusal:  # listed, with its reason, and never opened
+                    ingestion.parsed(source, 0)
+                    await self._record_failure(collection, source, previous, source.refusal)
+                    ingestion.report(FileResult(source.doc_id, FileStatus.FAILED, error=source.refusal))
+                    continue
                 try:
                     # An unchanged file is known by its hash alone: a folder synced again is not re-read.
                     if previous and previous.status == DocStatus.INDEXED and (
@@ -291,7 +296,7 @@ class Ingestor:
                 doc_id=source.doc_id,
                 file_name=source.name,
                 file_type=source.path.suffix.lower().lstrip("."),
-                size=source.path.stat().st_size if source.path.exists() else 0,
+                size=source.path.lstat().st_size if source.path.is_symlink() or source.path.exists() else 0,
                 status=DocStatus.FAILED,
                 error=reason,
             )

@@ -21,6 +21,7 @@ class Source:
 
     path: Path
     doc_id: str
+    refusal: str = ""  # why the file is not to be read at all (a link out of the import root, too big)
 
     @property
     def name(self) -> str:
