@@ -96,9 +96,12 @@ def test_the_cli_reports_a_model_that_cannot_load_in_one_line(tmp_path, model, m
 
 APP_WITH_A_MODEL = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     from pathlib import Path
     from rag.models.local_model import LocalModelServer
+    # Ctrl-C as in a terminal: a process started in the background by a non-interactive shell
+    # (as CI may start the tests) inherits SIGINT ignored, and Python then keeps it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     server = LocalModelServer(Path(sys.argv[1]), context_window=512, threads=1)
     server.ensure_running()
     print(server.pid, flush=True)
