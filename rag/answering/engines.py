@@ -140,8 +140,6 @@ class QueryEngine(_Engine):
             yield event
 
 
-
-
 class ChatEngine(_Engine):
     """Multi-turn chat: LlamaIndex's `ContextChatEngine` over a `FollowUpRetriever`.
 

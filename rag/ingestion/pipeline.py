@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
+from functools import partial
 
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import BaseNode, Document, MetadataMode, NodeRelationship, RelatedNodeInfo
@@ -102,10 +103,13 @@ class Ingestor:
 
     # Parsing (worker threads) -------------------------------------------------------------
 
-    def parse(self, source: Source, collection: str) -> tuple[DocumentRecord, list[BaseNode]]:
-        """Read and chunk one file; blocking, so it runs in a worker thread."""
+    def parse(
+        self, source: Source, collection: str, *, digest: str | None = None
+    ) -> tuple[DocumentRecord, list[BaseNode]]:
+        """Read and chunk one file; blocking, so it runs in a worker thread. `digest`: its
+        content hash, when the caller has it already (a large file is not hashed twice)."""
         path = source.path
-        digest = file_hash(path)
+        digest = digest or file_hash(path)
         sections = read_file(path)
         documents = []
         for section in sections:
@@ -186,14 +190,13 @@ class Ingestor:
                     continue
                 try:
                     # An unchanged file is known by its hash alone: a folder synced again is not re-read.
-                    if previous and previous.status == DocStatus.INDEXED and (
-                        previous.content_hash == await asyncio.to_thread(file_hash, source.path)
-                    ):
+                    digest = await asyncio.to_thread(file_hash, source.path)
+                    if previous and previous.status == DocStatus.INDEXED and previous.content_hash == digest:
                         ingestion.parsed(source, 0)
                         ingestion.report(FileResult(source.doc_id, FileStatus.UNCHANGED, previous.chunks, previous.pages))
                         continue
                     record, nodes = await asyncio.wait_for(
-                        asyncio.to_thread(self.parse, source, collection), self._file_timeout
+                        asyncio.to_thread(partial(self.parse, source, collection, digest=digest)), self._file_timeout
                     )
                 except (ParseError, OSError, TimeoutError) as exc:
                     ingestion.parsed(source, 0)
