@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("info", help="show the configuration in use")
 
+    p = sub.add_parser("embed-backends", help="measure the local embedding backends on this machine; "
+                                              "RAG_EMBED_BACKEND=auto then uses the fastest that passes")
+    p.add_argument("--once", action="store_true", help="only if this machine has no measurement yet (set-up uses it)")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("bench-ingest", help="benchmark ingestion and retrieval (see README)")
     p.add_argument("--chunks", type=int, default=2000, help="minimum corpus size in chunks")
     p.add_argument("--search-chunks", type=int, default=10000, help="collection size for the retrieval latency test")
@@ -93,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrieval", action="store_true",
                    help="only the retrieval benchmark: quality per mode, ingestion with and without BM25, "
                         "latency per mode over --search-chunks chunks, follow-up vs fresh time to sources")
+    p.add_argument("--library", type=Path, metavar="DIR",
+                   help="only the large-library benchmark: ingest every document of DIR per backend, then ask both "
+                        "question sets of it; DIR is made from this machine's documentation when it does not exist")
+    p.add_argument("--files", type=int, default=1000, help="with --library: documents to put in a new DIR (default 1000)")
+    p.add_argument("--backends", default="torch,onnx",
+                   help="with --library: comma-separated RAG_EMBED_BACKEND values to measure (default torch,onnx)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("bench", help="benchmark sync vs async Milvus through LlamaIndex (the async tutorial's test)")
@@ -348,16 +359,42 @@ def cmd_chats(args, settings) -> int:
 
 
 def cmd_info(args, settings) -> int:
+    from rag.config import EmbedProvider
+    from rag.models.embeddings import describe_backend
     from rag.models.llm import llm_info
 
     info = llm_info(settings)
     print(f"Milvus:     {settings.milvus_display}")
     print(f"Embedding:  {settings.embed_display}")
+    if settings.embed_provider is EmbedProvider.LOCAL:
+        print(f"            backend: {describe_backend(settings)}")
     print(f"Answers:    {info.label}")
     if info.note:
         print(f"            {info.note}")
     print(f"Collection: {settings.collection}")
     print(f"Data:       {settings.data_dir.resolve()}")
+    return 0
+
+
+def cmd_embed_backends(args, settings) -> int:
+    from rag.config import EmbedProvider
+    from rag.models.embeddings import backend_choice
+
+    if settings.embed_provider is not EmbedProvider.LOCAL:
+        raise RagError("RAG_EMBED_PROVIDER=openai: the embeddings are computed by the server, there is nothing to measure here")
+    if not args.once:
+        print(f"measuring the backends of {settings.embed_model} (a minute at most)...", file=sys.stderr)
+    choice = backend_choice(settings, measure=not args.once, assume_auto=True)
+    if args.json:
+        _print_json(choice.to_json())
+        return 0
+    print(f"{'backend':<11} {'precision':<9} {'passages/s':>10} {'min cosine':>10}  to float32")
+    for t in choice.trials:
+        verdict = "passes" if t.passed else t.note
+        print(f"{t.backend:<11} {t.precision:<9} {t.passages_per_s:10.1f} {t.min_cosine:10.5f}  {verdict}")
+    print(f"auto uses: {choice.chosen} ({choice.reason}) on {choice.machine}")
+    if settings.embed_backend != "auto":
+        print(f"note: RAG_EMBED_BACKEND={settings.embed_backend} is set, so that backend is used", file=sys.stderr)
     return 0
 
 
@@ -380,6 +417,7 @@ COMMANDS = {
     "collections": cmd_collections,
     "chats": cmd_chats,
     "info": cmd_info,
+    "embed-backends": cmd_embed_backends,
     "bench-ingest": cmd_bench_ingest,
     "bench": cmd_bench,
     "milvus-server": cmd_milvus_server,

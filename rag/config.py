@@ -54,6 +54,15 @@ class EmbedProvider(StrEnum):
     OPENAI = "openai"  # any OpenAI-compatible embeddings endpoint: OpenAI, Ollama, vLLM, TEI, infinity...
 
 
+class EmbedBackend(StrEnum):
+    """What computes a local model's embeddings (`rag.models.backends`)."""
+
+    AUTO = "auto"  # the fastest of the others whose vectors match float32 torch, measured once per CPU
+    TORCH = "torch"  # sentence-transformers on torch, in RAG_EMBED_PRECISION
+    ONNX = "onnx"  # ONNX Runtime, float32, exported from the model at first use
+    ONNX_INT8 = "onnx-int8"  # the same export with int8 weights (dynamic quantization)
+
+
 class LLMMode(StrEnum):
     """Which language model answers questions."""
 
@@ -94,7 +103,11 @@ class Settings(BaseSettings):
     embed_max_tokens: int = Field(
         512, ge=32, le=32768, alias="RAG_EMBED_MAX_TOKENS", description="a server model's input limit, sizes chunks"
     )
+    embed_backend: EmbedBackend = Field(EmbedBackend.AUTO, alias="RAG_EMBED_BACKEND")
     embed_precision: Literal["auto", "float32", "bfloat16"] = Field("auto", alias="RAG_EMBED_PRECISION")
+    cache_dir: Path = Field(
+        Path("~/.cache/rag"), alias="RAG_CACHE_DIR", description="ONNX exports and backend measurements"
+    )
     hf_offline: bool = Field(True, alias="HF_HUB_OFFLINE", description="never download models at run time")
     embed_batch_size: int = Field(32, ge=1, le=1024, alias="RAG_EMBED_BATCH_SIZE")
     chunk_overlap: int = Field(32, ge=0, le=512, alias="RAG_CHUNK_OVERLAP")

@@ -13,6 +13,11 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade "pip==25.3"
 scripts/build_llama.sh
 .venv/bin/python -m pip install --quiet -r requirements.txt -c constraints.txt
+# Which backend embeds fastest on this CPU with float32's quality (RAG_EMBED_BACKEND=auto), measured
+# once per machine here so that the app never waits for it; the app measures it itself otherwise.
+echo "choosing the fastest embedding backend for this CPU (measured once per machine)..."
+.venv/bin/python -m rag embed-backends --once >/dev/null \
+  || echo "note: the embedding backends were not measured; the app will measure them at first use" >&2
 
 if [ "${1:-}" = "--dev" ]; then
   .venv/bin/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt

@@ -18,7 +18,10 @@ def cmd_bench_ingest(args, settings) -> int:
     if args.chunks < 1 or args.search_chunks < 10 or args.questions < 1:
         raise RagError("--chunks, --search-chunks and --questions must be positive (search-chunks at least 10)")
     log = (lambda *a: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if args.retrieval:
+    if args.library is not None:
+        result = shared_loop().run(_library_bench(args, settings, log))
+        show = _print_library_bench
+    elif args.retrieval:
         from rag.bench.retrieval import measure_retrieval
 
         result = shared_loop().run(measure_retrieval(
@@ -47,6 +50,45 @@ def cmd_bench_ingest(args, settings) -> int:
     else:
         show(result)
     return 0
+
+
+async def _library_bench(args, settings, log) -> dict[str, Any]:
+    from rag.bench.library import measure_library
+    from rag.config import EmbedBackend
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    wrong = [b for b in backends if b not in set(EmbedBackend) - {EmbedBackend.AUTO}]
+    if wrong or not backends:
+        raise RagError(f"--backends takes torch, onnx or onnx-int8, comma-separated, not {args.backends!r}")
+    if args.files < 1:
+        raise RagError("--files must be at least 1")
+    if args.library.exists() and not args.library.is_dir():
+        raise RagError(f"{args.library} is not a folder")
+    return await measure_library(settings, args.library, files=args.files, backends=backends, log=log)
+
+
+def _print_library_bench(result: dict[str, Any]) -> None:
+    ref = result["float32_encode"]
+    print(f"\nMilvus: {result['backend']}; model: {result['embed_model']}; library {result['library']}: "
+          f"{result['documents']} documents, {result['megabytes']} MB")
+    print(f"plain sentence-transformers float32 encode of {ref['passages']} of its chunks: {ref['passages_per_s']} passages/s")
+    print(f"{'backend':10} {'precision':9} {'docs':>5} {'failed':>6} {'chunks':>7} {'seconds':>8} {'chunks/s':>8} "
+          f"{'embed-only/s':>12} {'e2e/fp32':>8} {'embed/e2e':>9} {'peak RSS MB':>11}")
+    for r in result["runs"]:
+        print(f"{r['backend']:10} {r['precision']:9} {r['documents']:5} {len(r['failed']):6} {r['chunks']:7} "
+              f"{r['seconds']:8.1f} {r['chunks_per_s']:8.1f} {r['embedding_only']['passages_per_s']:12.1f} "
+              f"{r['end_to_end_over_float32_encode']:8.2f} {r['embedding_only_over_end_to_end']:9.2f} "
+              f"{r['peak_rss_mb']:11.0f}")
+    for r in result["runs"]:
+        for q in r["quality"]:
+            print(f"{r['backend']}, hybrid, {q['set']} ({q['questions']} questions): hit@1 {q['hit@1']:.2f}, "
+                  f"hit@3 {q['hit@3']:.2f}, hit@5 {q['hit@5']:.2f}, MRR {q['mrr']:.3f}")
+        if r["latency"]:
+            lat = r["latency"]
+            print(f"{r['backend']}, hybrid search over {r['chunks']} chunks, top-5: p50 {lat['p50_ms']} ms, "
+                  f"p95 {lat['p95_ms']} ms ({lat['questions']} questions)")
+        for doc, error in list(r["failed"].items())[:20]:
+            print(f"  failed: {doc}: {error}")
 
 
 def _print_ingest_bench(result: dict[str, Any]) -> None:

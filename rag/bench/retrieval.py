@@ -81,7 +81,7 @@ def _collection(name: str) -> str:
     return f"{PREFIX}_quality_{name}"
 
 
-def _questions(path: Path) -> list[Question]:
+def load_questions(path: Path) -> list[Question]:
     return parse_questions(path.read_text(encoding="utf-8"), path.name)
 
 
@@ -94,7 +94,7 @@ def _documents(data_dir: Path, name: str, questions: list[Question]) -> list[Pat
 
 async def _measure_set(rag: Rag, store: MilvusStore, data_dir: Path, name: str, path: Path, log: Log) -> dict[str, Any]:
     """One question set: its documents in one collection (left for the caller to drop), searched in every mode."""
-    questions = _questions(path)
+    questions = load_questions(path)
     files = _documents(data_dir, name, questions)
     collection = _collection(name)
     _, chunks = await ingest_fresh(rag, store, files, collection)

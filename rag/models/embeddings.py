@@ -6,7 +6,6 @@ first loaded (`rag.models.local_embedding`), not with this module: the app's fir
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,10 +18,13 @@ from rag.errors import ConfigError
 if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
 
-    from rag.config import Settings
+    from rag.config import EmbedBackend, Settings
+    from rag.models.backends import Choice
     from rag.models.local_embedding import LocalEmbedding
 
 PACKAGED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+NOT_FOUND = ("it is neither a local folder nor a model in the Hugging Face cache; "
+             "set RAG_EMBED_MODEL to a local path, or allow downloads with HF_HUB_OFFLINE=0")
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def cpu_has_native_bf16() -> bool:
 
 
 _models: dict[str, LocalEmbedding] = {}
-_models_lock = threading.Lock()
+_models_lock = threading.RLock()  # re-entrant: an ONNX export loads the float32 torch model inside it
 
 
 def load_embed_model(
@@ -76,8 +78,7 @@ def load_embed_model(
                 hint = (
                     "the folder does not hold a sentence-transformers model"
                     if local
-                    else "it is neither a local folder nor a model in the Hugging Face cache; "
-                    "set RAG_EMBED_MODEL to a local path, or allow downloads with HF_HUB_OFFLINE=0"
+                    else NOT_FOUND
                 )
                 raise ConfigError(f"cannot load embedding model {name!r}: {hint} ({type(exc).__name__})") from exc
             on_cpu = str(model._model.device) == "cpu"
@@ -86,9 +87,114 @@ def load_embed_model(
         return _models[key]
 
 
+def resolve_model_folder(name: str, offline: bool) -> Path:
+    """The model's folder on disk (for an ONNX export): a path, the packaged model, or the HF cache."""
+    path = Path(resolve_model_path(name))
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, local_files_only=offline))
+    except Exception as exc:  # hub errors: not cached, not found
+        raise ConfigError(f"cannot load embedding model {name!r}: {NOT_FOUND} ({type(exc).__name__})") from exc
+
+
+def _torch_model(settings: Settings, precision: str | None = None) -> LocalEmbedding:
+    return load_embed_model(settings.embed_model, batch_size=settings.embed_batch_size, offline=settings.hf_offline,
+                            precision=precision or settings.embed_precision)
+
+
+def _onnx_model(settings: Settings, *, int8: bool) -> BaseEmbedding:
+    """The ONNX export of the configured model (made at first use, cached under RAG_CACHE_DIR)."""
+    from rag.models.backends import export_folder, load_onnx
+
+    folder = resolve_model_folder(settings.embed_model, settings.hf_offline)
+    key = f"onnx|{folder}|{int8}|{settings.embed_batch_size}|{settings.cache_dir}"
+    with _models_lock:
+        if key not in _models:
+            _models[key] = load_onnx(str(folder), export_folder(settings.cache_dir, str(folder)), int8=int8,
+                                     batch_size=settings.embed_batch_size,
+                                     torch_model=lambda: _torch_model(settings, "float32")._model)
+        return _models[key]
+
+
+def load_backend(settings: Settings, backend: EmbedBackend | str) -> BaseEmbedding:
+    """The configured local model on one backend (not `auto`: see `backend_choice`)."""
+    from rag.config import EmbedBackend
+    from rag.models.onnx_embedding import OnnxUnsupported
+
+    backend = EmbedBackend(backend)
+    if backend is EmbedBackend.TORCH:
+        return _torch_model(settings)
+    try:
+        return _onnx_model(settings, int8=backend is EmbedBackend.ONNX_INT8)
+    except OnnxUnsupported as exc:
+        raise ConfigError(f"RAG_EMBED_BACKEND={backend}: {exc}; set RAG_EMBED_BACKEND=torch") from exc
+
+
+_choice_lock = threading.Lock()
+
+
+def backend_choice(settings: Settings, *, measure: bool = False, assume_auto: bool = False) -> Choice:
+    """The backend to use: as set, or (`auto`) as measured on this machine, once, then cached.
+
+    `measure` measures again even if a measurement is cached; `assume_auto` gives auto's choice
+    whatever RAG_EMBED_BACKEND says (`python -m rag embed-backends`).
+    """
+    from rag.config import EmbedBackend
+    from rag.models import backends
+
+    if settings.embed_backend is not EmbedBackend.AUTO and not assume_auto:
+        return backends.Choice(EmbedBackend(settings.embed_backend), "set by RAG_EMBED_BACKEND")
+    folder = backends.export_folder(settings.cache_dir, str(resolve_model_folder(settings.embed_model,
+                                                                                 settings.hf_offline)))
+    with _choice_lock:
+        choice = None if measure else backends.cached_choice(folder)
+        if choice is not None:
+            return choice
+        torch_model = _torch_model(settings)
+        if str(torch_model._model.device) != "cpu":
+            return backends.Choice(EmbedBackend.TORCH, f"torch on {torch_model._model.device}: not measured")
+        candidates = {backend: partial(load_backend, settings, backend)
+                      for backend in (EmbedBackend.TORCH, EmbedBackend.ONNX, EmbedBackend.ONNX_INT8)}
+        choice = backends.calibrate(candidates, _torch_model(settings, "float32"), backends.sample_passages())
+        backends.save_choice(folder, choice)
+        _forget_unchosen(settings, EmbedBackend(choice.chosen))
+    return choice
+
+
+def describe_backend(settings: Settings) -> str:
+    """The backend in words, without loading or measuring anything (`python -m rag info`)."""
+    from rag.config import EmbedBackend
+    from rag.models import backends
+
+    if settings.embed_backend is not EmbedBackend.AUTO:
+        return f"{settings.embed_backend} (RAG_EMBED_BACKEND)"
+    try:
+        folder = backends.export_folder(settings.cache_dir, str(resolve_model_folder(settings.embed_model,
+                                                                                     settings.hf_offline)))
+    except ConfigError as exc:
+        return f"auto ({exc})"
+    choice = backends.cached_choice(folder)
+    if choice is None:
+        return "auto: not measured on this machine yet (at first use, or `python -m rag embed-backends`)"
+    trial = next((t for t in choice.trials if t.backend == choice.chosen), None)
+    detail = f", {trial.precision}, {trial.passages_per_s:.0f} passages/s" if trial else ""
+    return f"auto: {choice.chosen}{detail} (measured on this machine)"
+
+
+def _forget_unchosen(settings: Settings, chosen: EmbedBackend) -> None:
+    """Drop the models measured but not chosen: each holds its own copy of the weights."""
+    keep = id(load_backend(settings, chosen))
+    with _models_lock:
+        for key in [k for k, m in _models.items() if id(m) != keep]:
+            del _models[key]
+
+
 def build_embed_model(settings: Settings) -> BaseEmbedding:
-    """The configured embedding model: loaded here, or a server's (checked to answer)."""
-    from rag.config import EmbedProvider
+    """The configured embedding model: loaded here on the chosen backend, or a server's (checked to answer)."""
+    from rag.config import EmbedBackend, EmbedProvider
 
     if settings.embed_provider is EmbedProvider.OPENAI:
         from rag.models.server_embedding import server_embedding
@@ -98,34 +204,20 @@ def build_embed_model(settings: Settings) -> BaseEmbedding:
             api_key=settings.embed_api_key.get_secret_value(), batch_size=settings.embed_batch_size,
             concurrency=settings.embed_concurrency, timeout=settings.embed_timeout, max_tokens=settings.embed_max_tokens,
         )
-    return load_embed_model(
-        settings.embed_model, batch_size=settings.embed_batch_size, offline=settings.hf_offline,
-        precision=settings.embed_precision,
-    )
+    return load_backend(settings, EmbedBackend(backend_choice(settings).chosen))
 
 
 def embed_info(settings: Settings, model: BaseEmbedding) -> EmbedInfo:
     """What a collection records of this model: a server's model is recorded with its provider,
-    so a collection embedded here is never searched with a server's vectors, or the reverse."""
+    so a collection embedded here is never searched with a server's vectors, or the reverse.
+    The backend is not recorded: every backend in use gives vectors within cosine 0.99 of float32."""
     from rag.models.server_embedding import ServerEmbedding
 
-    if isinstance(model, ServerEmbedding):
-        name = f"{settings.embed_provider}:{settings.embed_model}"
-        return EmbedInfo(name=name, dim=model.dimension(), max_tokens=model.chunk_tokens)
-    st_model = model._model
-    get_dim = getattr(st_model, "get_embedding_dimension", None) or st_model.get_sentence_embedding_dimension
-    return EmbedInfo(name=settings.embed_model, dim=int(get_dim()), max_tokens=int(st_model.max_seq_length))
+    name = f"{settings.embed_provider}:{settings.embed_model}" if isinstance(model, ServerEmbedding) \
+        else settings.embed_model
+    return EmbedInfo(name=name, dim=model.dimension(), max_tokens=model.chunk_tokens)
 
 
 def count_tokens(model: BaseEmbedding) -> Callable[[str], list]:
-    """A token counter in the model's own word pieces (a server's: an estimate), for sizing chunks.
-
-    A local model counts with a copy of its tokenizer: files are parsed in worker threads while
-    the model embeds, and a fast tokenizer used from two threads can lose the padding setting
-    of a batch ("Unable to create tensor ..."), which costs a retry or fails the ingestion.
-    """
-    from rag.models.server_embedding import ServerEmbedding
-
-    if isinstance(model, ServerEmbedding):
-        return model.count_tokens
-    return partial(copy.deepcopy(model._model.tokenizer).encode, add_special_tokens=False)
+    """A token counter in the model's own word pieces (a server's: an estimate), for sizing chunks."""
+    return model.count_tokens
