@@ -98,12 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrieval", action="store_true",
                    help="only the retrieval benchmark: quality per mode, ingestion with and without BM25, "
                         "latency per mode over --search-chunks chunks, follow-up vs fresh time to sources")
+    p.add_argument("--latency", action="store_true",
+                   help="only the search latency per mode over --search-chunks chunks, on any Milvus (no BM25: dense)")
+    p.add_argument("--embed-chunks", type=int, default=10000,
+                   help="with --latency: chunks embedded; the others reuse their vectors with noise (default 10000)")
     p.add_argument("--library", type=Path, metavar="DIR",
                    help="only the large-library benchmark: ingest every document of DIR per backend, then ask both "
                         "question sets of it; DIR is made from this machine's documentation when it does not exist")
     p.add_argument("--files", type=int, default=1000, help="with --library: documents to put in a new DIR (default 1000)")
     p.add_argument("--backends", default="torch,onnx",
                    help="with --library: comma-separated RAG_EMBED_BACKEND values to measure (default torch,onnx)")
+    p.add_argument("--keep", action="store_true", help="with --library: keep its collections (_rag_bench_library_*)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("bench", help="benchmark sync vs async Milvus through LlamaIndex (the async tutorial's test)")
@@ -365,6 +370,7 @@ def cmd_info(args, settings) -> int:
 
     info = llm_info(settings)
     print(f"Milvus:     {settings.milvus_display}")
+    print(f"            index: {settings.vector_index_display}")
     print(f"Embedding:  {settings.embed_display}")
     if settings.embed_provider is EmbedProvider.LOCAL:
         print(f"            backend: {describe_backend(settings)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import re
 import sys
@@ -63,6 +64,25 @@ class EmbedBackend(StrEnum):
     ONNX_INT8 = "onnx-int8"  # the same export with int8 weights (dynamic quantization)
 
 
+class VectorIndex(StrEnum):
+    """The dense vector index a new collection gets on a Milvus server (Milvus Lite always searches flat)."""
+
+    HNSW = "HNSW"  # graph index: fast approximate search, the usual choice up to tens of millions of chunks
+    FLAT = "FLAT"  # exhaustive: exact, slower as the library grows
+    IVF_FLAT = "IVF_FLAT"  # clustered: less memory than HNSW, needs enough chunks to train its clusters
+    AUTOINDEX = "AUTOINDEX"  # the server's (or Zilliz Cloud's) own choice
+
+
+# Build and search parameters when RAG_VECTOR_INDEX_PARAMS / RAG_VECTOR_SEARCH_PARAMS are not set.
+# HNSW's ef must be at least the number of passages a search asks for (up to MAX_TOP_K).
+INDEX_PARAMS: dict[VectorIndex, tuple[dict, dict]] = {
+    VectorIndex.HNSW: ({"M": 16, "efConstruction": 200}, {"ef": 128}),
+    VectorIndex.FLAT: ({}, {}),
+    VectorIndex.IVF_FLAT: ({"nlist": 1024}, {"nprobe": 32}),
+    VectorIndex.AUTOINDEX: ({}, {}),
+}
+
+
 class LLMMode(StrEnum):
     """Which language model answers questions."""
 
@@ -92,6 +112,13 @@ class Settings(BaseSettings):
     milvus_token: SecretStr = Field(SecretStr(""), alias="MILVUS_TOKEN")
     consistency_level: ConsistencyLevel = Field("Bounded", alias="MILVUS_CONSISTENCY_LEVEL")
     collection: str = Field("documents", alias="RAG_COLLECTION")
+    vector_index: VectorIndex = Field(VectorIndex.HNSW, alias="RAG_VECTOR_INDEX", description="on a server")
+    vector_index_params: dict[str, int | float | str] | None = Field(
+        None, alias="RAG_VECTOR_INDEX_PARAMS", description='JSON, e.g. {"M": 16, "efConstruction": 200}'
+    )
+    vector_search_params: dict[str, int | float | str] | None = Field(
+        None, alias="RAG_VECTOR_SEARCH_PARAMS", description='JSON, e.g. {"ef": 128}'
+    )
 
     # Embedding
     embed_provider: EmbedProvider = Field(EmbedProvider.LOCAL, alias="RAG_EMBED_PROVIDER")
@@ -141,6 +168,23 @@ class Settings(BaseSettings):
     @classmethod
     def _import_root(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("vector_index", mode="before")
+    @classmethod
+    def _index_name(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("vector_index_params", "vector_search_params", mode="before")
+    @classmethod
+    def _index_params(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else None
+            except json.JSONDecodeError:
+                value = "not JSON"
+        if value is not None and not isinstance(value, dict):
+            raise ValueError('must be a JSON object of numbers or words, e.g. {"ef": 128}')
+        return value
 
     @field_validator("milvus_uri")
     @classmethod
@@ -203,6 +247,25 @@ class Settings(BaseSettings):
         parts = urlsplit(self.resolved_milvus_uri)
         port = f":{parts.port}" if parts.port else ""
         return f"Milvus server {parts.scheme}://{parts.hostname}{port}"
+
+    @property
+    def vector_index_configs(self) -> tuple[dict, dict]:
+        """(index_config, search_config) for LlamaIndex's MilvusVectorStore: the configured index on a
+        server; on Milvus Lite, which searches every vector exhaustively whatever it is told, FLAT."""
+        if not self.is_milvus_server:
+            return {"index_type": "FLAT"}, {}
+        build, search = INDEX_PARAMS[self.vector_index]
+        build = build if self.vector_index_params is None else self.vector_index_params
+        search = search if self.vector_search_params is None else self.vector_search_params
+        return {"index_type": str(self.vector_index), **build}, dict(search)
+
+    @property
+    def vector_index_display(self) -> str:
+        if not self.is_milvus_server:
+            return "FLAT (Milvus Lite searches every vector; RAG_VECTOR_INDEX applies to a server)"
+        index, search = self.vector_index_configs
+        params = ", ".join(f"{k}={v}" for k, v in {**index, **search}.items() if k != "index_type")
+        return f"{self.vector_index}" + (f" ({params})" if params else "") + " for new collections"
 
     @property
     def llm_mode(self) -> LLMMode:

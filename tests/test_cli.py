@@ -119,6 +119,10 @@ def test_a_failing_file_is_reported_and_exit_is_nonzero(cli, corpus, tmp_path):
         (("ask", "pump"), {"RAG_LLM": "local", "RAG_GGUF_PATH": "/no/model.gguf"}, "RAG_GGUF_PATH '/no/model.gguf' does not exist"),
         (("ask", "pump"), {"RAG_EMBED_MODEL": "no-such-org/no-such-model"}, "cannot load embedding model"),
         (("bench-ingest", "--memory", "2"), {}, "--memory must be at least 5 chunks"),
+        (("bench-ingest", "--latency", "--embed-chunks", "3"), {}, "embed-chunks at least 10"),
+        (("bench-ingest", "--library", "/tmp", "--backends", "fastest"), {}, "--backends takes torch, onnx or onnx-int8"),
+        (("docs",), {"RAG_EMBED_BACKEND": "fastest"}, "RAG_EMBED_BACKEND"),
+        (("docs",), {"RAG_VECTOR_INDEX": "DISKANN"}, "RAG_VECTOR_INDEX"),
     ],
 )
 def test_wrong_input_gives_one_line_error(cli, default_collection, args, env, message):

@@ -204,3 +204,33 @@ def test_bench_ingest_retrieval_reports_every_part(cli):  # noqa: F811
     assert len(report["ingestion"]["all_runs"]["dense"]) == len(report["ingestion"]["all_runs"]["hybrid"]) == 3
     assert report["latency"]["chunks"] == 60 and report["latency"]["hybrid_p50_ms"] > 0
     assert "_rag_bench" not in cli("collections").stdout, "benchmark collections are dropped"
+
+
+def test_bench_ingest_latency_fills_a_large_collection_from_few_embeddings(cli):  # noqa: F811
+    result = cli("bench-ingest", "--latency", "--search-chunks", "300", "--embed-chunks", "40", "--questions", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    latency = json.loads(result.stdout)["latency"]
+    assert (latency["chunks"], latency["embedded"], latency["questions"]) == (300, 40, 5)
+    assert latency["index"].startswith("FLAT"), "Milvus Lite searches flat"
+    assert all(latency[f"{m}_p95_ms"] >= latency[f"{m}_p50_ms"] > 0 for m in ("dense", "keyword", "hybrid"))
+    assert "_rag_bench" not in cli("collections").stdout, "the search collection is dropped"
+
+
+def test_bench_ingest_library_measures_a_library_of_real_documents(cli, tmp_path):  # noqa: F811
+    library = tmp_path / "library"
+    result = cli("bench-ingest", "--library", str(library), "--files", "25", "--backends", "torch", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["documents"] == 25 == len(list(library.iterdir()))
+    [run] = report["runs"]
+    assert run["backend"] == "torch" and run["documents"] == 25 and run["chunks"] > 100
+    assert run["chunks_per_s"] > 0 and run["embedding_only"]["passages_per_s"] > 0 and run["peak_rss_mb"] > 100
+    assert report["float32_encode"]["passages"] == run["embedding_only"]["passages"] > 0
+    assert run["end_to_end_over_float32_encode"] == round(run["chunks_per_s"] / report["float32_encode"]["passages_per_s"], 2)
+    sets = {(q["set"], q["mode"]): q for q in run["quality"]}
+    expected = {"pydoc"} if missing_system_docs() else {"pydoc", "debian"}
+    assert sets.keys() == {(name, mode) for name in expected for mode in ("dense", "keyword", "hybrid")}
+    assert all(0 <= q["mrr"] <= q["hit@5"] <= 1 and q["hit@1"] <= q["hit@3"] <= q["hit@5"] for q in sets.values())
+    assert sets[("pydoc", "hybrid")]["questions"] == 30 and sets[("pydoc", "hybrid")]["hit@5"] >= 0.7
+    assert run["latency"]["questions"] == sum(sets[(name, "hybrid")]["questions"] for name in expected)
+    assert "_rag_bench" not in cli("collections").stdout, "the library's collection is dropped"

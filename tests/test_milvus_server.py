@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -127,3 +128,62 @@ def test_a_wrong_token_is_one_readable_error_and_the_right_one_works(tmp_path):
             assert rag.collections() == []
     finally:
         server.stop()
+
+
+def _dense_index(uri: str, collection: str) -> dict:
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri, timeout=30)
+    try:
+        return client.describe_index(collection, "embedding")
+    finally:
+        client.close()
+
+
+def test_new_collections_get_the_configured_index_and_search_through_it(milvus_server, tmp_path):  # noqa: F811
+    """HNSW by default; RAG_VECTOR_INDEX and its JSON parameters, set as a user sets them, change it;
+    a collection keeps the index it was made with, and is still searched after the setting changes."""
+    corpus = docs.make_corpus(tmp_path / "corpus")
+
+    def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+        environ = clean_environ(RAG_DATA_DIR=str(tmp_path / "data"), MILVUS_URI=milvus_server.uri, RAG_LLM="none", **env)
+        return subprocess.run([sys.executable, "-m", "rag", *args], cwd=ROOT, env=environ, capture_output=True,
+                              text=True, timeout=300)
+
+    made = cli("ingest", str(corpus["manual.pdf"]), "-c", "by_default")
+    assert made.returncode == 0, made.stderr
+    index = _dense_index(milvus_server.uri, "by_default")
+    assert index["index_type"] == "HNSW" and int(index["M"]) == 16 and int(index["efConstruction"]) == 200, index
+
+    ivf = {"RAG_VECTOR_INDEX": "ivf_flat", "RAG_VECTOR_INDEX_PARAMS": '{"nlist": 4}', "RAG_VECTOR_SEARCH_PARAMS": '{"nprobe": 4}'}
+    info = cli("info", **ivf)
+    assert "index: IVF_FLAT (nlist=4, nprobe=4) for new collections" in info.stdout, info.stdout + info.stderr
+    made = cli("ingest", str(corpus["manual.pdf"]), "-c", "clustered", **ivf)
+    assert made.returncode == 0, made.stderr
+    index = _dense_index(milvus_server.uri, "clustered")
+    assert index["index_type"] == "IVF_FLAT" and int(index["nlist"]) == 4, index
+
+    for collection in ("by_default", "clustered"):  # each searched with the default (HNSW) settings
+        asked = cli("ask", "At what pressure does the Zephyr pump operate?", "-c", collection, "--mode", "dense", "--json")
+        assert asked.returncode == 0, asked.stderr
+        assert "42 bar" in json.loads(asked.stdout)["sources"][0]["text"]
+
+    wrong = cli("info", RAG_VECTOR_INDEX_PARAMS="M=16")
+    assert wrong.returncode != 0 and wrong.stderr.strip().splitlines() == [
+        'error: invalid setting RAG_VECTOR_INDEX_PARAMS: must be a JSON object of numbers or words, e.g. {"ef": 128}'
+    ], wrong.stderr
+
+
+def test_bench_latency_on_a_server_searches_its_hnsw_index(milvus_server, tmp_path):  # noqa: F811
+    environ = clean_environ(RAG_DATA_DIR=str(tmp_path), MILVUS_URI=milvus_server.uri)
+    result = subprocess.run(
+        [sys.executable, "-m", "rag", "bench-ingest", "--latency", "--search-chunks", "200", "--embed-chunks", "40",
+         "--questions", "5", "--json"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    latency = report["latency"]
+    assert report["backend"] == f"Milvus server {milvus_server.uri}"
+    assert latency["index"].startswith("HNSW (") and "M=16" in latency["index"], latency["index"]
+    assert (latency["chunks"], latency["embedded"]) == (200, 40) and latency["dense_p50_ms"] > 0
+    assert "hybrid_p50_ms" not in latency, "Milvus 2.3 has no BM25: dense only"

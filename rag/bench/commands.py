@@ -15,12 +15,20 @@ from rag.errors import RagError
 def cmd_bench_ingest(args, settings) -> int:
     from rag.loop import shared_loop
 
-    if args.chunks < 1 or args.search_chunks < 10 or args.questions < 1:
-        raise RagError("--chunks, --search-chunks and --questions must be positive (search-chunks at least 10)")
+    if args.chunks < 1 or args.search_chunks < 10 or args.questions < 1 or args.embed_chunks < 10:
+        raise RagError("--chunks, --search-chunks, --embed-chunks and --questions must be positive "
+                       "(search-chunks and embed-chunks at least 10)")
     log = (lambda *a: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if args.library is not None:
         result = shared_loop().run(_library_bench(args, settings, log))
         show = _print_library_bench
+    elif args.latency:
+        from rag.bench.retrieval import measure_search_latency
+
+        result = shared_loop().run(measure_search_latency(
+            settings, search_chunks=args.search_chunks, questions=args.questions, embedded=args.embed_chunks, log=log
+        ))
+        show = lambda r: (print(f"\n{r['backend']}; model {r['embed_model']}"), _print_latency(r["latency"]))  # noqa: E731
     elif args.retrieval:
         from rag.bench.retrieval import measure_retrieval
 
@@ -64,7 +72,7 @@ async def _library_bench(args, settings, log) -> dict[str, Any]:
         raise RagError("--files must be at least 1")
     if args.library.exists() and not args.library.is_dir():
         raise RagError(f"{args.library} is not a folder")
-    return await measure_library(settings, args.library, files=args.files, backends=backends, log=log)
+    return await measure_library(settings, args.library, files=args.files, backends=backends, keep=args.keep, log=log)
 
 
 def _print_library_bench(result: dict[str, Any]) -> None:
@@ -81,7 +89,7 @@ def _print_library_bench(result: dict[str, Any]) -> None:
               f"{r['peak_rss_mb']:11.0f}")
     for r in result["runs"]:
         for q in r["quality"]:
-            print(f"{r['backend']}, hybrid, {q['set']} ({q['questions']} questions): hit@1 {q['hit@1']:.2f}, "
+            print(f"{r['backend']}, {q['mode']}, {q['set']} ({q['questions']} questions): hit@1 {q['hit@1']:.2f}, "
                   f"hit@3 {q['hit@3']:.2f}, hit@5 {q['hit@5']:.2f}, MRR {q['mrr']:.3f}")
         if r["latency"]:
             lat = r["latency"]
@@ -127,7 +135,6 @@ def _print_memory_bench(result: dict[str, Any]) -> None:
 
 
 def _print_retrieval_bench(result: dict[str, Any]) -> None:
-    from rag.bench.retrieval import MODES
 
     q = result["quality"]
     print(f"\nbackend: {result['backend']}; model: {result['embed_model']}")
@@ -145,10 +152,15 @@ def _print_retrieval_bench(result: dict[str, Any]) -> None:
     i = result["ingestion"]
     print(f"ingestion, {i['chunks']} chunks: dense-only {i['dense_chunks_per_s']} chunks/s, with BM25 "
           f"{i['hybrid_chunks_per_s']} chunks/s ({i['hybrid_over_dense']}x; runs {i['all_runs']})")
-    lat = result["latency"]
-    print(f"latency over {lat['chunks']} chunks, {lat['questions']} questions, top-{lat['top_k']}: " + "; ".join(
-        f"{m} p50 {lat[f'{m}_p50_ms']} ms / p95 {lat[f'{m}_p95_ms']} ms" for m in MODES)
-        + f"; hybrid/dense p50 {lat['hybrid_over_dense_p50']}x")
+    _print_latency(result["latency"])
+
+
+def _print_latency(lat: dict[str, Any]) -> None:
+    modes = [m for m in ("dense", "keyword", "hybrid") if f"{m}_p50_ms" in lat]
+    print(f"latency over {lat['chunks']} chunks ({lat['embedded']} embedded), index {lat['index']}, "
+          f"{lat['questions']} questions, top-{lat['top_k']}: " + "; ".join(
+              f"{m} p50 {lat[f'{m}_p50_ms']} ms / p95 {lat[f'{m}_p95_ms']} ms" for m in modes)
+          + (f"; hybrid/dense p50 {lat['hybrid_over_dense_p50']}x" if "hybrid_over_dense_p50" in lat else ""))
 
 
 def cmd_bench(args, settings) -> int:

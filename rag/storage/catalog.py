@@ -243,6 +243,19 @@ class MilvusStore:
             raise CollectionNotFound(f"no collection named {name!r} (collections: {names}); ingest documents into it first")
         return CollectionInfo(**rows[0]["info"])
 
+    async def adense_index(self, name: str) -> str:
+        """How a collection's vectors are indexed, as Milvus describes it: "HNSW (M=16, efConstruction=200)"."""
+        try:
+            names = await self.client.list_indexes(name, field_name="embedding")
+            about = await self.client.describe_index(name, names[0]) if names else {}
+        except MILVUS_ERRORS as exc:
+            raise self.unavailable(exc) from exc
+        skip = {"index_type", "field_name", "index_name", "metric_type", "total_rows", "indexed_rows",
+                "pending_index_rows", "state"}
+        params = ", ".join(f"{k}={v}" for k, v in about.items() if k not in skip)
+        kind = about.get("index_type", "none")
+        return f"{kind} ({params})" if params else kind
+
     async def asupports_bm25(self) -> bool:
         """Whether this Milvus has the built-in BM25 function (Milvus 2.5+; Milvus Lite 2.5+)."""
         if self._bm25 is None:
@@ -297,6 +310,7 @@ class MilvusStore:
                 {"enable_sparse": True, "sparse_embedding_function": BM25BuiltInFunction()}
                 if info.has_bm25 else {}
             )
+            index_config, search_config = self._settings.vector_index_configs
             try:
                 store = MilvusVectorStore(
                     uri=self._uri,
@@ -305,6 +319,8 @@ class MilvusStore:
                     dim=info.embed_dim,
                     similarity_metric="IP",  # embeddings are normalised: inner product is cosine
                     consistency_level=self._settings.consistency_level,
+                    index_config=index_config,  # used when the collection is created
+                    search_config=search_config,
                     **sparse,
                     **self._client_kwargs,
                 )
