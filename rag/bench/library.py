@@ -4,7 +4,10 @@ A library of a thousand real documents, not a dozen. When DIR does not exist it 
 documentation this machine has installed (`build_library`): the documents of both retrieval
 question sets under their own names, then every text, Markdown, HTML and PDF document Debian's
 packages install under /usr/share/doc, then pydoc renderings of installed modules until the count
-is reached. Any other folder of documents can be named instead (its question sets then find
+is reached. Each document is there once: a file whose content is already in (sibling packages
+install the same NEWS) and a question document in another format (python-policy.txt beside
+python-policy.html) are left out, since a passage from a copy is right but counted as a miss.
+Any other folder of documents can be named instead (its question sets then find
 nothing to ask and are skipped).
 
 Per embedding backend (`--backends`, RAG_EMBED_BACKEND values), in one run:
@@ -22,13 +25,14 @@ start with `_rag_bench_library_` and are dropped at the end (kept with `--keep`,
 from __future__ import annotations
 
 import gzip
+import hashlib
 import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.bench.corpus import MORE_MODULES, PREFIX, MissingDocuments, render_docs, system_docs
+from rag.bench.corpus import MORE_MODULES, PREFIX, SYSTEM_DOCS, MissingDocuments, render_docs, system_docs
 from rag.bench.ingest import RssSampler
 from rag.bench.report import percentile
 from rag.bench.retrieval import QUESTION_SETS, load_questions
@@ -63,6 +67,19 @@ def _library_name(source: Path) -> str | None:
     return "--".join([*rel.parts[:-1], name]).replace(" ", "_")
 
 
+def _renders_a_question_document(source: Path) -> bool:
+    """Whether `source` is one of the debian question set's documents in another form (the same
+    name with another suffix in the same folder, or a page of its HTML rendering): a passage from
+    it answers the question as well as the original, yet would be counted as a miss."""
+    for original in (Path(p) for p in SYSTEM_DOCS.values() if p.startswith("/")):
+        stem = original.name.split(".")[0]
+        if source == original or (source.parent == original.parent and source.name.split(".")[0] == stem):
+            return True
+        if source.parent.parent == original.parent and source.parent.name.split(".")[0] == stem:
+            return True
+    return False
+
+
 def build_library(folder: Path, files: int, log: Log) -> list[Path]:
     """`folder` filled with `files` real documents (once; an existing library is used as it is)."""
     existing = [s.path for s in collect_sources([folder])] if folder.is_dir() else []
@@ -78,6 +95,8 @@ def build_library(folder: Path, files: int, log: Log) -> list[Path]:
         except MissingDocuments as exc:
             log(f"library: the {name} question set's documents are missing ({exc})")
     taken = {p.name for p in paths}
+    seen = {hashlib.sha256(p.read_bytes()).digest() for p in paths}
+    skipped = 0
     for source in sorted(DOC_ROOT.rglob("*")) if DOC_ROOT.is_dir() else []:
         if len(paths) >= files:
             break
@@ -85,6 +104,9 @@ def build_library(folder: Path, files: int, log: Log) -> list[Path]:
             continue
         name = _library_name(source)
         if name is None or name in taken or not MIN_BYTES <= source.stat().st_size <= MAX_BYTES:
+            continue
+        if _renders_a_question_document(source):
+            skipped += 1
             continue
         data = source.read_bytes()
         if source.name.endswith(".gz"):
@@ -94,9 +116,15 @@ def build_library(folder: Path, files: int, log: Log) -> list[Path]:
                 continue
         if not MIN_BYTES <= len(data) <= MAX_BYTES or (not name.endswith(".pdf") and b"\0" in data[:4096]):
             continue
+        digest = hashlib.sha256(data).digest()
+        if digest in seen:  # one package's NEWS installed again by its siblings: a library holds it once
+            skipped += 1
+            continue
+        seen.add(digest)
         (folder / name).write_bytes(data)
         taken.add(name)
         paths.append(folder / name)
+    log(f"library: {skipped} copies left out (same content, or a question set's document in another format)")
     modules = [m for m in MORE_MODULES if f"{m}.txt" not in taken]
     while len(paths) < files and modules:
         try:
