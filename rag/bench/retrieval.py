@@ -183,6 +183,8 @@ async def measure_latency(
     seconds = await embed_into(rag, vector_store, real)
     log(f"search collection: {len(real)} chunks embedded in {seconds:.0f} s")
     await _insert_noisy_copies(vector_store, real, nodes[len(real):], log)
+    if rag.settings.is_milvus_server:
+        await store.await_indexed(name)
     await store.acount_chunks(name)  # a Strong read: every insert is visible before timing
     rng = random.Random(7)
     asked = [" ".join(n.get_content().split()[:12]) for n in rng.sample(nodes, min(questions, len(nodes)))]

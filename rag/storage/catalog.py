@@ -7,11 +7,13 @@ server, or on a cluster alike. Every method runs on the shared event loop (see `
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import re
 import socket
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -251,10 +253,25 @@ class MilvusStore:
         except MILVUS_ERRORS as exc:
             raise self.unavailable(exc) from exc
         skip = {"index_type", "field_name", "index_name", "metric_type", "total_rows", "indexed_rows",
-                "pending_index_rows", "state"}
+                "pending_index_rows", "state", "dim"}
         params = ", ".join(f"{k}={v}" for k, v in about.items() if k not in skip)
         kind = about.get("index_type", "none")
         return f"{kind} ({params})" if params else kind
+
+    async def await_indexed(self, name: str, timeout: float = 600.0) -> None:
+        """Seal what was inserted and wait until a server has indexed all of it (searches of rows
+        not yet indexed are exhaustive, so a benchmark would time the wrong thing)."""
+        try:
+            await self.client.flush(name)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                names = await self.client.list_indexes(name, field_name="embedding")
+                about = await self.client.describe_index(name, names[0]) if names else {}
+                if not about.get("pending_index_rows") and about.get("indexed_rows", 0) >= about.get("total_rows", 0):
+                    return
+                await asyncio.sleep(1.0)
+        except MILVUS_ERRORS as exc:
+            raise self.unavailable(exc) from exc
 
     async def asupports_bm25(self) -> bool:
         """Whether this Milvus has the built-in BM25 function (Milvus 2.5+; Milvus Lite 2.5+)."""
