@@ -127,3 +127,26 @@ def test_unsupported_model_or_value_is_a_clear_error(cache, tmp_path, corpus):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert lines[0].startswith("error: invalid setting RAG_EMBED_BACKEND") and "onnx-int8" in lines[0]
+
+
+def test_an_unwritable_cache_falls_back_to_torch_and_loses_nothing(corpus, tmp_path):
+    """RAG_CACHE_DIR that cannot be written (here: a file): auto measures, cannot export or save,
+    keeps torch and indexes; RAG_EMBED_BACKEND=onnx says in one line why it cannot run."""
+    blocked = tmp_path / "cache-is-a-file"
+    blocked.write_text("")
+    env = {"RAG_CACHE_DIR": str(blocked), "RAG_DATA_DIR": str(tmp_path / "data")}
+    result = cli("embed-backends", "--json", **env)
+    assert result.returncode == 0, result.stderr
+    choice = json.loads(result.stdout)
+    trials = {t["backend"]: t for t in choice["trials"]}
+    assert choice["chosen"] == "torch" and trials["torch"]["passed"]
+    assert not trials["onnx"]["passed"] and "the export to" in trials["onnx"]["note"], trials["onnx"]
+    assert "cannot save the embedding backend's measurement" in result.stderr
+
+    result = cli("ingest", str(corpus["notes.md"]), **env)
+    assert result.returncode == 0 and "indexed   notes.md" in result.stdout, result.stdout + result.stderr
+
+    result = cli("ingest", str(corpus["report.docx"]), **{**env, "RAG_EMBED_BACKEND": "onnx"})
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: RAG_EMBED_BACKEND=onnx: the export to") and "set RAG_EMBED_BACKEND=torch" in lines[0]

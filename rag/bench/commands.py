@@ -135,7 +135,6 @@ def _print_memory_bench(result: dict[str, Any]) -> None:
 
 
 def _print_retrieval_bench(result: dict[str, Any]) -> None:
-
     q = result["quality"]
     print(f"\nbackend: {result['backend']}; model: {result['embed_model']}")
     for part in q["sets"]:

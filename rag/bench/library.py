@@ -222,12 +222,10 @@ async def _embed_rate(rag: Rag, texts: list[str]) -> dict[str, Any]:
 
 def _float32_rate(settings: Settings, texts: list[str]) -> dict[str, Any]:
     """Plain sentence-transformers, float32, batch 32: what "embedding with this model" costs untuned."""
-    from sentence_transformers import SentenceTransformer
+    from rag.models.embeddings import load_embed_model
 
-    from rag.models.embeddings import resolve_model_path
-
-    model = SentenceTransformer(resolve_model_path(settings.embed_model), device="cpu",
-                                local_files_only=settings.hf_offline)
+    model = load_embed_model(settings.embed_model, batch_size=32, offline=settings.hf_offline,
+                             precision="float32")._model  # the SentenceTransformer itself, untouched
     model.encode(texts[:32], batch_size=32)
     started = time.perf_counter()
     model.encode(texts, batch_size=32)

@@ -198,11 +198,11 @@ async def measure_latency(
             began = time.perf_counter()
             await retriever.aretrieve(question)
             times[mode].append(time.perf_counter() - began)
-    index = await store.adense_index(name)
+    index_kind = await store.adense_index(name)
     await store.adiscard_collection(name)
     ms = lambda v, q: round(percentile(v, q) * 1000, 2)  # noqa: E731
     result: dict[str, Any] = {"chunks": len(nodes), "embedded": len(real), "questions": len(asked),
-                              "top_k": rag.settings.top_k, "index": index}
+                              "top_k": rag.settings.top_k, "index": index_kind}
     for mode in modes:
         result[f"{mode}_p50_ms"], result[f"{mode}_p95_ms"] = ms(times[mode], 50), ms(times[mode], 95)
     if {"hybrid", "dense"} <= set(times):

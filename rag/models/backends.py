@@ -117,7 +117,12 @@ def load_onnx(model_path: str, folder: Path, *, int8: bool, batch_size: int, tor
     model_layout(Path(model_path))  # refuse unsupported layouts before spending an export on them
     for attempt in (1, 2):
         if not (folder / FLOAT32).exists() or not (folder / INT8).exists():
-            export(torch_model(), folder)
+            st_model = torch_model()
+            try:
+                export(st_model, folder)
+            except Exception as exc:  # torch's tracer, onnx, a full disk or a read-only cache: all "cannot export"
+                raise OnnxUnsupported(f"the export to {folder} failed ({type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0][:200] if str(exc) else 'no message'})") from exc
         try:
             meta = read_meta(folder)
             return OnnxEmbedding(model_dir=model_path, onnx_path=str(folder / (INT8 if int8 else FLOAT32)),

@@ -6,6 +6,7 @@ first loaded (`rag.models.local_embedding`), not with this module: the app's fir
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from rag.models.backends import Choice
     from rag.models.local_embedding import LocalEmbedding
 
+logger = logging.getLogger(__name__)
 PACKAGED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 NOT_FOUND = ("it is neither a local folder nor a model in the Hugging Face cache; "
              "set RAG_EMBED_MODEL to a local path, or allow downloads with HF_HUB_OFFLINE=0")
@@ -159,7 +161,10 @@ def backend_choice(settings: Settings, *, measure: bool = False, assume_auto: bo
         candidates = {backend: partial(load_backend, settings, backend)
                       for backend in (EmbedBackend.TORCH, EmbedBackend.ONNX, EmbedBackend.ONNX_INT8)}
         choice = backends.calibrate(candidates, _torch_model(settings, "float32"), backends.sample_passages())
-        backends.save_choice(folder, choice)
+        try:
+            backends.save_choice(folder, choice)
+        except OSError as exc:  # a read-only cache: use the choice now, measure again next start
+            logger.warning("cannot save the embedding backend's measurement in %s: %s", folder, exc)
         _forget_unchosen(settings, EmbedBackend(choice.chosen))
     return choice
 

@@ -57,6 +57,12 @@ def model_layout(model_dir: Path) -> tuple[str, bool]:
     return modes[0], len(kinds) == 3
 
 
+def _no_preprocessing_advice(record: logging.LogRecord) -> bool:
+    """Drop onnxruntime's "Please consider to run pre-processing before quantization" advice (to the
+    root logger, on every export): it is about image models, and the export is checked anyway."""
+    return "pre-processing before quantization" not in record.getMessage()
+
+
 def export(st_model: Any, folder: Path) -> Path:
     """Write the float32 export and its int8 quantization into `folder` (each file atomically).
 
@@ -93,12 +99,13 @@ def export(st_model: Any, folder: Path) -> Path:
     os.replace(partial, float_path)
     partial = folder / f".{INT8}.{os.getpid()}.tmp"
     # Weights of the dense layers only, per output channel: the variant that keeps most quality.
-    logging.getLogger().disabled, was = True, logging.getLogger().disabled  # "consider pre-processing" noise
+    root = logging.getLogger()
+    root.addFilter(_no_preprocessing_advice)
     try:
         quantize_dynamic(str(float_path), str(partial), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=["MatMul"])
     finally:
-        logging.getLogger().disabled = was
+        root.removeFilter(_no_preprocessing_advice)
     os.replace(partial, int8_path)
     # What the ONNX file cannot carry: the prompts LlamaIndex gave the model, and its input limit.
     meta = {"prompts": {k: v for k, v in (st_model.prompts or {}).items() if v}, "max_length": st_model.max_seq_length}

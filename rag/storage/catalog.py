@@ -245,11 +245,14 @@ class MilvusStore:
             raise CollectionNotFound(f"no collection named {name!r} (collections: {names}); ingest documents into it first")
         return CollectionInfo(**rows[0]["info"])
 
+    async def _describe_dense_index(self, name: str) -> dict[str, Any]:
+        names = await self.client.list_indexes(name, field_name="embedding")
+        return await self.client.describe_index(name, names[0]) if names else {}
+
     async def adense_index(self, name: str) -> str:
         """How a collection's vectors are indexed, as Milvus describes it: "HNSW (M=16, efConstruction=200)"."""
         try:
-            names = await self.client.list_indexes(name, field_name="embedding")
-            about = await self.client.describe_index(name, names[0]) if names else {}
+            about = await self._describe_dense_index(name)
         except MILVUS_ERRORS as exc:
             raise self.unavailable(exc) from exc
         skip = {"index_type", "field_name", "index_name", "metric_type", "total_rows", "indexed_rows",
@@ -265,13 +268,13 @@ class MilvusStore:
             await self.client.flush(name)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                names = await self.client.list_indexes(name, field_name="embedding")
-                about = await self.client.describe_index(name, names[0]) if names else {}
+                about = await self._describe_dense_index(name)
                 if not about.get("pending_index_rows") and about.get("indexed_rows", 0) >= about.get("total_rows", 0):
                     return
                 await asyncio.sleep(1.0)
         except MILVUS_ERRORS as exc:
             raise self.unavailable(exc) from exc
+        raise StoreUnavailable(f"{self._settings.milvus_display} had not indexed collection {name!r} after {timeout:.0f} s")
 
     async def asupports_bm25(self) -> bool:
         """Whether this Milvus has the built-in BM25 function (Milvus 2.5+; Milvus Lite 2.5+)."""
