@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.bench.commands import cmd_bench, cmd_bench_ingest
+from rag.bench.commands import add_bench_parsers, cmd_bench, cmd_bench_ingest, cmd_bench_ocr
 from rag.config import MAX_TOP_K, MIN_TOP_K, RETRIEVAL_MODES, check_top_k
 from rag.errors import RagError
 from rag.status import FileStatus
@@ -88,38 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="only if this machine has no measurement yet (set-up uses it)")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("bench-ingest", help="benchmark ingestion and retrieval (see README)")
-    p.add_argument("--chunks", type=int, default=2000, help="minimum corpus size in chunks")
-    p.add_argument("--search-chunks", type=int, default=10000, help="collection size for the retrieval latency test")
-    p.add_argument("--questions", type=int, default=200)
-    p.add_argument("--skip-tutorial", action="store_true", help="skip the tutorial's from_documents baseline")
-    p.add_argument("--memory", type=int, metavar="CHUNKS",
-                   help="only the memory check: ingest CHUNKS/5 then CHUNKS chunks and report peak RSS (e.g. 10000)")
-    p.add_argument("--retrieval", action="store_true",
-                   help="only the retrieval benchmark: quality per mode, ingestion with and without BM25, "
-                        "latency per mode over --search-chunks chunks, follow-up vs fresh time to sources")
-    p.add_argument("--latency", action="store_true",
-                   help="only the search latency per mode over --search-chunks chunks, on any Milvus (no BM25: dense)")
-    p.add_argument("--embed-chunks", type=int, default=10000,
-                   help="with --latency: chunks embedded; the others reuse their vectors with noise (default 10000)")
-    p.add_argument("--library", type=Path, metavar="DIR",
-                   help="only the large-library benchmark: ingest every document of DIR per backend, then ask both "
-                        "question sets of it; DIR is made from this machine's documentation when it does not exist")
-    p.add_argument("--files", type=int, default=1000, help="with --library: documents to put in a new DIR (default 1000)")
-    p.add_argument("--backends", default="torch,onnx",
-                   help="with --library: comma-separated RAG_EMBED_BACKEND values to measure (default torch,onnx)")
-    p.add_argument("--keep", action="store_true", help="with --library: keep its collections (_rag_bench_library_*)")
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("bench", help="benchmark sync vs async Milvus through LlamaIndex (the async tutorial's test)")
-    p.add_argument("--counts", default="10,100,1000", help="comma-separated node/query counts (default 10,100,1000)")
-    p.add_argument(
-        "--consistency", nargs="+", default=["Strong"], metavar="LEVEL",
-        help="Strong, Session, Bounded or Eventually; several levels run one after another (default Strong)",
-    )
-    p.add_argument("--concurrency", help="async calls in flight at most (default: all at once, as the tutorial)")
-    p.add_argument("--batch-size", help="nodes per insert in the batched modes (default 100)")
-    p.add_argument("--json", action="store_true", help="print one JSON record per measurement")
+    add_bench_parsers(sub)
 
     p = sub.add_parser("milvus-server", help="run a local Milvus 2.3.5 server (PyPI package `milvus`) until Ctrl-C")
     p.add_argument("--port", default="19530", help="client port (default 19530)")
@@ -426,6 +395,7 @@ COMMANDS = {
     "embed-backends": cmd_embed_backends,
     "bench-ingest": cmd_bench_ingest,
     "bench": cmd_bench,
+    "bench-ocr": cmd_bench_ocr,
     "milvus-server": cmd_milvus_server,
 }
 

@@ -83,6 +83,14 @@ INDEX_PARAMS: dict[VectorIndex, tuple[dict, dict]] = {
 }
 
 
+class OcrMode(StrEnum):
+    """Which pages are read by OCR (`rag.ingestion.ocr`); image files are always read by OCR unless off."""
+
+    AUTO = "auto"  # PDF pages without a text layer (scans); pages with one keep it
+    OFF = "off"  # never: scanned pages and images are refused with a reason
+    FORCE = "force"  # every PDF page, even one with a text layer (a bad or hidden layer)
+
+
 class LLMMode(StrEnum):
     """Which language model answers questions."""
 
@@ -138,7 +146,20 @@ class Settings(BaseSettings):
     hf_offline: bool = Field(True, alias="HF_HUB_OFFLINE", description="never download models at run time")
     embed_batch_size: int = Field(32, ge=1, le=1024, alias="RAG_EMBED_BATCH_SIZE")
     chunk_overlap: int = Field(32, ge=0, le=512, alias="RAG_CHUNK_OVERLAP")
-    file_timeout: float = Field(300.0, gt=0, alias="RAG_FILE_TIMEOUT", description="seconds to read one file")
+    file_timeout: float = Field(
+        300.0, gt=0, alias="RAG_FILE_TIMEOUT", description="seconds to read one file (a scan: one page)"
+    )
+
+    # OCR of scanned pages and images
+    ocr: OcrMode = Field(OcrMode.AUTO, alias="RAG_OCR")
+    ocr_dpi: int = Field(150, ge=72, le=600, alias="RAG_OCR_DPI", description="resolution scanned PDF pages are read at")
+    ocr_min_confidence: float = Field(
+        0.8, ge=0, le=1, alias="RAG_OCR_MIN_CONFIDENCE", description="pages read with less are flagged, not indexed"
+    )
+    ocr_max_pixels: int = Field(
+        60_000_000, ge=1_000_000, alias="RAG_OCR_MAX_PIXELS", description="larger images are refused (decompression bombs)"
+    )
+    ocr_workers: int = Field(0, ge=0, le=64, alias="RAG_OCR_WORKERS", description="pages read at once; 0: one per core, up to 4")
 
     # Answering
     llm: LLMMode = Field(LLMMode.AUTO, alias="RAG_LLM")
@@ -168,6 +189,11 @@ class Settings(BaseSettings):
     @classmethod
     def _import_root(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("ocr", mode="before")
+    @classmethod
+    def _ocr_mode(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("vector_index", mode="before")
     @classmethod

@@ -30,6 +30,7 @@ from rag.conversations import ConversationStore
 from rag.errors import ConfigError, CoreClosed, DocumentNotFound, RagError
 from rag.evaluation import Question, Report, check_files, outcome, report
 from rag.ingestion import recovery
+from rag.ingestion.ocr import OcrOptions, scans_dir
 from rag.ingestion.pipeline import Ingestor
 from rag.ingestion.sources import IngestReport, ProgressCallback, Source, collect_sources
 from rag.loop import BackgroundLoop, shared_loop
@@ -182,6 +183,7 @@ class Rag:
             self._store, embed_model=self.embed_model, embed_info=self.embed_info, splitter=self.splitter,
             embed_executor=self._embed_executor, batch_size=self._ingest_batch,
             wait_turn=self._wait_for_quiet, file_timeout=self.settings.file_timeout,
+            ocr=OcrOptions.from_settings(self.settings), scans_dir=scans_dir(self.settings),
         )
 
     async def _wait_for_quiet(self) -> None:

@@ -7,9 +7,52 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rag.errors import RagError
+
+
+def add_bench_parsers(sub) -> None:
+    """The benchmark commands' arguments (`sub`: the CLI's subparsers)."""
+    p = sub.add_parser("bench-ingest", help="benchmark ingestion and retrieval (see README)")
+    p.add_argument("--chunks", type=int, default=2000, help="minimum corpus size in chunks")
+    p.add_argument("--search-chunks", type=int, default=10000, help="collection size for the retrieval latency test")
+    p.add_argument("--questions", type=int, default=200)
+    p.add_argument("--skip-tutorial", action="store_true", help="skip the tutorial's from_documents baseline")
+    p.add_argument("--memory", type=int, metavar="CHUNKS",
+                   help="only the memory check: ingest CHUNKS/5 then CHUNKS chunks and report peak RSS (e.g. 10000)")
+    p.add_argument("--retrieval", action="store_true",
+                   help="only the retrieval benchmark: quality per mode, ingestion with and without BM25, "
+                        "latency per mode over --search-chunks chunks, follow-up vs fresh time to sources")
+    p.add_argument("--latency", action="store_true",
+                   help="only the search latency per mode over --search-chunks chunks, on any Milvus (no BM25: dense)")
+    p.add_argument("--embed-chunks", type=int, default=10000,
+                   help="with --latency: chunks embedded; the others reuse their vectors with noise (default 10000)")
+    p.add_argument("--library", type=Path, metavar="DIR",
+                   help="only the large-library benchmark: ingest every document of DIR per backend, then ask both "
+                        "question sets of it; DIR is made from this machine's documentation when it does not exist")
+    p.add_argument("--files", type=int, default=1000, help="with --library: documents to put in a new DIR (default 1000)")
+    p.add_argument("--backends", default="torch,onnx",
+                   help="with --library: comma-separated RAG_EMBED_BACKEND values to measure (default torch,onnx)")
+    p.add_argument("--keep", action="store_true", help="with --library: keep its collections (_rag_bench_library_*)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("bench", help="benchmark sync vs async Milvus through LlamaIndex (the async tutorial's test)")
+    p.add_argument("--counts", default="10,100,1000", help="comma-separated node/query counts (default 10,100,1000)")
+    p.add_argument(
+        "--consistency", nargs="+", default=["Strong"], metavar="LEVEL",
+        help="Strong, Session, Bounded or Eventually; several levels run one after another (default Strong)",
+    )
+    p.add_argument("--concurrency", help="async calls in flight at most (default: all at once, as the tutorial)")
+    p.add_argument("--batch-size", help="nodes per insert in the batched modes (default 100)")
+    p.add_argument("--json", action="store_true", help="print one JSON record per measurement")
+
+    p = sub.add_parser("bench-ocr", help="benchmark OCR: character error rate, pages/s, retrieval on scanned copies")
+    p.add_argument("--pages", type=int, default=12, help="text PDF pages read at each resolution (default 12)")
+    p.add_argument("--dpi", default="150,300", help="comma-separated resolutions (default 150,300)")
+    p.add_argument("--skip-retrieval", action="store_true", help="only the character error rate and speed")
+    p.add_argument("--json", action="store_true")
 
 
 def cmd_bench_ingest(args, settings) -> int:
@@ -177,4 +220,31 @@ def cmd_bench(args, settings) -> int:
     records = BenchEngine(settings, options, on_record=lambda record: print(format_row(record), flush=True)).measure()
     print()
     print(format_summary(summarize(records)))
+    return 0
+
+
+def cmd_bench_ocr(args, settings) -> int:
+    from rag.bench.ocr import measure_ocr
+    from rag.bench.options import parse_counts
+    from rag.loop import shared_loop
+
+    log = (lambda *a: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    dpis = list(parse_counts(args.dpi, "--dpi"))
+    result = shared_loop().run(measure_ocr(settings, pages=args.pages, dpis=dpis, retrieval=not args.skip_retrieval, log=log))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"\nOCR on {result['cores']} cores, {result['workers']} pages at once")
+    print(f"{'dpi':>5} {'pages':>6} {'CER':>7} {'median':>7} {'worst':>7} {'conf':>6} {'pages/s':>8}")
+    for r in result["cer"]:
+        print(f"{r['dpi']:>5} {r['pages']:>6} {r['cer']:>7.2%} {r['cer_median_page']:>7.2%} "
+              f"{r['cer_worst_page']:>7.2%} {r['confidence']:>6.3f} {r['pages_per_second']:>8.2f}")
+    retrieval = result.get("retrieval")
+    if retrieval:
+        print(f"\nretrieval, hybrid: {retrieval['questions']} questions over {retrieval['documents']} documents "
+              f"({retrieval['pages']} scanned pages)")
+        for kind in ("text", "scans"):
+            row = next(r for r in retrieval[kind]["rows"] if r["top_k"] == 5)
+            print(f"  {kind:6} hit@1 {row['hit@1']:.2f}  hit@3 {row['hit@3']:.2f}  hit@5 {row['hit@k']:.2f}  "
+                  f"MRR {row['mrr']:.3f}  ({retrieval[kind]['chunks']} chunks, {retrieval[kind]['seconds']:.0f} s)")
     return 0

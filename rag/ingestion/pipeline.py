@@ -17,12 +17,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 from functools import partial
+from pathlib import Path
 
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import BaseNode, Document, MetadataMode, NodeRelationship, RelatedNodeInfo
 
 from rag.errors import ParseError, RagError, first_line
 from rag.ingestion import recovery
+from rag.ingestion.ocr import OcrJob, OcrOptions, ocr_note, save_scan
 from rag.ingestion.readers import read_file
 from rag.ingestion.sources import FileResult, IngestProgress, IngestReport, ProgressCallback, Source, file_hash
 from rag.models.embeddings import EmbedInfo
@@ -91,6 +93,8 @@ class Ingestor:
         batch_size: int,
         wait_turn: Callable[[], Awaitable[None]] | None = None,
         file_timeout: float = 300.0,
+        ocr: OcrOptions | None = None,
+        scans_dir: Path | None = None,
     ) -> None:
         self._store = store
         self._embed_model = embed_model
@@ -100,17 +104,21 @@ class Ingestor:
         self._batch_size = batch_size
         self._wait_turn = wait_turn  # awaited before each batch: lets questions go first
         self._file_timeout = file_timeout  # seconds to read and chunk one file: a stuck file never stalls the rest
+        self._ocr = ocr or OcrOptions()  # scanned pages and images (a scan's time limit is per page)
+        self._scans_dir = scans_dir  # where the lines and boxes of scans are kept, to mark passages on them
 
     # Parsing (worker threads) -------------------------------------------------------------
 
     def parse(
-        self, source: Source, collection: str, *, digest: str | None = None
+        self, source: Source, collection: str, *, digest: str | None = None, ocr: OcrJob | None = None
     ) -> tuple[DocumentRecord, list[BaseNode]]:
         """Read and chunk one file; blocking, so it runs in a worker thread. `digest`: its
-        content hash, when the caller has it already (a large file is not hashed twice)."""
+        content hash, when the caller has it already (a large file is not hashed twice); `ocr`:
+        the job that reads its scanned pages, if any (progress and cancel)."""
         path = source.path
         digest = digest or file_hash(path)
-        sections = read_file(path)
+        ocr = ocr or OcrJob(self._ocr)
+        sections = read_file(path, ocr)
         documents = []
         for section in sections:
             meta = {"file_name": source.name, "page": section.page, "page_label": section.page_label}
@@ -143,7 +151,10 @@ class Ingestor:
             chunks=len(nodes),
             content_hash=digest,
             source_path=str(path.resolve()),
+            ocr=ocr.summary(),
         )
+        if ocr.pages and self._scans_dir is not None:
+            save_scan(self._scans_dir, digest, ocr.pages)
         return record, nodes
 
     # The pipeline ----------------------------------------------------------------------------
@@ -195,9 +206,7 @@ class Ingestor:
                         ingestion.parsed(source, 0)
                         ingestion.report(FileResult(source.doc_id, FileStatus.UNCHANGED, previous.chunks, previous.pages))
                         continue
-                    record, nodes = await asyncio.wait_for(
-                        asyncio.to_thread(partial(self.parse, source, collection, digest=digest)), self._file_timeout
-                    )
+                    record, nodes = await self._parse_watched(ingestion, source, collection, digest)
                 except (ParseError, OSError, TimeoutError) as exc:
                     ingestion.parsed(source, 0)
                     reason = self._parse_failure(source, exc)
@@ -209,10 +218,34 @@ class Ingestor:
         finally:
             await ingestion.queue.put(None)
 
+    async def _parse_watched(
+        self, ingestion: _Ingestion, source: Source, collection: str, digest: str
+    ) -> tuple[DocumentRecord, list[BaseNode]]:
+        """`parse` in a worker thread, given up after `file_timeout` seconds without progress (a
+        scan makes progress at each page read) or when the ingestion is cancelled; either way the
+        thread is told to stop at its next page."""
+        loop = asyncio.get_running_loop()
+        job = OcrJob(self._ocr, on_page=lambda done, total: loop.call_soon_threadsafe(ingestion.page_read, done, total))
+        task = asyncio.ensure_future(asyncio.to_thread(partial(self.parse, source, collection, digest=digest, ocr=job)))
+        try:
+            while True:
+                left = job.last_progress + self._file_timeout - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                done, _ = await asyncio.wait({task}, timeout=left)
+                if done:
+                    return task.result()
+        except BaseException:
+            job.cancel()
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # its outcome is not wanted
+            raise
+        finally:
+            ingestion.page_read(0, 0)
+
     def _parse_failure(self, source: Source, exc: Exception) -> str:
         if isinstance(exc, ParseError):
             return str(exc)
-        if isinstance(exc, TimeoutError):  # its thread is left to finish; nothing of it is used
+        if isinstance(exc, TimeoutError):  # its thread stops at its next page; nothing of it is used
             return f"{source.name}: took longer than {self._file_timeout:g} s to read (RAG_FILE_TIMEOUT): skipped"
         return f"{source.name}: cannot read the file ({exc})"
 
@@ -276,7 +309,8 @@ class Ingestor:
                 ingestion.in_flight.remove(doc)
                 indexed_before = doc.previous is not None and doc.previous.status == DocStatus.INDEXED
                 status = FileStatus.REPLACED if indexed_before else FileStatus.INDEXED
-                ingestion.report(FileResult(doc.record.doc_id, status, len(doc.nodes), doc.record.pages))
+                ingestion.report(FileResult(doc.record.doc_id, status, len(doc.nodes), doc.record.pages,
+                                            note=ocr_note(doc.record.ocr)))
         ingestion.emit()
 
     async def _finish(self, doc: _Parsed) -> None:
@@ -347,6 +381,11 @@ class _Ingestion:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
+
+    def page_read(self, done: int, total: int) -> None:
+        """A scan's progress: `done` of `total` pages of the current file read (0, 0: none)."""
+        self.state.pages_read, self.state.pages_total = done, total
+        self.emit()
 
     def parsed(self, source: Source, chunks: int) -> None:
         self._bytes_parsed += self._sizes[source.doc_id]

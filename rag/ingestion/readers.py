@@ -1,4 +1,8 @@
-"""Turn a file into text sections (one per PDF page), with a clear reason when that is impossible."""
+"""Turn a file into text sections (one per PDF page), with a clear reason when that is impossible.
+
+Scanned PDF pages and image files are read by OCR (`rag.ingestion.ocr`) when the caller passes
+an `OcrJob`; without one they are refused with the setting that reads them.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.config import OcrMode
 from rag.errors import ParseError
+from rag.ingestion.ocr import IMAGE_EXTENSIONS, MIN_TEXT_CHARS, OcrJob, image_pages, pdf_page_images
 from rag.ingestion.textclean import clean_pdf_pages
 
 
@@ -46,11 +52,11 @@ def decode_text(data: bytes, name: str) -> str:
     return str(western[0] if western else best)
 
 
-def read_text(path: Path) -> list[Section]:
+def read_text(path: Path, ocr: OcrJob | None = None) -> list[Section]:
     return [Section(decode_text(path.read_bytes(), path.name))]
 
 
-def read_html(path: Path) -> list[Section]:
+def read_html(path: Path, ocr: OcrJob | None = None) -> list[Section]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(decode_text(path.read_bytes(), path.name), "html.parser")
@@ -59,7 +65,7 @@ def read_html(path: Path) -> list[Section]:
     return [Section(soup.get_text("\n"))]
 
 
-def read_csv(path: Path) -> list[Section]:
+def read_csv(path: Path, ocr: OcrJob | None = None) -> list[Section]:
     """One line per row, `column: value` pairs, so a chunk keeps the meaning of its cells."""
     text = decode_text(path.read_bytes(), path.name)
     try:
@@ -76,7 +82,7 @@ def read_csv(path: Path) -> list[Section]:
     return [Section("\n".join(lines))]
 
 
-def read_json(path: Path) -> list[Section]:
+def read_json(path: Path, ocr: OcrJob | None = None) -> list[Section]:
     text = decode_text(path.read_bytes(), path.name)
     try:
         return [Section(json.dumps(json.loads(text), indent=1, ensure_ascii=False))]
@@ -84,13 +90,13 @@ def read_json(path: Path) -> list[Section]:
         raise ParseError(f"{path.name}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
 
 
-def read_rtf(path: Path) -> list[Section]:
+def read_rtf(path: Path, ocr: OcrJob | None = None) -> list[Section]:
     from striprtf.striprtf import rtf_to_text
 
     return [Section(rtf_to_text(decode_text(path.read_bytes(), path.name)))]
 
 
-def read_docx(path: Path) -> list[Section]:
+def read_docx(path: Path, ocr: OcrJob | None = None) -> list[Section]:
     import zipfile
 
     import docx2txt
@@ -101,8 +107,9 @@ def read_docx(path: Path) -> list[Section]:
         raise ParseError(f"{path.name}: not a valid Word (.docx) file") from exc
 
 
-def read_pdf(path: Path) -> list[Section]:
-    """One section per page, with the physical page number and the printed page label."""
+def read_pdf(path: Path, ocr: OcrJob | None = None) -> list[Section]:
+    """One section per page, with the physical page number and the printed page label; pages
+    without a text layer (scans) are read by `ocr`."""
     import pypdf
     from pypdf.errors import PdfReadError
 
@@ -112,16 +119,58 @@ def read_pdf(path: Path) -> list[Section]:
             raise ParseError(f"{path.name}: the PDF is password-protected; remove the password and upload again")
         texts = [page.extract_text() or "" for page in pdf.pages]
         labels = [pdf.page_labels[i] if i < len(pdf.page_labels) else str(i + 1) for i in range(len(texts))]
+        scanned = _scanned_pages(pdf, texts, ocr)
     except ParseError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
         raise ParseError(f"{path.name}: the PDF is damaged or not a PDF ({exc})") from exc
     except Exception as exc:  # pypdf raises many types on malformed input; the file is unreadable either way
         raise ParseError(f"{path.name}: the PDF could not be read ({type(exc).__name__}: {exc})") from exc
-    if not any(text.strip() for text in texts):
-        raise ParseError(f"{path.name}: the PDF has no text layer (a scan?); run OCR on it first")
+    if scanned:
+        assert ocr is not None
+        for page in ocr.read(pdf_page_images(path, scanned, ocr.options), len(scanned)):
+            texts[page.page - 1] = page.text if page.lines and page.confidence >= ocr.options.min_confidence else ""
+    elif not any(text.strip() for text in texts):
+        raise ParseError(f"{path.name}: the PDF has no text layer (a scan?) and OCR is off; set RAG_OCR=auto to read it")
     cleaned = clean_pdf_pages(texts, labels)  # prose: no page furniture, no TOC, whole words
-    return [Section(text, page=i + 1, page_label=labels[i]) for i, text in enumerate(cleaned) if text.strip()]
+    sections = [Section(text, page=i + 1, page_label=labels[i]) for i, text in enumerate(cleaned) if text.strip()]
+    return sections or _unread(path, ocr)
+
+
+def _scanned_pages(pdf, texts: list[str], ocr: OcrJob | None) -> list[int]:
+    """The pages (1-based) to read by OCR: all under RAG_OCR=force; under auto, those with
+    (almost) no text layer that hold an image (a blank page is no scan)."""
+    if ocr is None or ocr.options.mode is OcrMode.OFF:
+        return []
+    if ocr.options.mode is OcrMode.FORCE:
+        return list(range(1, len(texts) + 1))
+    return [i + 1 for i, text in enumerate(texts)
+            if len("".join(text.split())) < MIN_TEXT_CHARS and len(pdf.pages[i].images) > 0]
+
+
+def read_image(path: Path, ocr: OcrJob | None = None) -> list[Section]:
+    """A picture of text (a scan, a photo, a screenshot): each page (TIFF frame) read by OCR."""
+    if ocr is None or ocr.options.mode is OcrMode.OFF:
+        raise ParseError(f"{path.name}: images are read by OCR, which is off; set RAG_OCR=auto to read it")
+    count, frames = image_pages(path, ocr.options)
+    pages = ocr.read(frames, count)
+    texts = [p.text if p.lines and p.confidence >= ocr.options.min_confidence else "" for p in pages]
+    cleaned = clean_pdf_pages(texts, [str(p.page) for p in pages])
+    sections = [Section(text, page=p.page) for p, text in zip(pages, cleaned, strict=True) if text.strip()]
+    return sections or _unread(path, ocr)
+
+
+def _unread(path: Path, ocr: OcrJob | None) -> list[Section]:
+    """Nothing to index: say whether the scan was blank or read too badly to trust."""
+    summary = ocr.summary() if ocr is not None else None
+    if not summary:
+        return []
+    if summary["flagged"]:
+        raise ParseError(
+            f"{path.name}: the scan could not be read reliably (OCR confidence {summary['confidence']:.0%}, "
+            f"below RAG_OCR_MIN_CONFIDENCE {ocr.options.min_confidence:.0%}); nothing was indexed"
+        )
+    raise ParseError(f"{path.name}: OCR found no text on its {summary['pages']} scanned page(s): a blank scan?")
 
 
 @dataclass(frozen=True)
@@ -130,7 +179,7 @@ class FileType:
 
     label: str
     extensions: tuple[str, ...]
-    reader: Callable[[Path], list[Section]]
+    reader: Callable[[Path, OcrJob | None], list[Section]]
 
 
 # The one list of supported files: the extensions, the upload box and every sentence that
@@ -144,9 +193,10 @@ FILE_TYPES = (
     FileType("CSV", (".csv", ".tsv"), read_csv),
     FileType("JSON", (".json",), read_json),
     FileType("RTF", (".rtf",), read_rtf),
+    FileType("scanned images (PNG, JPEG, TIFF, WebP)", IMAGE_EXTENSIONS, read_image),
 )
 
-READERS: dict[str, Callable[[Path], list[Section]]] = {ext: t.reader for t in FILE_TYPES for ext in t.extensions}
+READERS: dict[str, Callable[[Path, OcrJob | None], list[Section]]] = {ext: t.reader for t in FILE_TYPES for ext in t.extensions}
 
 SUPPORTED_EXTENSIONS = tuple(sorted(READERS))
 
@@ -154,8 +204,9 @@ SUPPORTED_EXTENSIONS = tuple(sorted(READERS))
 SUPPORTED_TYPES = ", ".join(t.label for t in FILE_TYPES[:-1]) + f" and {FILE_TYPES[-1].label}"
 
 
-def read_file(path: Path) -> list[Section]:
-    """The text sections of a file, or ParseError saying why there are none."""
+def read_file(path: Path, ocr: OcrJob | None = None) -> list[Section]:
+    """The text sections of a file, or ParseError saying why there are none. Scans are read by
+    `ocr` (none: refused)."""
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise ParseError(
@@ -164,7 +215,7 @@ def read_file(path: Path) -> list[Section]:
         )
     if path.stat().st_size == 0:
         raise ParseError(f"{path.name}: the file is empty")
-    sections = [s for s in reader(path) if s.text.strip()]
+    sections = [s for s in reader(path, ocr) if s.text.strip()]
     if not sections:
         raise ParseError(f"{path.name}: no text found in the file")
     return sections

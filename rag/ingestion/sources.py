@@ -35,6 +35,7 @@ class FileResult:
     chunks: int = 0
     pages: int | None = None
     error: str = ""
+    note: str = ""  # how a scan was read ("OCR: 3 pages, confidence 96%; ...")
 
     def __post_init__(self) -> None:
         self.status = FileStatus(self.status)
@@ -60,6 +61,8 @@ class IngestProgress:
     bytes_done: float = 0.0  # finished files, plus the inserted share of each file in the pipeline
     elapsed: float = 0.0  # seconds since the ingestion started, when this snapshot was taken
     current: str = ""  # the file being parsed
+    pages_read: int = 0  # of a scan being read by OCR: pages done, of pages_total (0: no scan)
+    pages_total: int = 0
     results: list[FileResult] = field(default_factory=list)
 
     @property

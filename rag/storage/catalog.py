@@ -39,9 +39,8 @@ CONNECT_TIMEOUT = 10.0
 # after which reconnecting fails. Seen after ~2 minutes without a request.
 LITE_GRPC_OPTIONS = {"grpc.keepalive_time_ms": 2**31 - 1, "grpc.keepalive_permit_without_calls": 0}
 
-# pymilvus prints every failed call, with two or three tracebacks, on a console handler of its
-# own: a stopped server fills the terminal. The store reports each failure once instead, as a
-# one-line StoreUnavailable.
+# pymilvus prints every failed call, with tracebacks, on a console handler of its own: a stopped
+# server fills the terminal. The store reports each failure once, as a one-line StoreUnavailable.
 logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
 # What a failed Milvus call raises: pymilvus' own exception, or (a server gone mid-call) the raw
 # gRPC error, which pymilvus lets through after its retries.
@@ -89,6 +88,7 @@ class DocumentRecord:
     indexed_at: str = ""
     previous: dict[str, Any] | None = None  # the indexed version this one replaces, while indexing
     source_path: str = ""  # the file it was read from, for showing a source in place
+    ocr: dict[str, Any] | None = None  # pages read by OCR: count, confidence, flagged (`rag.ingestion.ocr`)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     def __post_init__(self) -> None:

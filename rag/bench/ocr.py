@@ -1,0 +1,194 @@
+"""`python -m rag bench-ocr`: how well and how fast scans are read.
+
+1. Character error rate: pages of the text PDFs this machine has (Debian's libtasn1 and
+   shared-mime-info manuals) are drawn as images at each resolution, read by OCR, and compared
+   with their own text layer: edit distance / length of the text layer, after the same
+   normalisation on both sides (NFKC, one space between words; an underscore counts as a space,
+   since these PDFs' text layers write `_` as one).
+2. Speed: pages per second, with the app's own page pool (`RAG_OCR_WORKERS`).
+3. Retrieval: documents of the Debian question set as scanned copies (PDF pages drawn as
+   images; text documents typeset onto pages as a printer would), ingested as image-only PDFs,
+   then hit@k and MRR of that set's questions against the same documents as text.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rag.bench.corpus import PREFIX, ingest_fresh, system_docs
+from rag.config import RetrievalMode, Settings
+from rag.errors import RagError
+from rag.evaluation import Question, comparison_rows
+from rag.ingestion.ocr import OcrJob, OcrOptions, pdf_page_images
+from rag.ingestion.readers import read_file
+from rag.service import Rag
+
+Log = Callable[[str], None]
+
+CER_PDFS = ("libtasn1.pdf", "shared-mime-info-spec.pdf")
+MIN_PAGE_CHARS = 800  # pages with less text say little about a character error rate
+# The question set's documents made into scans: both PDFs, and the text documents that fit a
+# few dozen pages (the man pages run to a hundred pages each).
+SCANNED_DOCS = ("libtasn1.pdf", "shared-mime-info-spec.pdf", "triggers.txt", "ENVIRONMENT.md",
+                "users-and-groups.html", "zlib_how.html")
+PAGE_PX, MARGIN_PX, FONT_PT = (1275, 1650), 120, 10  # US Letter at 150 dpi
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance, one row at a time in numpy (pages are thousands of characters)."""
+    import numpy as np
+
+    if not a or not b:
+        return len(a) + len(b)
+    codes = np.frombuffer(b.encode("utf-32-le"), dtype=np.uint32)
+    index = np.arange(len(b) + 1)
+    row = index.copy()
+    for i, char in enumerate(a, 1):
+        best = np.empty(len(b) + 1, dtype=np.int64)
+        best[0] = i
+        best[1:] = np.minimum(row[1:] + 1, row[:-1] + (codes != ord(char)))
+        row = np.minimum.accumulate(best - index) + index  # insertions, carried along the row
+    return int(row[-1])
+
+
+def comparable(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).replace("_", " ").replace("\u00ad", "").replace("\ufffe", "")
+    return " ".join(text.split())
+
+
+def _cer_pages(folder: Path, count: int) -> list[tuple[Path, int, str]]:
+    """`count` printed pages of prose, spread over the text PDFs: (file, page, text layer)."""
+    import pypdfium2 as pdfium
+
+    pages = []
+    for path in system_docs(folder, CER_PDFS):
+        pdf = pdfium.PdfDocument(path)
+        try:
+            for number in range(1, len(pdf) + 1):
+                text = comparable(pdf[number - 1].get_textpage().get_text_range())
+                if len(text) >= MIN_PAGE_CHARS and text.count(". . .") < 3:  # prose, not a table of contents
+                    pages.append((path, number, text))
+        finally:
+            pdf.close()
+    step = max(1, len(pages) // max(count, 1))
+    return pages[::step][:count]
+
+
+def measure_cer(pages: list[tuple[Path, int, str]], dpi: int, options: OcrOptions) -> dict[str, Any]:
+    options = OcrOptions(options.mode, dpi, options.min_confidence, options.max_pixels, options.workers)
+    read, started = [], time.perf_counter()
+    for path in dict.fromkeys(p for p, _, _ in pages):
+        numbers = [n for p, n, _ in pages if p == path]
+        read += [(path, page) for page in OcrJob(options).read(pdf_page_images(path, numbers, options), len(numbers))]
+    seconds = time.perf_counter() - started
+    truth = {(p, n): text for p, n, text in pages}
+    rates, errors, chars = [], 0, 0
+    for path, page in read:
+        ref = truth[(path, page.page)]
+        distance = edit_distance(comparable(page.text), ref)
+        rates.append(distance / len(ref))
+        errors, chars = errors + distance, chars + len(ref)
+    confidences = [page.confidence for _, page in read]
+    return {"dpi": dpi, "pages": len(read), "chars": chars, "cer": round(errors / chars, 4),
+            "cer_median_page": round(statistics.median(rates), 4), "cer_worst_page": round(max(rates), 4),
+            "confidence": round(statistics.mean(confidences), 3), "seconds": round(seconds, 1),
+            "pages_per_second": round(len(read) / seconds, 2)}
+
+
+def typeset(sections_text: str, target: Path) -> int:
+    """Text laid out on US Letter pages at 150 dpi (DejaVu Sans 10 pt), saved as an image-only PDF."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = round(FONT_PT / 72 * 150)
+    try:
+        font = ImageFont.truetype("DejaVuSans.ttf", size)
+    except OSError:  # no DejaVu installed: Pillow's own font
+        font = ImageFont.load_default(size)
+    width, height = PAGE_PX
+    line_height = round(font.size * 1.35)
+    lines: list[str] = []
+    for paragraph in sections_text.splitlines():
+        words, line = paragraph.split(), ""
+        for word in words:
+            candidate = f"{line} {word}".strip()
+            if font.getlength(candidate) > width - 2 * MARGIN_PX and line:
+                lines.append(line)
+                line = word
+            else:
+                line = candidate
+        lines.append(line)
+    per_page = (height - 2 * MARGIN_PX) // line_height
+    pages = []
+    for start in range(0, len(lines), per_page):
+        page = Image.new("L", PAGE_PX, 255)
+        draw = ImageDraw.Draw(page)
+        for i, line in enumerate(lines[start : start + per_page]):
+            draw.text((MARGIN_PX, MARGIN_PX + i * line_height), line, font=font, fill=0)
+        pages.append(page)
+    pages[0].save(target, save_all=True, append_images=pages[1:], resolution=150)
+    return len(pages)
+
+
+def scanned_copy(original: Path, folder: Path, dpi: int = 150) -> tuple[Path, int]:
+    """An image-only PDF of `original`: a PDF's pages drawn at `dpi`, other documents typeset."""
+    import pypdfium2 as pdfium
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / (original.name if original.suffix == ".pdf" else f"{original.name}.pdf")
+    if original.suffix != ".pdf":
+        return target, typeset("\n".join(s.text for s in read_file(original)), target)
+    pdf = pdfium.PdfDocument(original)
+    try:
+        images = [pdf[i].render(scale=dpi / 72, grayscale=True).to_pil() for i in range(len(pdf))]
+    finally:
+        pdf.close()
+    images[0].save(target, save_all=True, append_images=images[1:], resolution=dpi)
+    return target, len(images)
+
+
+async def measure_retrieval_on_scans(settings: Settings, questions: list[Question], log: Log) -> dict[str, Any]:
+    folder = settings.data_dir / "bench" / "ocr"
+    originals = system_docs(folder / "originals", SCANNED_DOCS)
+    scans = [scanned_copy(path, folder / "scans") for path in originals]
+    asked = [q for q in questions if q.file in SCANNED_DOCS]
+    renamed = {path.name: scan.name for path, (scan, _) in zip(originals, scans, strict=True)}
+    as_scans = [Question(q.question, renamed[q.file], q.page, q.evidence) for q in asked]
+    rag = Rag(settings)
+    store = await rag.parts.aopen_store()
+    result: dict[str, Any] = {"documents": len(originals), "pages": sum(n for _, n in scans), "questions": len(asked)}
+    try:
+        for kind, files, qs in (("text", originals, asked), ("scans", [s for s, _ in scans], as_scans)):
+            collection = f"{PREFIX}_ocr_{kind}"
+            seconds, chunks = await ingest_fresh(rag, store, files, collection)
+            rows = comparison_rows(await rag.aevaluate(qs, collection, RetrievalMode.HYBRID, (1, 3, 5)))
+            result[kind] = {"seconds": round(seconds, 1), "chunks": chunks, "rows": rows}
+            log(f"retrieval on {kind}: {rows} ({seconds:.0f} s to ingest)")
+            await store.adiscard_collection(collection)
+    finally:
+        await rag.aclose()
+    return result
+
+
+async def measure_ocr(settings: Settings, *, pages: int, dpis: list[int], retrieval: bool, log: Log) -> dict[str, Any]:
+    """Every part of the OCR benchmark (see the module's docstring)."""
+    import os
+
+    from rag.bench.retrieval import QUESTION_SETS, load_questions
+
+    if pages < 1 or not dpis or any(not 72 <= d <= 600 for d in dpis):
+        raise RagError("--pages must be at least 1 and each --dpi from 72 to 600")
+    options = OcrOptions.from_settings(settings)
+    chosen = _cer_pages(settings.data_dir / "bench" / "ocr" / "originals", pages)
+    result: dict[str, Any] = {"cores": os.cpu_count(), "workers": options.pool_size, "cer": []}
+    for dpi in dpis:
+        row = measure_cer(chosen, dpi, options)
+        log(f"OCR at {dpi} dpi: {row}")
+        result["cer"].append(row)
+    if retrieval:
+        result["retrieval"] = await measure_retrieval_on_scans(settings, load_questions(QUESTION_SETS["debian"]), log)
+    return result

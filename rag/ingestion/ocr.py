@@ -1,0 +1,367 @@
+"""Reading scans offline: scanned PDF pages and image files, read by RapidOCR.
+
+RapidOCR runs PP-OCRv4 text detection and recognition on ONNX Runtime, with the models inside its
+wheel: nothing is downloaded. Why it is used the way it is:
+
+- Every recognised line keeps its box (as fractions of the page) and its confidence: a cited
+  passage can then be marked on the scan, and a page read badly is flagged rather than indexed
+  as garbage (`OcrPage.confidence`, `RAG_OCR_MIN_CONFIDENCE`).
+- Recognition is CPU-bound ONNX Runtime work that releases the GIL: pages are read by a small
+  pool of engines in threads, each given its share of the cores (`RAG_OCR_WORKERS`).
+- The model reads Chinese and English: full-width punctuation comes back ("，"), so the text is
+  normalised (NFKC, spacing) before it is chunked and indexed for BM25.
+- Pixels are bounded before anything is decoded (`RAG_OCR_MAX_PIXELS`): a decompression bomb
+  is refused from its header, and a huge PDF page is drawn at a lower resolution instead.
+- A job can be cancelled between pages, and reports each page read: the pipeline's time limit
+  is per page, so a 500-page scan is not cut off while a stuck one still is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.config import OcrMode, Settings
+from rag.errors import ParseError, RagError
+
+# pdfium is not thread-safe: every use of it in this process (drawing a page to read it, or to
+# show a source) holds this lock.
+PDFIUM_LOCK = threading.RLock()
+MIN_TEXT_CHARS = 16  # a PDF page whose text layer has fewer (a page number, a watermark) is a scan
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
+SCAN_FORMAT = 1  # version of the saved lines and boxes (`save_scan`)
+
+
+class OcrCancelled(RagError):
+    """The ingestion was cancelled while a document was being read."""
+
+
+@dataclass(frozen=True)
+class OcrOptions:
+    mode: OcrMode = OcrMode.AUTO
+    dpi: int = 150
+    min_confidence: float = 0.8
+    max_pixels: int = 60_000_000
+    workers: int = 0  # 0: one per core, up to 4
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OcrOptions:
+        return cls(settings.ocr, settings.ocr_dpi, settings.ocr_min_confidence, settings.ocr_max_pixels,
+                   settings.ocr_workers)
+
+    @property
+    def pool_size(self) -> int:
+        return self.workers or max(1, min(os.cpu_count() or 1, 4))
+
+
+@dataclass(frozen=True)
+class OcrLine:
+    text: str
+    box: tuple[float, float, float, float]  # left, top, right, bottom, as fractions of the page
+    confidence: float
+
+
+@dataclass(frozen=True)
+class OcrPage:
+    page: int  # 1-based
+    lines: tuple[OcrLine, ...]
+
+    @property
+    def confidence(self) -> float:
+        """Mean recognition confidence, weighted by characters (0 for a page with no text)."""
+        chars = sum(len(line.text) for line in self.lines)
+        return sum(line.confidence * len(line.text) for line in self.lines) / chars if chars else 0.0
+
+    @property
+    def text(self) -> str:
+        """The page's lines in reading order: boxes on one row joined left to right."""
+        return "\n".join(" ".join(line.text for line in row) for row in _rows(self.lines))
+
+
+def _rows(lines: Sequence[OcrLine]) -> list[list[OcrLine]]:
+    rows: list[list[OcrLine]] = []
+    for line in sorted(lines, key=lambda item: (item.box[1] + item.box[3]) / 2):
+        middle = (line.box[1] + line.box[3]) / 2
+        row = rows[-1] if rows else None
+        if row is not None and row[0].box[1] <= middle <= row[0].box[3]:
+            row.append(line)
+        else:
+            rows.append([line])
+    return [sorted(row, key=lambda item: item.box[0]) for row in rows]
+
+
+def normalise(text: str) -> str:
+    """OCR output as document text: full-width forms as ASCII, one space between words, and a
+    space after a comma or semicolon that runs into a word ("-o，--output" -> "-o, --output")."""
+    text = unicodedata.normalize("NFKC", text)
+    text = re.sub(r"([,;])(?=[A-Za-z-])", r"\1 ", text)
+    return " ".join(text.split())
+
+
+@dataclass
+class OcrJob:
+    """One file's OCR: its options, a progress callback (pages read, pages to read), a cancel
+    flag, and the pages read so far."""
+
+    options: OcrOptions
+    on_page: Callable[[int, int], None] | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    pages: list[OcrPage] = field(default_factory=list)
+    last_progress: float = field(default_factory=time.monotonic)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def check(self) -> None:
+        if self.cancelled.is_set():
+            raise OcrCancelled("cancelled while reading the scan")
+
+    def read(self, images: Iterator[tuple[int, object]], total: int) -> list[OcrPage]:
+        """Read `total` pages given as (page number, PIL image), a few at a time in the pool."""
+        pool, engines = _pool(self.options.pool_size)
+        pending: list[Future[OcrPage]] = []
+        done: list[OcrPage] = []
+
+        def collect(block: bool) -> None:
+            while pending and (block or pending[0].done()):
+                done.append(pending.pop(0).result())
+                self._progress(len(done), total)
+                self.check()
+
+        try:
+            self._progress(0, total)
+            for number, image in images:
+                self.check()
+                pending.append(pool.submit(_read_page, engines, number, image, self.options.min_confidence))
+                while len(pending) >= 2 * self.options.pool_size:  # bounded: pages are large
+                    pending[0].result()
+                    collect(block=False)
+            collect(block=True)
+        finally:
+            for future in pending:
+                future.cancel()
+        self.pages.extend(done)
+        return done
+
+    def _progress(self, done: int, total: int) -> None:
+        self.last_progress = time.monotonic()
+        if self.on_page is not None:
+            self.on_page(done, total)
+
+    def summary(self) -> dict | None:
+        """What the library records about a document read by OCR (None if it was not)."""
+        if not self.pages:
+            return None
+        low = self.options.min_confidence
+        chars = sum(len(line.text) for page in self.pages for line in page.lines)
+        mean = sum(p.confidence * sum(len(x.text) for x in p.lines) for p in self.pages) / chars if chars else 0.0
+        return {
+            "pages": len(self.pages),
+            "confidence": round(mean, 3),
+            "flagged": sorted(p.page for p in self.pages if p.lines and p.confidence < low),
+            "blank": sorted(p.page for p in self.pages if not p.lines),
+        }
+
+
+def ocr_note(summary: dict | None) -> str:
+    """One line on how a document was read: "OCR: 3 pages, confidence 96%; page 2 flagged"."""
+    if not summary:
+        return ""
+    note = f"OCR: {summary['pages']} page{'s' * (summary['pages'] != 1)}, confidence {summary['confidence']:.0%}"
+    for key, words in (("flagged", "read with low confidence, not indexed"), ("blank", "blank")):
+        if summary.get(key):
+            pages = ", ".join(map(str, summary[key][:10])) + (" ..." if len(summary[key]) > 10 else "")
+            note += f"; page{'s' * (len(summary[key]) > 1)} {pages} {words}"
+    return note
+
+
+# Engines ------------------------------------------------------------------------------------
+
+_POOLS: dict[int, tuple[ThreadPoolExecutor, queue.Queue]] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(size: int) -> tuple[ThreadPoolExecutor, queue.Queue]:
+    """`size` threads and `size` engines, each engine with its share of the cores; made once."""
+    with _POOLS_LOCK:
+        if size not in _POOLS:
+            try:
+                from rapidocr_onnxruntime import RapidOCR
+            except ImportError as exc:  # pragma: no cover - a broken install
+                raise ParseError(f"OCR is not installed ({exc}); install requirements.txt or set RAG_OCR=off") from None
+            threads = max(1, (os.cpu_count() or 1) // size)
+            engines: queue.Queue = queue.Queue()
+            for _ in range(size):
+                engines.put(RapidOCR(use_cls=False, intra_op_num_threads=threads, inter_op_num_threads=1))
+            _POOLS[size] = (ThreadPoolExecutor(size, thread_name_prefix="ocr"), engines)
+        return _POOLS[size]
+
+
+def _read_page(engines: queue.Queue, number: int, image, min_confidence: float) -> OcrPage:
+    """One page read; a page read badly is read again turned upside down (a scan fed the wrong
+    way round), and the better reading kept."""
+    page = _recognise(engines, number, image)
+    if page.lines and page.confidence < min_confidence:
+        turned = _recognise(engines, number, image.rotate(180))
+        if turned.confidence > page.confidence:
+            return OcrPage(number, tuple(OcrLine(x.text, (1 - x.box[2], 1 - x.box[3], 1 - x.box[0], 1 - x.box[1]),
+                                                 x.confidence) for x in turned.lines))
+    return page
+
+
+def _recognise(engines: queue.Queue, number: int, image) -> OcrPage:
+    import numpy as np
+
+    engine = engines.get()
+    try:
+        result, _ = engine(np.asarray(image.convert("RGB")))
+    finally:
+        engines.put(engine)
+    width, height = image.size
+    lines = []
+    for points, text, score in result or []:
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        text = normalise(text)
+        if text:
+            box = (min(xs) / width, min(ys) / height, max(xs) / width, max(ys) / height)
+            lines.append(OcrLine(text, tuple(round(v, 5) for v in box), round(float(score), 4)))
+    return OcrPage(number, tuple(lines))
+
+
+# Pages as images -----------------------------------------------------------------------------
+
+def pdf_page_images(path: Path, numbers: Sequence[int], options: OcrOptions) -> Iterator[tuple[int, object]]:
+    """Pages `numbers` (1-based) of a PDF drawn at the OCR resolution, one at a time; a page
+    too large for `max_pixels` at that resolution is drawn at the largest one that fits."""
+    import pypdfium2 as pdfium
+
+    try:
+        with PDFIUM_LOCK:
+            pdf = pdfium.PdfDocument(path)
+    except (pdfium.PdfiumError, OSError) as exc:
+        raise ParseError(f"{path.name}: the PDF pages cannot be drawn to read them by OCR ({exc})") from None
+    try:
+        for number in numbers:
+            with PDFIUM_LOCK:
+                page = pdf[number - 1]
+                width, height = page.get_size()
+                scale = min(options.dpi / 72, (options.max_pixels / max(width * height, 1)) ** 0.5)
+                image = page.render(scale=scale, grayscale=True).to_pil()
+            yield number, image
+    finally:
+        with PDFIUM_LOCK:
+            pdf.close()
+
+
+def image_pages(path: Path, options: OcrOptions) -> tuple[int, Iterator[tuple[int, object]]]:
+    """An image file's pages (frames of a multi-page TIFF), each checked against `max_pixels`
+    from its header before it is decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise ParseError(f"{path.name}: {exc}; refused (RAG_OCR_MAX_PIXELS)") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ParseError(f"{path.name}: the image is damaged or not an image ({exc})") from None
+    count = getattr(image, "n_frames", 1)
+
+    def frames() -> Iterator[tuple[int, object]]:
+        with image:
+            for index in range(count):
+                try:
+                    image.seek(index)
+                    width, height = image.size
+                    if width * height > options.max_pixels:
+                        raise ParseError(
+                            f"{path.name}: page {index + 1} is {width:,} x {height:,} px ({width * height / 1e6:,.0f} MP), "
+                            f"more than RAG_OCR_MAX_PIXELS ({options.max_pixels / 1e6:,.0f} MP): refused"
+                        )
+                    frame = _flatten(image)
+                except (OSError, ValueError, SyntaxError) as exc:  # truncated or damaged data
+                    raise ParseError(f"{path.name}: the image is damaged (page {index + 1}: {exc})") from None
+                yield index + 1, frame
+
+    return count, frames()
+
+
+def _flatten(image):
+    """A frame as an RGB image on white (transparent PNGs, palettes, 16-bit scans)."""
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if image.mode.startswith("I"):  # 16/32-bit greyscale: scale to 8 bits
+        return image.point(lambda v: v / 256).convert("L").convert("RGB")
+    return image.convert("RGB")
+
+
+# Lines and boxes kept next to the data, to mark a passage on its scan ---------------------------
+
+def scans_dir(settings: Settings) -> Path:
+    """Where the lines and boxes of scanned documents are kept, by content hash."""
+    return settings.data_dir / "scans"
+
+
+def scan_file(folder: Path, digest: str) -> Path:
+    return folder / f"{digest}.json"
+
+
+def save_scan(folder: Path, digest: str, pages: Sequence[OcrPage]) -> None:
+    """The lines and boxes of a document's scanned pages, by content hash (written atomically)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"format": SCAN_FORMAT, "pages": {
+        str(p.page): [[line.text, list(line.box), line.confidence] for line in p.lines] for p in pages
+    }}
+    target = scan_file(folder, digest)
+    temporary = target.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, ensure_ascii=False))
+    temporary.replace(target)
+
+
+def load_scan(folder: Path, digest: str) -> dict[int, OcrPage]:
+    """The scanned pages saved for a document ({} if it has none or they cannot be read)."""
+    try:
+        data = json.loads(scan_file(folder, digest).read_text())
+        return {
+            int(number): OcrPage(int(number), tuple(OcrLine(text, tuple(box), conf) for text, box, conf in lines))
+            for number, lines in data["pages"].items()
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def passage_boxes(page: OcrPage, passage: str) -> list[tuple[float, float, float, float]]:
+    """The boxes of the lines of `page` that make up `passage`: lines whose letters and digits
+    occur in the passage's, in the longest run of such lines (so a short line that happens to
+    occur elsewhere on the page is not marked)."""
+    target = _letters(passage)
+    if not target:
+        return []
+    lines = [line for row in _rows(page.lines) for line in row]
+    inside = [len(_letters(line.text)) >= 4 and _letters(line.text) in target for line in lines]
+    best: list[int] = []
+    run: list[int] = []
+    for i, hit in enumerate(inside):
+        if hit:
+            if run and i - run[-1] > 2:  # more than one line between: a new run
+                run = []
+            run.append(i)
+            if sum(len(lines[j].text) for j in run) > sum(len(lines[j].text) for j in best):
+                best = list(run)
+    return [lines[i].box for i in range(best[0], best[-1] + 1) if inside[i]] if best else []
+
+
+def _letters(text: str) -> str:
+    return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", text).lower())
