@@ -10,11 +10,12 @@ RUN apt-get update \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
-COPY requirements.txt constraints.txt ./
+COPY requirements.txt requirements-nodeps.txt constraints.txt ./
 # torch from the CPU index first: the default one pulls several GB of CUDA wheels.
 RUN pip install "pip==25.3" \
  && pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
- && pip install -r requirements.txt -c constraints.txt
+ && pip install -r requirements.txt -c constraints.txt \
+ && pip install --no-deps -r requirements-nodeps.txt -c constraints.txt
 
 FROM python:3.11-slim
 

@@ -12,6 +12,7 @@ from pages import common, formatting, shell
 from rag.errors import RagError
 from rag.ingestion.folders import import_folder, scan_folder
 from rag.ingestion.jobs import FileState, JobView
+from rag.ingestion.ocr import ocr_note
 from rag.ingestion.readers import SUPPORTED_EXTENSIONS, SUPPORTED_TYPES
 from rag.ingestion.sources import ETA_MIN_FRACTION, ETA_MIN_SECONDS, Source
 from rag.ingestion.uploads import find_upload, remove_upload, safe_file_name, save_upload
@@ -50,7 +51,7 @@ def upload_form() -> None:
             "Add documents",
             type=list(SUPPORTED_EXTENSIONS),  # with their dots: a bare "text" would mean any text/* file
             accept_multiple_files=True,
-            help="PDF pages are cited by page number. Indexing runs in the background: you can go to Chat meanwhile.",
+            help="PDF pages are cited by page number; scans and images are read by OCR. Indexing runs in the background.",
         )
         submitted = st.form_submit_button("Upload and index", icon=":material/upload:", type="primary")
     if submitted:
@@ -173,7 +174,9 @@ def job_progress(job: JobView, now: float | None = None) -> None:
     d.metric("Time left", formatting.duration(eta) if eta is not None else "estimating…",
              help=f"Estimated from the rate so far, once {ETA_MIN_FRACTION:.0%} of the data (by file size) "
                   f"is done and {ETA_MIN_SECONDS:.0f} s have passed")
-    st.progress(p.fraction, text=f"{p.fraction:.0%} of the data (by file size) · {formatting.duration(job.elapsed(now))} elapsed")
+    scan = f" · reading {p.current} by OCR: page {p.pages_read} of {p.pages_total}" if p.pages_total else ""
+    st.progress(p.fraction, text=f"{p.fraction:.0%} of the data (by file size) · {formatting.duration(job.elapsed(now))} elapsed"
+                + formatting.escape_markdown(scan))
 
 
 def file_line(file: FileState) -> None:
@@ -183,6 +186,8 @@ def file_line(file: FileState) -> None:
         pages = f", {file.pages} pages" if file.pages else ""
         words = f"{words} ({file.chunks} chunk{'s' if file.chunks != 1 else ''}{pages})"
     st.markdown(f"{icon} **{name}**: {words}")
+    if file.note:
+        st.caption(formatting.escape_markdown(file.note))
     if file.status is FileStatus.FAILED:
         st.error(formatting.escape_markdown(file.error or "unknown reason"))
     elif file.status is FileStatus.SKIPPED:
@@ -243,7 +248,8 @@ def library_figures(docs: list[DocumentRecord]) -> None:
 
 def library_table(shown: list[DocumentRecord]) -> None:
     """The rows of `shown` (one page of the library)."""
-    notes = any(doc.error for doc in shown)
+    notes = any(doc.error or _scan_problems(doc) for doc in shown)
+    scans = any(doc.ocr for doc in shown)
     frame = pd.DataFrame(
         [
             {
@@ -254,11 +260,13 @@ def library_table(shown: list[DocumentRecord]) -> None:
                 "Size": doc.size,
                 "Indexed at": formatting.local_time(doc.indexed_at),
                 "Status": doc.status.value,
-                **({"Note": doc.error.removeprefix(f"{doc.file_name}: ")} if notes else {}),  # named in "File"
+                **({"OCR": f"{doc.ocr['confidence']:.0%}" if doc.ocr else None} if scans else {}),
+                **({"Note": doc.error.removeprefix(f"{doc.file_name}: ") or _scan_problems(doc)} if notes else {}),
             }
             for doc in shown
         ],
-        columns=["File", "Type", "Pages", "Chunks", "Size", "Indexed at", "Status", *(["Note"] if notes else [])],
+        columns=["File", "Type", "Pages", "Chunks", "Size", "Indexed at", "Status", *(["OCR"] if scans else []),
+                 *(["Note"] if notes else [])],
     )
     styled = frame.style.map(
         lambda status: f"color: {STATUS_COLORS.get(status, 'inherit')}; font-weight: 600", subset=["Status"]
@@ -277,11 +285,20 @@ def library_table(shown: list[DocumentRecord]) -> None:
             "Size": st.column_config.NumberColumn(format="bytes", width=65),
             "Indexed at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=130),
             "Status": st.column_config.TextColumn(width=65),
+            "OCR": st.column_config.TextColumn(
+                width=45, alignment="right", help="Read by OCR: the mean recognition confidence of its scanned pages"
+            ),
             "Note": st.column_config.TextColumn(
-                "Reason / note", width=375, help="Why a file failed, or why its last update was not applied"
+                "Reason / note", width=330 if scans else 375,
+                help="Why a file failed, why its last update was not applied, or which scanned pages were not indexed",
             ),
         },
     )
+
+
+def _scan_problems(doc: DocumentRecord) -> str:
+    """Scanned pages left out of a document (read with low confidence, or blank), in words."""
+    return ocr_note(doc.ocr) if doc.ocr and (doc.ocr.get("flagged") or doc.ocr.get("blank")) else ""
 
 
 def table_height(rows: int) -> int | str:

@@ -9,7 +9,7 @@ import streamlit as st
 
 from pages import common, formatting
 from rag.answering.events import Citation
-from rag.answering.source_view import SourceUnavailable, locate, render_pdf_page, text_context
+from rag.answering.source_view import SourceUnavailable, is_paged, locate, render_page, text_context
 from rag.service import Rag
 
 
@@ -33,17 +33,17 @@ def marked_html(text: str, spans: tuple[tuple[int, int], ...]) -> str:
 
 
 def show_in_document(rag: Rag, collection: str, citation: Citation, key: str) -> None:
-    """The passage in its original file: the PDF page, or the surrounding lines; and the file itself."""
+    """The passage in its original file: the page (PDF or scan), or the surrounding lines; and the file itself."""
     doc_id = citation.doc_id or citation.file
     record = next((d for d in common.library(rag, collection) if d.doc_id == doc_id), None)
     try:
         path = locate(rag.settings, record, collection, doc_id)
-        if path.suffix.lower() == ".pdf" and citation.page is not None:
+        if is_paged(path) and citation.page is not None:
             page = st.number_input("Page", min_value=1, value=citation.page, key=f"{key}-page",
                                    help="Previous and next pages of the document")
             answers = [citation.text[a:b] for a, b in citation.highlights]
-            image = render_pdf_page(path, int(page), citation.text if page == citation.page else "",
-                                    answers if page == citation.page else [])
+            image = render_page(rag.settings, record, path, int(page), citation.text if page == citation.page else "",
+                                answers if page == citation.page else [])
             caption = f"Page {image.page} of {image.pages}"
             if page == citation.page:
                 caption += " · the passage is marked" if image.marked else " · the passage could not be located on the page"

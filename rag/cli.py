@@ -161,7 +161,8 @@ def cmd_ingest(args, settings) -> int:
     def progress(state) -> None:
         bar.total = max(state.chunks_total, state.chunks_done)
         bar.n = state.chunks_done
-        bar.set_postfix_str(f"{state.files_done}/{state.files_total} files")
+        scan = f", OCR of {state.current}: page {state.pages_read}/{state.pages_total}" if state.pages_total else ""
+        bar.set_postfix_str(f"{state.files_done}/{state.files_total} files{scan}")
         bar.refresh()
 
     report = rag.ingest(args.paths, args.collection, progress)
@@ -182,7 +183,7 @@ def cmd_ingest(args, settings) -> int:
         )
     else:
         for r in report.results:
-            detail = r.error if r.status is FileStatus.FAILED else f"{r.chunks} chunks"
+            detail = r.error if r.status is FileStatus.FAILED else f"{r.chunks} chunks" + (f"; {r.note}" if r.note else "")
             print(f"{r.status:9} {r.doc_id}: {detail}")
         for record in removed:
             print(f"{'removed':9} {record.doc_id}: its file is gone")

@@ -157,7 +157,8 @@ class Settings(BaseSettings):
         0.8, ge=0, le=1, alias="RAG_OCR_MIN_CONFIDENCE", description="pages read with less are flagged, not indexed"
     )
     ocr_max_pixels: int = Field(
-        60_000_000, ge=1_000_000, alias="RAG_OCR_MAX_PIXELS", description="larger images are refused (decompression bombs)"
+        60_000_000, ge=1_000_000, le=170_000_000, alias="RAG_OCR_MAX_PIXELS",
+        description="larger images are refused (decompression bombs); Pillow's own limit is about 179 million"
     )
     ocr_workers: int = Field(0, ge=0, le=64, alias="RAG_OCR_WORKERS", description="pages read at once; 0: one per core, up to 4")
 

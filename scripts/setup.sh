@@ -13,6 +13,8 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade "pip==25.3"
 scripts/build_llama.sh
 .venv/bin/python -m pip install --quiet -r requirements.txt -c constraints.txt
+# OCR (see requirements-nodeps.txt): its dependencies come from requirements.txt, headless.
+.venv/bin/python -m pip install --quiet --no-deps -r requirements-nodeps.txt -c constraints.txt
 # Which backend embeds fastest on this CPU with float32's quality (RAG_EMBED_BACKEND=auto), measured
 # once per machine here so that the app never waits for it; the app measures it itself otherwise.
 echo "choosing the fastest embedding backend for this CPU (measured once per machine)..."

@@ -111,7 +111,7 @@ def make_bad_files(folder: Path) -> dict[str, Path]:
     scan = FPDF()
     scan.add_page()
     scan.set_fill_color(40, 40, 40)
-    scan.rect(20, 20, 120, 80, style="F")  # a drawing, no text layer: what a scan looks like
+    scan.rect(20, 20, 120, 80, style="F")  # a drawing and no text layer: nothing to read, by OCR either
     bad["scanned.pdf"] = folder / "scanned.pdf"
     scan.output(str(bad["scanned.pdf"]))
     bad["binary.txt"] = folder / "binary.txt"
@@ -119,3 +119,26 @@ def make_bad_files(folder: Path) -> dict[str, Path]:
     bad["unsupported.xyz"] = folder / "unsupported.xyz"
     bad["unsupported.xyz"].write_text("some text")
     return bad
+
+
+def text_image(lines: list[str], size: tuple[int, int] = (1275, 420)):
+    """A scan of printed lines: black 10-point text on white at 150 dpi (a strip of a page, so
+    that reading it takes a second, not the three a full page takes)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    try:
+        font = ImageFont.truetype("DejaVuSans.ttf", 21)
+    except OSError:
+        font = ImageFont.load_default(21)
+    image = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(lines):
+        draw.text((90, 70 + 36 * i), line, font=font, fill=0)
+    return image
+
+
+def make_scanned_pdf(path: Path, pages: list[list[str]]) -> Path:
+    """An image-only PDF: each page a scan of its lines, and no text layer."""
+    images = [text_image(lines) for lines in pages]
+    images[0].save(path, save_all=True, append_images=images[1:], resolution=150)
+    return path

@@ -1,5 +1,6 @@
-"""A cited passage in its original file: the PDF page drawn with the passage marked, or the
-passage in its surrounding text with line numbers. What the Chat page opens under a source.
+"""A cited passage in its original file: the page drawn with the passage marked (a PDF page, or
+a scan: a scanned PDF page or an image, marked from the boxes OCR kept), or the passage in its
+surrounding text with line numbers. What the Chat page opens under a source.
 
 Nothing here may break an answer: a file deleted or moved since indexing, an encrypted or damaged
 PDF, a page that does not exist, each becomes a `SourceUnavailable` with a sentence to show.
@@ -14,11 +15,13 @@ from pathlib import Path
 
 from rag.config import Settings
 from rag.errors import RagError
+from rag.ingestion.ocr import IMAGE_EXTENSIONS, PDFIUM_LOCK, OcrPage, load_scan, passage_boxes, scans_dir
 from rag.ingestion.readers import read_file
 from rag.ingestion.uploads import find_upload
 from rag.storage.catalog import DocumentRecord
 
 SCALE = 1.5  # PDF points to pixels: a readable page at about 900 px wide
+IMAGE_WIDTH = 1000  # a scanned image is shown at most this wide
 PASSAGE_FILL = (255, 214, 10, 70)  # the passage: light yellow
 ANSWER_FILL = (255, 140, 0, 110)  # its sentences that answer the question: orange
 CONTEXT_LINES = 8
@@ -62,39 +65,100 @@ def _words(text: str, count: int, last: bool = False) -> str:
     return " ".join(words[-count:] if last else words[:count])
 
 
-def render_pdf_page(path: Path, page: int, passage: str = "", answers: list[str] | None = None) -> PageImage:
+def is_paged(path: Path) -> bool:
+    """Whether a file is shown a page at a time (a PDF, or a scanned image)."""
+    return path.suffix.lower() in (".pdf", *IMAGE_EXTENSIONS)
+
+
+def render_page(
+    settings: Settings, record: DocumentRecord | None, path: Path, page: int, passage: str = "",
+    answers: list[str] | None = None,
+) -> PageImage:
+    """Page `page` (1-based) of a PDF or an image, with `passage` and its answering sentences
+    marked: from the text layer, or, on a page read by OCR, from the boxes of its lines."""
+    scans = load_scan(scans_dir(settings), record.content_hash) if record is not None and record.ocr else {}
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        return render_image_page(path, page, passage, answers, scans.get(page))
+    return render_pdf_page(path, page, passage, answers, scans.get(page))
+
+
+def render_pdf_page(
+    path: Path, page: int, passage: str = "", answers: list[str] | None = None, scan: OcrPage | None = None
+) -> PageImage:
     """Draw physical page `page` (1-based) of a PDF, with `passage` and its answering sentences marked."""
     import pypdfium2 as pdfium
-    from PIL import Image, ImageDraw
+
+    with PDFIUM_LOCK:
+        try:
+            pdf = pdfium.PdfDocument(path)
+        except (pdfium.PdfiumError, OSError) as exc:
+            reason = "it is password-protected" if "password" in str(exc).lower() else f"it cannot be read ({exc})"
+            raise SourceUnavailable(f"{path.name} cannot be shown: {reason}.") from None
+        try:
+            count = len(pdf)
+            if not 1 <= page <= count:
+                raise SourceUnavailable(f"{path.name} has {count} pages, not a page {page}: it changed since it was indexed.")
+            pdf_page = pdf[page - 1]
+            try:
+                image = pdf_page.render(scale=SCALE).to_pil()
+                text_page = pdf_page.get_textpage()
+            except pdfium.PdfiumError as exc:
+                raise SourceUnavailable(f"Page {page} of {path.name} cannot be drawn ({exc}).") from None
+            height = pdf_page.get_height()
+            marks = []
+            for text, fill in [(passage, PASSAGE_FILL), *((a, ANSWER_FILL) for a in answers or [])]:
+                if scan is not None:
+                    marks += [(_scaled(box, image.size), fill) for box in passage_boxes(scan, text)]
+                else:
+                    marks += [((left * SCALE, (height - top) * SCALE, right * SCALE, (height - bottom) * SCALE), fill)
+                              for left, bottom, right, top in _rects(text_page, text)]
+            return _marked(image, marks, page, count)
+        finally:
+            pdf.close()
+
+
+def render_image_page(
+    path: Path, page: int, passage: str = "", answers: list[str] | None = None, scan: OcrPage | None = None
+) -> PageImage:
+    """Page `page` of a scanned image (a frame of a multi-page TIFF), with the passage marked."""
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        pdf = pdfium.PdfDocument(path)
-    except (pdfium.PdfiumError, OSError) as exc:
-        reason = "it is password-protected" if "password" in str(exc).lower() else f"it cannot be read ({exc})"
-        raise SourceUnavailable(f"{path.name} cannot be shown: {reason}.") from None
-    try:
-        count = len(pdf)
-        if not 1 <= page <= count:
-            raise SourceUnavailable(f"{path.name} has {count} pages, not a page {page}: it changed since it was indexed.")
-        pdf_page = pdf[page - 1]
-        try:
-            image = pdf_page.render(scale=SCALE).to_pil().convert("RGBA")
-            text_page = pdf_page.get_textpage()
-        except pdfium.PdfiumError as exc:
-            raise SourceUnavailable(f"Page {page} of {path.name} cannot be drawn ({exc}).") from None
-        height = pdf_page.get_height()
-        overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
-        draw = ImageDraw.Draw(overlay)
-        marked = False
+        with Image.open(path) as original:
+            count = getattr(original, "n_frames", 1)
+            if not 1 <= page <= count:
+                raise SourceUnavailable(f"{path.name} has {count} pages, not a page {page}: it changed since it was indexed.")
+            original.seek(page - 1)
+            original.draft("RGB", (IMAGE_WIDTH, IMAGE_WIDTH * 4))  # JPEG: decode at a fraction of the size
+            image = original.convert("RGB")
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise SourceUnavailable(f"{path.name} cannot be shown: it cannot be read ({exc}).") from None
+    if image.width > IMAGE_WIDTH:
+        image = image.resize((IMAGE_WIDTH, round(image.height * IMAGE_WIDTH / image.width)))
+    marks = []
+    if scan is not None:
         for text, fill in [(passage, PASSAGE_FILL), *((a, ANSWER_FILL) for a in answers or [])]:
-            for left, bottom, right, top in _rects(text_page, text):
-                draw.rectangle([left * SCALE, (height - top) * SCALE, right * SCALE, (height - bottom) * SCALE], fill=fill)
-                marked = True
-        buffer = io.BytesIO()
-        Image.alpha_composite(image, overlay).convert("RGB").save(buffer, format="PNG", optimize=False)
-        return PageImage(buffer.getvalue(), page, count, marked)
-    finally:
-        pdf.close()
+            marks += [(_scaled(box, image.size), fill) for box in passage_boxes(scan, text)]
+    return _marked(image, marks, page, count)
+
+
+def _scaled(box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[float, float, float, float]:
+    width, height = size
+    return box[0] * width, box[1] * height, box[2] * width, box[3] * height
+
+
+def _marked(image, marks: list[tuple[tuple[float, float, float, float], tuple[int, ...]]], page: int, count: int) -> PageImage:
+    """The page as PNG, each (rectangle, colour) of `marks` drawn over it."""
+    from PIL import Image, ImageDraw
+
+    image = image.convert("RGBA")
+    overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    for rect, fill in marks:
+        draw.rectangle(list(rect), fill=fill)
+    buffer = io.BytesIO()
+    Image.alpha_composite(image, overlay).convert("RGB").save(buffer, format="PNG", optimize=False)
+    return PageImage(buffer.getvalue(), page, count, bool(marks))
 
 
 def _rects(text_page, text: str) -> list[tuple[float, float, float, float]]:

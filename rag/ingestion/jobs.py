@@ -41,6 +41,7 @@ class FileState:
     chunks: int = 0
     pages: int | None = None
     error: str = ""
+    note: str = ""  # how a scan was read
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", FileStatus(self.status))
@@ -152,7 +153,7 @@ class _Job:
 
 
 def _from_result(result: FileResult) -> FileState:
-    return FileState(result.doc_id, result.status, result.chunks, result.pages, result.error)
+    return FileState(result.doc_id, result.status, result.chunks, result.pages, result.error, result.note)
 
 
 def _snapshot(progress: IngestProgress) -> IngestProgress:

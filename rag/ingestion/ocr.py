@@ -38,6 +38,8 @@ from rag.errors import ParseError, RagError
 PDFIUM_LOCK = threading.RLock()
 MIN_TEXT_CHARS = 16  # a PDF page whose text layer has fewer (a page number, a watermark) is a scan
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
+INK_SHARE = 0.1  # a pixel this much darker than the line's background is ink
+WORD_GAP = 0.25  # blank columns between words: at least this share of the height of the line's ink
 SCAN_FORMAT = 1  # version of the saved lines and boxes (`save_scan`)
 
 
@@ -97,6 +99,55 @@ def _rows(lines: Sequence[OcrLine]) -> list[list[OcrLine]]:
         else:
             rows.append([line])
     return [sorted(row, key=lambda item: item.box[0]) for row in rows]
+
+
+def respace(text: str, starts: Sequence[float], gaps: Sequence[float]) -> str:
+    """The spaces of a line as printed. The recogniser often drops the space between two words
+    ("anASN.1definitionsfile", most in tightly set sans-serif text) and sometimes adds one inside
+    a word ("Docu ment"). `starts`: the left edge of each character, from the recogniser;
+    `gaps`: the middles of the blank columns of the line wide enough to part two words
+    (`word_gaps`). A space goes where a gap lies between two characters; a space with no gap
+    under it goes."""
+    if len(starts) != len(text) or len(text) < 2:
+        return text
+    out = [text[0]]
+    for i in range(1, len(text)):
+        char, before = text[i], text[i - 1]
+        if char.isspace():
+            after = starts[i + 1] if i + 1 < len(text) else float("inf")
+            if any(starts[i - 1] < g < after for g in gaps):
+                out.append(char)
+            continue
+        if not before.isspace() and any(starts[i - 1] < g < starts[i] for g in gaps):
+            out.append(" ")
+        out.append(char)
+    return "".join(out)
+
+
+def word_gaps(gray, box: Sequence[float]) -> list[float]:
+    """The middles (in page pixels) of the runs of blank columns in a line's box that are wider
+    than a gap between letters: a quarter of the height of the line's ink."""
+    import numpy as np
+
+    left, top, right, bottom = (max(round(v), 0) for v in box)
+    crop = gray[top:bottom, left:right]
+    if crop.size == 0:
+        return []
+    darkest, lightest = int(crop.min()), int(crop.max())
+    ink = crop < lightest - (lightest - darkest) * INK_SHARE  # anti-aliased edges count as ink
+    rows = np.flatnonzero(ink.any(axis=1))
+    if rows.size == 0:
+        return []
+    wide = max(2.0, (rows[-1] - rows[0] + 1) * WORD_GAP)
+    gaps, run = [], None
+    for x, inked in enumerate(ink.any(axis=0)):
+        if not inked and run is None:
+            run = x
+        elif inked and run is not None:
+            if x - run >= wide and run > 0:
+                gaps.append(left + (run + x) / 2)
+            run = None
+    return gaps
 
 
 def normalise(text: str) -> str:
@@ -207,10 +258,10 @@ def _pool(size: int) -> tuple[ThreadPoolExecutor, queue.Queue]:
 
 
 def _read_page(engines: queue.Queue, number: int, image, min_confidence: float) -> OcrPage:
-    """One page read; a page read badly is read again turned upside down (a scan fed the wrong
-    way round), and the better reading kept."""
+    """One page read; a page read badly, or with no text found, is read again turned upside
+    down (a scan fed the wrong way round), and the better reading kept."""
     page = _recognise(engines, number, image)
-    if page.lines and page.confidence < min_confidence:
+    if page.confidence < min_confidence:
         turned = _recognise(engines, number, image.rotate(180))
         if turned.confidence > page.confidence:
             return OcrPage(number, tuple(OcrLine(x.text, (1 - x.box[2], 1 - x.box[3], 1 - x.box[0], 1 - x.box[1]),
@@ -221,16 +272,19 @@ def _read_page(engines: queue.Queue, number: int, image, min_confidence: float) 
 def _recognise(engines: queue.Queue, number: int, image) -> OcrPage:
     import numpy as np
 
+    pixels = np.asarray(image.convert("RGB"))
     engine = engines.get()
     try:
-        result, _ = engine(np.asarray(image.convert("RGB")))
+        result, _ = engine(pixels, return_word_box=True)
     finally:
         engines.put(engine)
+    gray = pixels.min(axis=2)
     width, height = image.size
     lines = []
-    for points, text, score in result or []:
+    for points, text, score, char_boxes, *_ in result or []:
         xs, ys = [p[0] for p in points], [p[1] for p in points]
-        text = normalise(text)
+        starts = [min(p[0] for p in box) for box in char_boxes]
+        text = normalise(respace(text, starts, word_gaps(gray, (min(xs), min(ys), max(xs), max(ys)))))
         if text:
             box = (min(xs) / width, min(ys) / height, max(xs) / width, max(ys) / height)
             lines.append(OcrLine(text, tuple(round(v, 5) for v in box), round(float(score), 4)))
@@ -269,8 +323,11 @@ def image_pages(path: Path, options: OcrOptions) -> tuple[int, Iterator[tuple[in
 
     try:
         image = Image.open(path)
-    except Image.DecompressionBombError as exc:
-        raise ParseError(f"{path.name}: {exc}; refused (RAG_OCR_MAX_PIXELS)") from None
+    except Image.DecompressionBombError:  # Pillow's own guard, for far larger images than ours
+        raise ParseError(
+            f"{path.name}: the image has more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:,.0f} million pixels (a decompression "
+            f"bomb?), more than RAG_OCR_MAX_PIXELS ({options.max_pixels / 1e6:,.0f} MP): refused"
+        ) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise ParseError(f"{path.name}: the image is damaged or not an image ({exc})") from None
     count = getattr(image, "n_frames", 1)

@@ -131,7 +131,9 @@ def read_pdf(path: Path, ocr: OcrJob | None = None) -> list[Section]:
         for page in ocr.read(pdf_page_images(path, scanned, ocr.options), len(scanned)):
             texts[page.page - 1] = page.text if page.lines and page.confidence >= ocr.options.min_confidence else ""
     elif not any(text.strip() for text in texts):
-        raise ParseError(f"{path.name}: the PDF has no text layer (a scan?) and OCR is off; set RAG_OCR=auto to read it")
+        if ocr is None or ocr.options.mode is OcrMode.OFF:
+            raise ParseError(f"{path.name}: the PDF has no text layer (a scan?) and OCR is off; set RAG_OCR=auto to read it")
+        raise ParseError(f"{path.name}: the PDF has no text layer and no scanned image to read (drawings only?)")
     cleaned = clean_pdf_pages(texts, labels)  # prose: no page furniture, no TOC, whole words
     sections = [Section(text, page=i + 1, page_label=labels[i]) for i, text in enumerate(cleaned) if text.strip()]
     return sections or _unread(path, ocr)
@@ -168,7 +170,7 @@ def _unread(path: Path, ocr: OcrJob | None) -> list[Section]:
     if summary["flagged"]:
         raise ParseError(
             f"{path.name}: the scan could not be read reliably (OCR confidence {summary['confidence']:.0%}, "
-            f"below RAG_OCR_MIN_CONFIDENCE {ocr.options.min_confidence:.0%}); nothing was indexed"
+            f"below RAG_OCR_MIN_CONFIDENCE={ocr.options.min_confidence:g}); nothing was indexed"
         )
     raise ParseError(f"{path.name}: OCR found no text on its {summary['pages']} scanned page(s): a blank scan?")
 

@@ -1,0 +1,251 @@
+"""Scanned documents and images, read by OCR as a user meets them: scans drawn from printed
+text, the real OCR models, the CLI as a subprocess, a real Milvus Lite file."""
+
+from __future__ import annotations
+
+import json
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from pypdf import PdfReader, PdfWriter
+
+from rag.answering.source_view import render_page
+from rag.config import OcrMode, Settings
+from rag.errors import ParseError
+from rag.ingestion.ocr import OcrCancelled, OcrJob, OcrOptions, normalise
+from rag.ingestion.readers import read_file
+from rag.storage.catalog import DocumentRecord
+from tests.docs import make_pdf, make_scanned_pdf, text_image
+from tests.helpers import ROOT, clean_environ
+
+FERRY = "The Kestrel ferry leaves the north harbour at 6:40 every morning."
+TIDE = "Spring tides at Pellow Point reach 5.2 metres in March."
+LAMP = "The Corran lamp was lit by paraffin until 1954."
+SEAL = "Grey seals pup on the Farne islands in late autumn."
+TEXT_PAGE = "The Zephyr pump operates at a pressure of 42 bar."
+
+
+def letters(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text.lower())
+
+
+def assert_read(text: str, sentence: str) -> None:
+    """OCR may differ from the print in spacing and punctuation, never in the letters."""
+    assert letters(sentence) in letters(text), text
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("scans")
+    files: dict[str, Path] = {}
+    # A mixed PDF: page 1 has a text layer, page 2 is a scan.
+    text = make_pdf(folder / "text-part.pdf", [TEXT_PAGE], labels=False)
+    scan = make_scanned_pdf(folder / "scan-part.pdf", [["Harbour notes", FERRY]])
+    writer = PdfWriter()
+    writer.append(PdfReader(text))
+    writer.append(PdfReader(scan))
+    files["mixed.pdf"] = folder / "mixed.pdf"
+    writer.write(files["mixed.pdf"])
+    files["tides.png"] = folder / "tides.png"
+    text_image(["Tide tables", TIDE]).save(files["tides.png"])
+    files["tides.jpg"] = folder / "tides.jpg"
+    text_image(["Tide tables", TIDE]).save(files["tides.jpg"], quality=85)
+    files["tides.webp"] = folder / "tides.webp"
+    text_image(["Tide tables", TIDE]).save(files["tides.webp"], quality=90)
+    files["lamps.tiff"] = folder / "lamps.tiff"
+    first, second = text_image(["Coast lights, part one", SEAL]), text_image(["Coast lights, part two", LAMP])
+    first.save(files["lamps.tiff"], save_all=True, append_images=[second], compression="tiff_lzw")
+    files["upside-down.png"] = folder / "upside-down.png"
+    text_image(["Fed the wrong way round", SEAL]).rotate(180).save(files["upside-down.png"])
+    return files
+
+
+@pytest.fixture(scope="module")
+def bad_scans(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bad-scans")
+    files: dict[str, Path] = {}
+    files["bomb.png"] = folder / "bomb.png"  # 20,000 x 20,000 px in a few kilobytes
+    Image.new("1", (20_000, 20_000), 1).save(files["bomb.png"], optimize=True)
+    files["huge.png"] = folder / "huge.png"  # 81 megapixels: over RAG_OCR_MAX_PIXELS, under Pillow's own guard
+    Image.new("1", (9_000, 9_000), 1).save(files["huge.png"], optimize=True)
+    files["corrupt.png"] = folder / "corrupt.png"
+    good = folder / "good.png"
+    text_image([TIDE]).save(good)
+    files["corrupt.png"].write_bytes(good.read_bytes()[:400])  # cut short
+    good.unlink()
+    files["blank.png"] = folder / "blank.png"
+    Image.new("L", (1275, 1650), 255).save(files["blank.png"])
+    files["not-an-image.jpg"] = folder / "not-an-image.jpg"
+    files["not-an-image.jpg"].write_text("this is text with an image's name")
+    scan = make_scanned_pdf(folder / "scan.pdf", [[FERRY]])
+    writer = PdfWriter(clone_from=PdfReader(scan))
+    writer.encrypt(user_password="secret", owner_password="owner")
+    files["locked-scan.pdf"] = folder / "locked-scan.pdf"
+    writer.write(files["locked-scan.pdf"])
+    scan.unlink()
+    return files
+
+
+def test_a_mixed_pdf_keeps_its_text_layer_and_reads_its_scanned_page(scans):
+    job = OcrJob(OcrOptions())
+    sections = read_file(scans["mixed.pdf"], job)
+    assert [s.page for s in sections] == [1, 2]
+    assert TEXT_PAGE in sections[0].text, "a page with a text layer keeps it, word for word"
+    assert_read(sections[1].text, FERRY)
+    summary = job.summary()
+    assert summary["pages"] == 1 and summary["flagged"] == [] and summary["confidence"] > 0.9, summary
+    [page] = job.pages
+    assert page.page == 2 and all(0 <= v <= 1 for line in page.lines for v in line.box)
+
+    forced = OcrJob(OcrOptions(mode=OcrMode.FORCE))
+    read_file(scans["mixed.pdf"], forced)
+    assert [p.page for p in forced.pages] == [1, 2], "force reads every page, text layer or not"
+    off = read_file(scans["mixed.pdf"], OcrJob(OcrOptions(mode=OcrMode.OFF)))
+    assert [s.page for s in off] == [1], "with OCR off the scanned page is left out"
+
+
+@pytest.mark.parametrize("name", ["tides.png", "tides.jpg", "tides.webp"])
+def test_an_image_is_one_document_of_one_page(scans, name):
+    job = OcrJob(OcrOptions())
+    [section] = read_file(scans[name], job)
+    assert section.page == 1
+    assert_read(section.text, TIDE)
+    assert job.summary()["confidence"] > 0.9
+
+
+def test_a_multi_page_tiff_has_pages_and_an_upside_down_scan_is_turned(scans):
+    sections = read_file(scans["lamps.tiff"], OcrJob(OcrOptions()))
+    assert [s.page for s in sections] == [1, 2]
+    assert_read(sections[0].text, SEAL)
+    assert_read(sections[1].text, LAMP)
+    job = OcrJob(OcrOptions())
+    [section] = read_file(scans["upside-down.png"], job)
+    assert_read(section.text, SEAL)
+    [line] = [x for x in job.pages[0].lines if "seals" in x.text.lower()]
+    assert line.box[1] > 0.5, "boxes are where the text is on the file as it is (upside down: low on the page)"
+
+
+def test_reading_can_be_cancelled_between_pages(tmp_path):
+    pdf = make_scanned_pdf(tmp_path / "long.pdf", [[f"Page {n}: {FERRY}"] for n in range(1, 7)])
+    seen = []
+
+    def on_page(done: int, total: int) -> None:
+        seen.append(done)
+        if done >= 1:
+            job.cancel()
+
+    job = OcrJob(OcrOptions(workers=1), on_page=on_page)
+    with pytest.raises(OcrCancelled):
+        read_file(pdf, job)
+    assert max(seen) < 6, "the pages after the cancel are never read"
+
+
+def test_bad_images_get_one_reason_each_and_no_memory_blow_up(bad_scans):
+    reasons = {}
+    for name, path in bad_scans.items():
+        with pytest.raises(ParseError) as error:
+            read_file(path, OcrJob(OcrOptions()))
+        reasons[name] = str(error.value)
+    assert "decompression bomb" in reasons["bomb.png"] and "RAG_OCR_MAX_PIXELS" in reasons["bomb.png"]
+    assert "9,000 x 9,000 px (81 MP)" in reasons["huge.png"] and "RAG_OCR_MAX_PIXELS (60 MP)" in reasons["huge.png"]
+    assert "damaged" in reasons["corrupt.png"]
+    assert "damaged or not an image" in reasons["not-an-image.jpg"]
+    assert "no text" in reasons["blank.png"] and "blank" in reasons["blank.png"]
+    assert "password" in reasons["locked-scan.pdf"]
+    assert all(r.startswith(f"{name}: ") for name, r in reasons.items()), reasons
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 3_000_000, "KiB: a 400-megapixel image was never decoded"
+
+
+def test_normalise_turns_full_width_forms_into_ascii():
+    assert normalise("-o，--output （file）  name") == "-o, --output (file) name"
+    assert normalise("ＡＳＮ．１") == "ASN.1"
+
+
+# As a user runs it: the CLI, settings from the environment --------------------------------------
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+    data = tmp_path_factory.mktemp("ocr-data")
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "rag", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
+            env=clean_environ(**{"RAG_DATA_DIR": str(data), **env}),
+        )
+
+    run.data = data
+    return run
+
+
+def test_cli_indexes_scans_lists_bad_files_and_cites_the_scanned_page(cli, scans, bad_scans, tmp_path):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for path in [scans["mixed.pdf"], scans["lamps.tiff"], scans["tides.png"], *bad_scans.values()]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "note.md").write_text("# Note\n\nThe tide gauge at Pellow Point was rebuilt in 2019.\n")
+    started = time.monotonic()
+    result = cli("ingest", str(folder), "--json", "--collection", "scans")
+    assert result.returncode == 1, result.stderr  # some files failed
+    files = {f["doc_id"]: f for f in json.loads(result.stdout)["files"]}
+    indexed = {name for name, f in files.items() if f["status"] == "indexed"}
+    assert indexed == {"mixed.pdf", "lamps.tiff", "tides.png", "note.md"}, files
+    assert files["lamps.tiff"]["pages"] == 2 and files["lamps.tiff"]["note"].startswith("OCR: 2 pages, confidence")
+    assert files["mixed.pdf"]["note"].startswith("OCR: 1 page,"), "only the scanned page was read by OCR"
+    assert files["note.md"]["note"] == ""
+    for name in bad_scans:
+        assert files[name]["status"] == "failed" and files[name]["error"].startswith(f"{name}: "), files[name]
+    assert "RAG_OCR_MAX_PIXELS" in files["bomb.png"]["error"] and "RAG_OCR_MAX_PIXELS" in files["huge.png"]["error"]
+    assert time.monotonic() - started < 300
+
+    result = cli("ask", "When was the Corran lamp lit by paraffin?", "--json", "--collection", "scans", "--top-k", "2")
+    assert result.returncode == 0, result.stderr
+    source = json.loads(result.stdout)["sources"][0]
+    assert (source["file"], source["page"]) == ("lamps.tiff", 2), source
+
+    docs = {d["doc_id"]: d for d in json.loads(cli("docs", "--json", "--collection", "scans").stdout)}
+    assert docs["lamps.tiff"]["ocr"]["pages"] == 2 and docs["lamps.tiff"]["ocr"]["confidence"] > 0.9
+    assert docs["note.md"]["ocr"] is None
+    assert docs["bomb.png"]["status"] == "failed"
+
+    # The cited passage is marked on the scanned page, from the boxes OCR kept.
+    settings = Settings(RAG_DATA_DIR=cli.data)
+    records = {name: DocumentRecord(**d) for name, d in docs.items()}
+    record = records["lamps.tiff"]
+    image = render_page(settings, record, scans["lamps.tiff"], 2, source["text"])
+    assert image.marked and (image.page, image.pages) == (2, 2)
+    assert not render_page(settings, record, scans["lamps.tiff"], 1, source["text"]).marked, "only where it is"
+    mixed = records["mixed.pdf"]
+    assert render_page(settings, mixed, scans["mixed.pdf"], 2, FERRY).marked
+    assert render_page(settings, mixed, scans["mixed.pdf"], 1, TEXT_PAGE).marked, "the text page: from its text layer"
+
+
+def test_ocr_settings_from_the_environment(cli, scans, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("tides.png", "mixed.pdf"):
+        (inbox / name).write_bytes(scans[name].read_bytes())
+    result = cli("ingest", str(inbox), "--json", "--collection", "ocr_off", RAG_OCR="off")
+    assert result.stdout, result.stderr
+    files = {f["doc_id"]: f for f in json.loads(result.stdout)["files"]}
+    assert "OCR, which is off; set RAG_OCR=auto" in files["tides.png"]["error"]
+    assert files["mixed.pdf"]["status"] == "indexed" and files["mixed.pdf"]["note"] == "", "its text page only"
+
+    result = cli("ingest", str(inbox / "tides.png"), "--json", "--collection", "ocr_strict", RAG_OCR_MIN_CONFIDENCE="0.9999")
+    [file] = json.loads(result.stdout)["files"]
+    assert file["status"] == "failed" and "could not be read reliably" in file["error"], file
+    assert "RAG_OCR_MIN_CONFIDENCE" in file["error"]
+
+    result = cli("ingest", str(inbox / "tides.png"), "--json", "--collection", "ocr_tiny", RAG_OCR_MAX_PIXELS="1000000")
+    [file] = json.loads(result.stdout)["files"]
+    assert file["status"] == "indexed", "1 megapixel is enough for this strip: 1275 x 420"
+
+    result = cli("ingest", str(inbox / "tides.png"), RAG_OCR="sometimes")
+    assert result.returncode != 0 and "RAG_OCR" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    result = cli("ingest", str(inbox / "tides.png"), RAG_OCR_DPI="20")
+    assert result.returncode != 0 and "RAG_OCR_DPI" in result.stderr and "Traceback" not in result.stderr, result.stderr
