@@ -71,9 +71,10 @@ def _create_collection(rag: Rag) -> None:
 def _system_info(rag: Rag) -> None:
     info = rag.info
     st.caption("Running on")
+    backend = f":gray[{formatting.escape_markdown(info.embed_backend)}]  \n" if info.embed_backend else ""
     st.markdown(
         f":material/database: **Vector store**  \n{formatting.escape_markdown(info.milvus)}  \n"
-        f":material/scatter_plot: **Embeddings**  \n{formatting.escape_markdown(info.embed_model)}  \n"
+        f":material/scatter_plot: **Embeddings**  \n{formatting.escape_markdown(info.embed_model)}  \n{backend}"
         f":material/smart_toy: **Answers**  \n{formatting.escape_markdown(info.llm.label)}"
     )
     if info.llm.note:

@@ -12,6 +12,7 @@ from typing import Any
 from rag.bench.commands import add_bench_parsers, cmd_bench, cmd_bench_ingest, cmd_bench_ocr
 from rag.config import MAX_TOP_K, MIN_TOP_K, RETRIEVAL_MODES, check_top_k
 from rag.errors import RagError
+from rag.ingestion.ocr import ocr_note
 from rag.status import FileStatus
 
 
@@ -299,7 +300,7 @@ def cmd_docs(args, settings) -> int:
         return 0
     width = max(len(d.doc_id) for d in docs)
     for d in docs:
-        extra = f"  {d.error}" if d.error else ""
+        extra = "".join(f"  {x}" for x in (d.error, ocr_note(d.ocr)) if x)
         print(f"{d.doc_id:<{width}}  {d.status:8}  {d.chunks:6} chunks{extra}")
     return 0
 

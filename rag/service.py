@@ -30,11 +30,11 @@ from rag.conversations import ConversationStore
 from rag.errors import ConfigError, CoreClosed, DocumentNotFound, RagError
 from rag.evaluation import Question, Report, check_files, outcome, report
 from rag.ingestion import recovery
-from rag.ingestion.ocr import OcrOptions, scans_dir
+from rag.ingestion.ocr import OcrOptions, forget_scan, scans_dir
 from rag.ingestion.pipeline import Ingestor
 from rag.ingestion.sources import IngestReport, ProgressCallback, Source, collect_sources
 from rag.loop import BackgroundLoop, shared_loop
-from rag.models.embeddings import EmbedInfo, build_embed_model, count_tokens, embed_info
+from rag.models.embeddings import EmbedInfo, build_embed_model, count_tokens, describe_backend, embed_info
 from rag.models.llm import LLMInfo, build_llm, llm_info
 from rag.options import AskOptions
 from rag.retrieval.search import (
@@ -78,6 +78,7 @@ class SystemInfo:
     milvus: str
     embed_model: str
     llm: LLMInfo
+    embed_backend: str = ""  # what computes a local model's embeddings, and why (empty: a server does)
 
 
 class Rag:
@@ -151,6 +152,7 @@ class Rag:
             milvus=self.settings.milvus_display,
             embed_model=self.settings.embed_display,
             llm=llm_info(self.settings),
+            embed_backend=describe_backend(self.settings) if self.settings.embed_provider is EmbedProvider.LOCAL else "",
         )
 
     def _secrets(self) -> tuple[str, ...]:
@@ -324,6 +326,8 @@ class Rag:
             raise DocumentNotFound(f"no document {doc_id!r} in collection {info.name!r}{hint}")
         await store.adelete_chunks(info.name, doc_id)
         await store.aforget_document(info.name, doc_id)
+        if record.ocr:  # its lines and boxes go with it
+            forget_scan(scans_dir(self.settings), record.content_hash)
         return record
 
     def prune(self, folder: str | Path, collection: str | None = None) -> list[DocumentRecord]:

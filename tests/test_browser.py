@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.docs import make_corpus, make_pdf
+from tests.docs import make_corpus, make_pdf, make_scanned_pdf, text_image
 from tests.helpers import ROOT, clean_environ, free_port
 
 pytestmark = pytest.mark.browser
@@ -253,6 +253,36 @@ def _upload(page, server: str, path: Path) -> None:
     page.get_by_role("button", name="Upload and index").click()
     page.get_by_text(re.compile(rf"^{re.escape(path.name)}: 1 (indexed|updated|already in the collection)")).wait_for(timeout=LONG)
     _settle(page)
+
+
+def test_a_scan_is_read_cited_and_marked_on_its_page(page, server, tmp_path):
+    """A scanned PDF and a photo of a page: read by OCR, listed with their confidence, and a
+    cited passage drawn on the scanned page with its lines marked."""
+    scan = make_scanned_pdf(tmp_path / "harbour-log.pdf", [
+        ["Harbour log, volume one", "The Kestrel ferry leaves the north harbour at 6:40 every morning."],
+        ["Harbour log, volume two", "The Corran lamp was lit by paraffin until 1954, then by electricity."],
+    ])
+    photo = tmp_path / "tide-table.png"
+    text_image(["Tide table", "Spring tides at Pellow Point reach 5.2 metres in March."]).save(photo)
+    _upload(page, server, scan)
+    _upload(page, server, photo)
+    library = _library(page, "harbour-log.pdf", "tide-table.png")
+    assert re.search(r"harbour-log\.pdf.*indexed\s*9\d%", library, re.S), library  # the OCR column
+    _shot(page, "documents-scans.png", height=1020, folder=tmp_path / "shots")
+
+    _open(page, "Chat")
+    answer = _ask(page, "Until when was the Corran lamp lit by paraffin?")
+    sources = answer.get_by_test_id("stExpander")
+    first = sources.first.inner_text()
+    assert "[1] harbour-log.pdf" in first and "page 2" in first, first
+    sources.first.click()
+    _switch_on(page, sources.first, "Show in the document")
+    expect(sources.first.get_by_test_id("stImage")).to_be_visible(timeout=LONG)
+    expect(sources.first).to_contain_text("Page 2 of 2 · the passage is marked")
+    _settle(page)
+    _healthy(page)
+    answer.evaluate("el => el.scrollIntoView({block: 'start'})")
+    _shot(page, "scan-source.png", height=1300)
 
 
 def test_what_is_typed_in_the_chat_box(page, server, tmp_path):

@@ -69,7 +69,7 @@ def test_time_left_counts_down_between_reports():
 @pytest.mark.quick
 def test_supported_types_are_one_list():
     assert set(READERS) == set(SUPPORTED_EXTENSIONS) == {e for t in FILE_TYPES for e in t.extensions}
-    assert SUPPORTED_TYPES == "PDF, Word (.docx), Markdown, plain text, HTML, CSV, JSON and RTF"
+    assert SUPPORTED_TYPES == "PDF, Word (.docx), Markdown, plain text, HTML, CSV, JSON, RTF and scanned images (PNG, JPEG, TIFF, WebP)"
     [word] = [t for t in FILE_TYPES if t.label.startswith("Word")]
     assert word.extensions == (".docx",), "Word means .docx: .doc files are refused"
 

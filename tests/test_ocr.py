@@ -22,7 +22,7 @@ from rag.ingestion.ocr import OcrCancelled, OcrJob, OcrOptions, normalise
 from rag.ingestion.readers import read_file
 from rag.storage.catalog import DocumentRecord
 from tests.docs import make_pdf, make_scanned_pdf, text_image
-from tests.helpers import ROOT, clean_environ
+from tests.helpers import ROOT, clean_environ, until
 
 FERRY = "The Kestrel ferry leaves the north harbour at 6:40 every morning."
 TIDE = "Spring tides at Pellow Point reach 5.2 metres in March."
@@ -224,6 +224,11 @@ def test_cli_indexes_scans_lists_bad_files_and_cites_the_scanned_page(cli, scans
     assert render_page(settings, mixed, scans["mixed.pdf"], 2, FERRY).marked
     assert render_page(settings, mixed, scans["mixed.pdf"], 1, TEXT_PAGE).marked, "the text page: from its text layer"
 
+    saved = cli.data / "scans" / f"{record.content_hash}.json"
+    assert saved.is_file()
+    assert cli("delete", "lamps.tiff", "--collection", "scans").returncode == 0
+    assert not saved.exists(), "a deleted document's lines and boxes go with it"
+
 
 def test_ocr_settings_from_the_environment(cli, scans, tmp_path):
     inbox = tmp_path / "inbox"
@@ -249,3 +254,52 @@ def test_ocr_settings_from_the_environment(cli, scans, tmp_path):
     assert result.returncode != 0 and "RAG_OCR" in result.stderr and "Traceback" not in result.stderr, result.stderr
     result = cli("ingest", str(inbox / "tides.png"), RAG_OCR_DPI="20")
     assert result.returncode != 0 and "RAG_OCR_DPI" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+# In the pipeline: a time limit per page, and cancel mid-document ---------------------------------
+
+SHIPS = ["Alder", "Birch", "Cedar", "Damson", "Elder", "Fir", "Gorse", "Hazel", "Ivy", "Juniper", "Kale", "Larch"]
+
+
+def _logbook(path: Path) -> Path:
+    """A 12-page scan, one ship per page (no line repeats, so none is taken for a running header)."""
+    return make_scanned_pdf(path, [[f"Logbook entry {i + 1}", f"The {ship} sailed from Pellow Point with {i + 3} crew."]
+                                   for i, ship in enumerate(SHIPS)])
+
+
+def test_the_file_time_limit_is_per_page_of_a_scan(data_dir, collection, tmp_path):
+    from rag.service import Rag
+
+    logbook = _logbook(tmp_path / "logbook.pdf")
+    dense = tmp_path / "dense.png"
+    text_image([f"Line {n}: {FERRY} {TIDE}" for n in range(40)], size=(1275, 1650)).save(dense)
+    with Rag(Settings(RAG_DATA_DIR=data_dir, RAG_FILE_TIMEOUT=3, _env_file=None)) as rag:
+        report = rag.ingest([logbook], collection)
+        [result] = report.results
+        assert result.status == "indexed" and result.pages == 12, result
+        assert report.seconds > 3, "the whole scan took longer than the limit: the limit is per page"
+    with Rag(Settings(RAG_DATA_DIR=data_dir, RAG_FILE_TIMEOUT=0.2, _env_file=None)) as rag:
+        [result] = rag.ingest([dense], collection).results
+        assert result.status == "failed" and "longer than 0.2 s to read (RAG_FILE_TIMEOUT)" in result.error, result
+
+
+def test_cancelling_a_job_stops_reading_the_scan_and_keeps_nothing_of_it(rag, collection, tmp_path):
+    from rag.ingestion.jobs import IngestJobs
+    from rag.ingestion.sources import Source
+
+    logbook = _logbook(tmp_path / "logbook.pdf")
+    jobs = IngestJobs(rag.start_ingest)
+    try:
+        job = jobs.submit([Source(logbook, "logbook.pdf")], collection)
+        until(lambda: jobs.get(job).progress.pages_read >= 2, timeout=120)
+        view = jobs.get(job)
+        assert view.progress.pages_total == 12 and view.progress.current == "logbook.pdf"
+        cancelled = time.monotonic()
+        assert jobs.cancel(job)
+        view = jobs.wait(job, 30)
+        assert view.state == "cancelled" and time.monotonic() - cancelled < 10
+        [file] = view.files
+        assert file.status in ("failed", "skipped") and "cancelled" in file.error, file
+    finally:
+        jobs.close()
+    assert "logbook.pdf" not in {d.doc_id for d in rag.documents(collection)}
