@@ -140,7 +140,9 @@ def show_sources(turn: Turn, expand_first: bool) -> None:
     st.caption(f"Sources · {len(citations)} passage{plural}" if turn.found
                else f"Closest passages · {len(citations)}, none of which answers the question")
     for i, citation in enumerate(citations):
-        with st.expander(sources.citation_label(i + 1, citation), expanded=expand_first and i == 0, icon=":material/description:"):
+        shown = st.session_state.get(f"{turn.id}-view-{i}", False)  # a source shown in its document stays open
+        with st.expander(sources.citation_label(i + 1, citation), expanded=(expand_first and i == 0) or shown,
+                         icon=":material/description:"):
             st.html(sources.marked_html(citation.text, citation.highlights))
             if st.toggle("Show in the document", key=f"{turn.id}-view-{i}"):
                 sources.show_in_document(rag, collection, citation, f"{turn.id}-view-{i}")
