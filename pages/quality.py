@@ -60,6 +60,29 @@ def chart(rows: list[dict]) -> alt.Chart:
     return (bars + labels).properties(width=140, height=220).facet(column=column)
 
 
+def diagnosis(reports: list[dict]) -> None:
+    """Per question, where the right passage was: in the dense search, the BM25 search and the
+    fused result (a hybrid evaluation at its largest k), and whether the answer declined."""
+    hybrid = [r for r in reports if r["losses"]]
+    if not hybrid:
+        return
+    report = max(hybrid, key=lambda r: r["top_k"])
+    k, lost = report["top_k"], report["losses"]
+    st.subheader(f"Where right passages were lost (hybrid, top-{k})", anchor=False)
+    st.caption(f"Found {lost['found']} · not retrieved by either search {lost['not retrieved']} · retrieved but "
+               f"ranked below {k} {lost['ranked below k']} · lost in fusion {lost['lost in fusion']} · declined: "
+               f"{report['unanswerable_declined']} of {report['unanswerable_total']} unanswerable, "
+               f"{report['answerable_declined']} of {report['answerable_total']} answerable")
+    rows = [{"Question": q["question"], "File": q["file"] or "(unanswerable)", "Fused": q["rank"],
+             "Dense": q["dense_rank"], "BM25": q["keyword_rank"], "Stage": q["stage"], "Declined": q["declined"]}
+            for q in report["per_question"]]
+    frame = pd.DataFrame(rows).astype({"Fused": "Int64", "Dense": "Int64", "BM25": "Int64"})
+    st.dataframe(frame, hide_index=True, key="quality_questions", placeholder="—",
+                 column_config={"Fused": st.column_config.NumberColumn(help=f"rank in the top {k} (— : not there)"),
+                                "Dense": st.column_config.NumberColumn(help="rank among the dense search's candidates"),
+                                "BM25": st.column_config.NumberColumn(help="rank among the BM25 search's candidates")})
+
+
 def show(rag, collection: str) -> None:
     st.header("Retrieval quality", anchor=False)
     st.markdown(
@@ -89,7 +112,8 @@ def show(rag, collection: str) -> None:
         return
     st.altair_chart(chart(result["rows"]))
     table = pd.DataFrame(result["rows"]).rename(columns={"top_k": "top-k", "mrr": "MRR"})
-    st.dataframe(table, hide_index=True, key="quality_table")
+    st.dataframe(table, hide_index=True, key="quality_table", placeholder="—")
+    diagnosis(result["reports"])
     best = max(result["rows"], key=lambda r: (r["mrr"], r["hit@k"]))
     st.caption(f"Best MRR here: **{best['mode']}** (MRR {best['mrr']:.3f}) on "
                f"{formatting.escape_markdown(result['file'])}, collection {formatting.escape_markdown(result['collection'])}.")

@@ -277,14 +277,21 @@ def cmd_eval(args, settings) -> int:
         return 0
     k = result.top_k
     print(f"collection {result.collection!r}, mode {result.mode}, top-{k}, {result.overall.questions} questions")
-    width = max(len(f) for f in result.per_file)
+    width = max((len(f) for f in result.per_file), default=7)
     print(f"{'':{width}}  {'hit@1':>6} {'hit@3':>6} {f'hit@{k}':>6} {'MRR':>6}  questions")
     for name, fig in [*result.per_file.items(), ("overall", result.overall)]:
         print(f"{name:{width}}  {fig.hit_at_1:6.2f} {fig.hit_at_3:6.2f} {fig.hit_at_k:6.2f} {fig.mrr:6.3f}  {fig.questions}")
     print()
     for o in result.outcomes:
         rank = f"rank {o.rank}" if o.rank else f"miss (top: {o.top or 'nothing'})"
-        print(f"  {rank:<40} {o.question.question}")
+        rank = ("declined" if o.declined else "answered") + " (unanswerable)" if o.question.file is None else rank
+        legs = f"  [dense {o.dense_rank or '-'}, BM25 {o.keyword_rank or '-'}: {o.stage(k)}]" if o.stage(k) else ""
+        print(f"  {rank:<40} {o.question.question}{legs}")
+    if result.losses:
+        print("\nright passages: " + ", ".join(f"{stage} {n}" for stage, n in result.losses.items()))
+    r = result.refusals
+    print(f"declined: {r['unanswerable_declined']} of {r['unanswerable_total']} unanswerable questions, "
+          f"{r['answerable_declined']} of {r['answerable_total']} answerable ones")
     if result.note:
         print(f"\nnote: {result.note}", file=sys.stderr)
     return 0

@@ -6,6 +6,11 @@ a hit when its file matches, its page matches (if one is given) and it contains 
 given; compared without case, punctuation or line breaks). The figures are hit@1, hit@3, hit@k
 (the right passage among the first 1, 3 or k) and MRR (the mean of 1/rank, 0 when missed).
 
+A question whose `"file"` is `null` has no answer in the documents: it only counts for the
+refusals (`unanswerable_declined` of `unanswerable_total`; `answerable_declined` counts the
+others that were wrongly declined). In a hybrid evaluation each right passage is also looked up
+in the dense and the BM25 search's own candidates, so a miss says where it was lost (`Stage`).
+
 Parsing and scoring are pure (text in, figures out); `Rag.evaluate` does the retrieval, so the
 CLI and the Benchmark page share one implementation.
 """
@@ -17,7 +22,8 @@ import io
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 from rag.answering.events import Citation
@@ -33,9 +39,18 @@ class QuestionFileError(RagError):
 @dataclass(frozen=True)
 class Question:
     question: str
-    file: str
+    file: str | None  # None: nothing in the documents answers it
     page: int | None = None  # 1-based physical page (PDFs)
     evidence: str = ""
+
+
+class Stage(StrEnum):
+    """Where a right passage was lost, in a hybrid search (or that it was found)."""
+
+    FOUND = "found"  # in the fused top k
+    NOT_RETRIEVED = "not retrieved"  # in neither search's candidates
+    RANKED_BELOW_K = "ranked below k"  # a search had it, below k in each
+    LOST_IN_FUSION = "lost in fusion"  # a search had it in its top k; the fused top k has not
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,21 @@ class Outcome:
     question: Question
     rank: int | None
     top: str = ""  # what came first: "file, page N"
+    dense_rank: int | None = None  # in the dense search's candidates (a hybrid evaluation)
+    keyword_rank: int | None = None  # in the BM25 search's candidates
+    legs: bool = False  # whether the two searches were looked into
+    declined: bool = False  # whether the answer would be "Not in your documents"
+
+    def stage(self, k: int) -> Stage | None:
+        """Where its right passage was lost at cutoff k; None without a right passage or legs."""
+        if self.question.file is None or not self.legs:
+            return None
+        if self.rank is not None and self.rank <= k:
+            return Stage.FOUND
+        legs = [r for r in (self.dense_rank, self.keyword_rank) if r is not None]
+        if not legs:
+            return Stage.NOT_RETRIEVED
+        return Stage.LOST_IN_FUSION if min(legs) <= k else Stage.RANKED_BELOW_K
 
 
 @dataclass
@@ -72,11 +102,27 @@ class Report:
     outcomes: list[Outcome] = field(default_factory=list)
     note: str = ""
 
+    @property
+    def losses(self) -> dict[str, int]:
+        """How many right passages were found, and lost at each stage (a hybrid evaluation)."""
+        stages = [o.stage(self.top_k) for o in self.outcomes]
+        return {stage.value: stages.count(stage) for stage in Stage} if any(stages) else {}
+
+    @property
+    def refusals(self) -> dict[str, int]:
+        unanswerable = [o for o in self.outcomes if o.question.file is None]
+        return {"unanswerable_declined": sum(o.declined for o in unanswerable), "unanswerable_total": len(unanswerable),
+                "answerable_declined": sum(o.declined for o in self.outcomes if o.question.file is not None),
+                "answerable_total": len(self.outcomes) - len(unanswerable)}
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"collection": self.collection, "mode": self.mode, "top_k": self.top_k,
-                                **self.overall.to_json(),
+                                **self.overall.to_json(), **self.refusals, "losses": self.losses,
                                 "per_file": {f: fig.to_json() for f, fig in self.per_file.items()},
-                                "per_question": [{**asdict(o.question), "rank": o.rank, "top": o.top} for o in self.outcomes]}
+                                "per_question": [{**asdict(o.question), "rank": o.rank, "top": o.top,
+                                                  "dense_rank": o.dense_rank, "keyword_rank": o.keyword_rank,
+                                                  "stage": o.stage(self.top_k), "declined": o.declined}
+                                                 for o in self.outcomes]}
         if self.note:
             data["note"] = self.note
         return data
@@ -110,8 +156,9 @@ def _question(row: Any, number: int, name: str) -> Question:
     if not isinstance(row, dict):
         raise QuestionFileError(f"{where} is not an object with \"question\" and \"file\"")
     question, file = str(row.get("question") or "").strip(), str(row.get("file") or "").strip()
-    if not question or not file:
-        raise QuestionFileError(f"{where} needs a non-empty \"question\" and \"file\"")
+    unanswerable = "file" in row and row["file"] is None  # JSON null: nothing answers it
+    if not question or not (file or unanswerable):
+        raise QuestionFileError(f"{where} needs a non-empty \"question\" and \"file\" (null: unanswerable)")
     page = row.get("page")
     if page in (None, ""):
         page = None
@@ -122,13 +169,13 @@ def _question(row: Any, number: int, name: str) -> Question:
             raise QuestionFileError(f"{where}: page must be a whole number (1-based), not {page!r}") from None
         if page < 1:
             raise QuestionFileError(f"{where}: page must be 1 or more (the first page is 1), not {page}")
-    return Question(question, file, page, str(row.get("evidence") or "").strip())
+    return Question(question, None if unanswerable else file, page, str(row.get("evidence") or "").strip())
 
 
 def check_files(questions: Sequence[Question], known: Iterable[str], collection: str) -> None:
     """Refuse a question set that names files the collection does not hold."""
     names = set(known)
-    unknown = sorted({q.file for q in questions if q.file not in names})
+    unknown = sorted({q.file for q in questions if q.file is not None and q.file not in names})
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise QuestionFileError(f"the questions name files that collection {collection!r} does not hold: {shown}")
@@ -139,7 +186,7 @@ def _plain(text: str) -> str:
 
 
 def is_hit(question: Question, citation: Citation) -> bool:
-    if question.file not in (citation.file, citation.doc_id):
+    if question.file is None or question.file not in (citation.file, citation.doc_id):
         return False
     if question.page is not None and citation.page != question.page:
         return False
@@ -160,8 +207,9 @@ def outcome(question: Question, citations: Sequence[Citation]) -> Outcome:
 
 
 def figures(outcomes: Sequence[Outcome], k: int) -> Figures:
-    """hit@1, hit@3, hit@k and MRR at cutoff k (a rank past k counts as a miss)."""
-    ranks = [o.rank if o.rank is not None and o.rank <= k else None for o in outcomes]
+    """hit@1, hit@3, hit@k and MRR at cutoff k (a rank past k counts as a miss), over the
+    questions that have an answer."""
+    ranks = [o.rank if o.rank is not None and o.rank <= k else None for o in outcomes if o.question.file is not None]
     n = len(ranks) or 1
     hit = lambda cut: round(sum(r is not None and r <= cut for r in ranks) / n, 4)  # noqa: E731
     return Figures(len(ranks), hit(1), hit(3), hit(k), round(sum(1 / r for r in ranks if r) / n, 4))
@@ -169,15 +217,18 @@ def figures(outcomes: Sequence[Outcome], k: int) -> Figures:
 
 def report(collection: str, outcomes: Sequence[Outcome], *, mode: str, k: int, note: str = "") -> Report:
     """Figures overall and per file, at cutoff k (outcomes may come from a deeper search)."""
-    files = sorted({o.question.file for o in outcomes})
+    files = sorted({o.question.file for o in outcomes if o.question.file is not None})
     per_file = {f: figures([o for o in outcomes if o.question.file == f], k) for f in files}
-    cut = [Outcome(o.question, o.rank if o.rank is not None and o.rank <= k else None, o.top) for o in outcomes]
+    cut = [replace(o, rank=o.rank if o.rank is not None and o.rank <= k else None) for o in outcomes]
     return Report(collection, mode, k, figures(outcomes, k), per_file, cut, note)
 
 
 def comparison_rows(reports: Sequence[Report]) -> list[dict[str, Any]]:
-    """One row per (mode, top-k): for a table, a chart, a CSV."""
-    return [{"mode": r.mode, "top_k": r.top_k, **r.overall.to_json()} for r in reports]
+    """One row per (mode, top-k): for a table, a chart, a CSV. Where right passages were lost
+    (hybrid only) and the refusals come along."""
+    stages = {stage.value: None for stage in Stage if stage is not Stage.FOUND}
+    return [{"mode": r.mode, "top_k": r.top_k, **r.overall.to_json(),
+             **{key: r.losses.get(key) for key in stages}, **r.refusals} for r in reports]
 
 
 def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:

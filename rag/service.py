@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -23,12 +23,13 @@ from llama_index.core.node_parser import SentenceSplitter
 
 from rag.answering.engines import ChatEngine, QueryEngine
 from rag.answering.events import Answer, Citation, Event, alast_answer, last_answer, with_mode
+from rag.answering.evidence import weigh
 from rag.answering.grounding import SupportGate, embedder
 from rag.chats import ChatSession, Conversations
 from rag.config import EmbedProvider, LLMMode, RetrievalMode, Settings, validate_collection_name
 from rag.conversations import ConversationStore
 from rag.errors import ConfigError, CoreClosed, DocumentNotFound, RagError
-from rag.evaluation import Question, Report, check_files, outcome, report
+from rag.evaluation import Question, Report, check_files, outcome, rank_of, report
 from rag.ingestion import recovery
 from rag.ingestion.ocr import OcrOptions, forget_scan, scans_dir
 from rag.ingestion.pipeline import Ingestor
@@ -38,6 +39,7 @@ from rag.models.embeddings import EmbedInfo, build_embed_model, count_tokens, de
 from rag.models.llm import LLMInfo, build_llm, llm_info
 from rag.options import AskOptions
 from rag.retrieval.search import (
+    FUSION_DEPTH,
     ModeChoice,
     Modes,
     StableOrder,
@@ -249,11 +251,19 @@ class Rag:
         check_files(questions, [n for d in documents for n in (d.doc_id, d.file_name)], info.name)
         deepest = max(top_ks)
         retriever, choice = await self._retriever(AskOptions(info.name, deepest, mode=mode))
-        kind = RetrievalMode(choice.mode).score_kind
+        # A hybrid search's right passage is also looked up in each search's own candidates.
+        legs = [(await self._retriever(AskOptions(info.name, max(deepest, FUSION_DEPTH), mode=leg)))[0]
+                for leg in ("dense", "keyword")] if choice.mode == RetrievalMode.HYBRID else []
+        kind, gate = RetrievalMode(choice.mode).score_kind, embedder(self.embed_model)
         outcomes = []
         for q in questions:
             hits = await retriever.aretrieve(q.question)
-            outcomes.append(outcome(q, [Citation.from_node(hit, score_kind=kind) for hit in hits]))
+            ranks = [rank_of(q, [Citation.from_node(h) for h in await leg.aretrieve(q.question)]) for leg in legs]
+            passages = [h.node.get_content() for h in hits[: self.settings.top_k]]  # what an answer would weigh
+            evidence = await asyncio.get_running_loop().run_in_executor(self._embed_executor, weigh, q.question, passages, gate)
+            outcomes.append(replace(outcome(q, [Citation.from_node(hit, score_kind=kind) for hit in hits]),
+                                    dense_rank=ranks[0] if legs else None, keyword_rank=ranks[-1] if legs else None,
+                                    legs=bool(legs), declined=not evidence.found))
         return [report(info.name, outcomes, mode=choice.mode, k=k, note=choice.note) for k in top_ks]
 
     # Collections ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rag.ingestion.uploads import MAX_NAME_BYTES, find_upload, safe_file_name
 from rag.options import AskOptions
-from tests.docs import make_bad_files
+from tests.docs import make_bad_files, text_image
 from tests.helpers import PUMP, button, library_frame, new_app, open_page, plain, texts, upload
 
 # Each test makes what it relies on: the indexed documents (`app_indexed`), or a collection
@@ -126,6 +126,7 @@ def test_every_awkward_upload_gets_its_own_outcome_and_nothing_leaves_the_data_f
         "scanned.pdf": bad["scanned.pdf"].read_bytes(),
         "corrupt.pdf": bad["corrupt.pdf"].read_bytes(),
         "big.txt": b"x" * (2 * 2**20),
+        **_scans(tmp_path / "scans"),
     }
     at = open_page(new_app(), "documents")  # a fresh session: in the default collection, though "contracts" exists
     limit = config.get_option("server.maxUploadSize")
@@ -139,23 +140,38 @@ def test_every_awkward_upload_gets_its_own_outcome_and_nothing_leaves_the_data_f
     rows = {r["File"]: r for r in library_frame(at).to_dict("records")}
     short = safe_file_name(long_name)
     assert len(short.encode()) <= MAX_NAME_BYTES and short.endswith(".txt")
-    indexed = {"escape.md", "ctrl[31m.txt", short, "latin1.txt"}
-    failed = {"binary.txt", "empty.txt", "scanned.pdf", "corrupt.pdf"}
+    indexed = {"escape.md", "ctrl[31m.txt", short, "latin1.txt", "tides.png"}
+    failed = {"binary.txt", "empty.txt", "scanned.pdf", "corrupt.pdf", "bomb.png", "blank.png", "corrupt.png"}
     assert {n for n, r in rows.items() if r["Status"] == "indexed"} >= indexed
     assert {n for n, r in rows.items() if r["Status"] == "failed"} >= failed and "big.txt" not in rows
     for name in failed:
         assert rows[name]["Note"] and rows[name]["Chunks"] == 0 and app_rag.count_chunks("documents", name) == 0
     for name in indexed:
         assert app_rag.count_chunks("documents", name) == rows[name]["Chunks"] >= 1, "all or nothing"
+    assert rows["tides.png"]["OCR"].endswith("%") and rows["escape.md"]["OCR"] is None, "read by OCR, with its confidence"
+    assert "RAG_OCR_MAX_PIXELS" in rows["bomb.png"]["Note"] and "blank scan" in rows["blank.png"]["Note"]
+    assert "damaged" in rows["corrupt.png"]["Note"]
     [hit] = passages(app_rag, "When does the café of the château open?", 1)
     assert hit.file == "latin1.txt" and "café du château" in hit.text, "legacy encodings are decoded"
 
     data = app_rag.settings.data_dir.resolve()
     saved = {p for p in data.rglob("*") if p.is_file()}
     assert all(p.is_relative_to(data / "uploads") or p.is_relative_to(data / "milvus.db") or p.parent == data
-               for p in saved), "uploads stay in their collections' folders"
+               or p.parent == data / "scans" for p in saved), "uploads stay in their collections' folders"
     assert (data / "uploads" / "documents" / "escape.md").is_file()
     assert not any((folder / "escape.md").exists() for folder in (data, data.parent, data.parent.parent))
+
+
+def _scans(folder) -> dict[str, bytes]:
+    """A scan that reads, and images that cannot be read: a decompression bomb, a blank page, a cut-off file."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    text_image(["Tide table", "Spring tides at Pellow Point reach 5.2 metres in March."]).save(folder / "tides.png")
+    Image.new("1", (20_000, 20_000), 1).save(folder / "bomb.png", optimize=True)
+    Image.new("L", (1275, 1650), 255).save(folder / "blank.png")
+    data = {name: (folder / name).read_bytes() for name in ("tides.png", "bomb.png", "blank.png")}
+    return {**data, "corrupt.png": data["tides.png"][:300]}
 
 
 def test_two_different_files_with_one_name(app_rag):

@@ -91,8 +91,33 @@ def test_figures_and_per_file_reports():
     assert {"hit@1", "hit@3", "hit@k", "mrr", "per_file", "per_question"} <= data.keys()
     rows = comparison_rows([ten])
     assert rows == [{"mode": "hybrid", "top_k": 10, "questions": 4, "hit@1": 0.25, "hit@3": 0.5, "hit@k": 0.75,
-                     "mrr": ten.overall.mrr}]
-    assert rows_to_csv(rows).splitlines()[0] == "mode,top_k,questions,hit@1,hit@3,hit@k,mrr"
+                     "mrr": ten.overall.mrr, "not retrieved": None, "ranked below k": None, "lost in fusion": None,
+                     "unanswerable_declined": 0, "unanswerable_total": 0, "answerable_declined": 0, "answerable_total": 4}]
+    assert rows_to_csv(rows).splitlines()[0].startswith("mode,top_k,questions,hit@1,hit@3,hit@k,mrr,not retrieved,")
+
+
+@pytest.mark.quick
+def test_a_miss_says_where_the_right_passage_was_lost_and_refusals_are_counted():
+    [unanswerable] = parse_questions('[{"question": "population of Tokyo?", "file": null}]')
+    assert unanswerable.file is None
+    outcomes = [
+        Outcome(Question("a", "x.pdf"), 2, dense_rank=1, keyword_rank=9, legs=True),  # found
+        Outcome(Question("b", "x.pdf"), None, dense_rank=None, keyword_rank=None, legs=True),  # in neither search
+        Outcome(Question("c", "x.pdf"), None, dense_rank=12, keyword_rank=None, legs=True),  # below k
+        Outcome(Question("d", "x.pdf"), 7, dense_rank=3, keyword_rank=30, legs=True, declined=True),  # fusion
+        Outcome(unanswerable, None, legs=True, declined=True),
+        Outcome(Question("f", None), None, legs=True, declined=False),
+    ]
+    five = report("c", outcomes, mode="hybrid", k=5)
+    assert [o.stage(5) for o in five.outcomes] == ["found", "not retrieved", "ranked below k", "lost in fusion", None, None]
+    assert five.losses == {"found": 1, "not retrieved": 1, "ranked below k": 1, "lost in fusion": 1}
+    assert five.refusals == {"unanswerable_declined": 1, "unanswerable_total": 2, "answerable_declined": 1,
+                             "answerable_total": 4}
+    assert five.overall.questions == 4 and five.overall.hit_at_k == 0.25, "unanswerable questions are not misses"
+    assert set(five.per_file) == {"x.pdf"}
+    check_files([o.question for o in outcomes], ["x.pdf"], "c")  # null files are not unknown files
+    assert report("c", outcomes, mode="hybrid", k=10).losses["found"] == 2, "at k=10 rank 7 is found"
+    assert report("c", [Outcome(Question("a", "x.pdf"), 1)], mode="dense", k=5).losses == {}, "no legs: no stages"
 
 
 @pytest.mark.quick
@@ -112,11 +137,17 @@ def test_evaluate_a_collection_in_every_mode(rag, corpus, collection):
         Question("Aurora project budget", "report.docx", evidence="3.5 million euros"),
         Question("When does the staff cafeteria open?", "plain.txt", evidence=FACTS["plain.txt"]),
     ]
+    questions.append(Question("What is the population of Tokyo?", None))
     for mode in ("hybrid", "dense", "keyword"):
         three, one = rag.evaluate(questions, collection, mode, (3, 1))
         assert three.mode == mode and three.top_k == 3 and one.top_k == 1
         assert three.overall.hit_at_k == 1.0, (mode, [(o.question.question, o.rank, o.top) for o in three.outcomes])
         assert set(three.per_file) == {"manual.pdf", "report.docx", "plain.txt"}
+        assert three.refusals["unanswerable_declined"] == three.refusals["unanswerable_total"] == 1, three.outcomes
+        assert three.refusals["answerable_declined"] == 0, [o for o in three.outcomes if o.declined]
+    hybrid = rag.evaluate(questions, collection, "hybrid", (3,))[0]
+    assert hybrid.losses == {"found": 4, "not retrieved": 0, "ranked below k": 0, "lost in fusion": 0}
+    assert all(o.dense_rank and o.keyword_rank for o in hybrid.outcomes if o.question.file), hybrid.outcomes
     with pytest.raises(QuestionFileError, match="does not hold: ghost.pdf"):
         rag.evaluate([Question("x", "ghost.pdf")], collection, "hybrid")
 
@@ -136,14 +167,19 @@ def test_cli_eval_reports_figures_per_file_and_question(cli, indexed_cli, tmp_pa
     path.write_text(json.dumps([
         {"question": "Zephyr pump pressure", "file": "manual.pdf", "page": 2, "evidence": "42 bar"},
         {"question": "Aurora project budget", "file": "report.docx", "evidence": "3.5 million"},
+        {"question": "What is the population of Tokyo?", "file": None},
     ]))
     result = cli("eval", str(path), "-c", indexed_cli, "--mode", "hybrid", "--top-k", "3", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert (data["hit@1"], data["hit@k"], data["mrr"], data["mode"], data["top_k"]) == (1.0, 1.0, 1.0, "hybrid", 3)
-    assert [q["rank"] for q in data["per_question"]] == [1, 1] and set(data["per_file"]) == {"manual.pdf", "report.docx"}
+    assert [q["rank"] for q in data["per_question"]] == [1, 1, None] and set(data["per_file"]) == {"manual.pdf", "report.docx"}
+    assert (data["unanswerable_declined"], data["unanswerable_total"], data["answerable_declined"]) == (1, 1, 0)
+    assert data["losses"]["found"] == 2 and [q["stage"] for q in data["per_question"]] == ["found", "found", None]
     text = cli("eval", str(path), "-c", indexed_cli)
     assert text.returncode == 0 and "overall" in text.stdout and "rank 1" in text.stdout and "hit@5" in text.stdout
+    assert "declined (unanswerable)" in text.stdout and "declined: 1 of 1 unanswerable questions, 0 of 2" in text.stdout
+    assert "right passages: found 2, not retrieved 0" in text.stdout
 
 
 def test_cli_bad_question_files_and_scopes_are_one_line(cli, indexed_cli, tmp_path):  # noqa: F811

@@ -64,13 +64,19 @@ def test_benchmark_page_compares_modes_and_top_k_on_the_sample_questions(app_rag
     at.multiselect(key="quality_ks").set_value([1, 5]).run()
     button(at, "Evaluate retrieval").click().run()
     assert not at.exception and not at.error, at.error
-    table = at.dataframe[-1].value
+    table = next(frame.value for frame in at.dataframe if "mode" in frame.value.columns)
     assert list(zip(table["mode"], table["top-k"], strict=True)) == [
         ("hybrid", 1), ("hybrid", 5), ("dense", 1), ("dense", 5), ("keyword", 1), ("keyword", 5)]
     assert set(table.columns) >= {"hit@1", "hit@3", "hit@k", "MRR"}
     assert (table["hit@k"][table["top-k"] == 5] >= 0.8).all(), "the sample questions are about the sample files"
     assert at.get("vega_lite_chart") or at.get("arrow_vega_lite_chart"), "a chart"
     assert len(at.get("download_button")) == 2
+    # Where the right passages were, per question, and the refusals of the questions nothing answers.
+    assert (table["unanswerable_declined"] == table["unanswerable_total"]).all() and (table["unanswerable_total"] == 2).all()
+    assert "Where right passages were lost (hybrid, top-5)" in [h.value for h in at.subheader]
+    questions = next(frame.value for frame in at.dataframe if "Stage" in frame.value.columns)
+    assert set(questions.columns) >= {"Question", "File", "Fused", "Dense", "BM25", "Stage", "Declined"}
+    assert list(questions["File"]).count("(unanswerable)") == 2 and questions["Declined"][questions["File"] == "(unanswerable)"].all()
 
 
 def test_benchmark_page_names_what_is_wrong_with_a_question_file(app_rag):

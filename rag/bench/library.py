@@ -88,7 +88,7 @@ def build_library(folder: Path, files: int, log: Log) -> list[Path]:
     folder.mkdir(parents=True)
     paths: list[Path] = []
     for name, set_path in QUESTION_SETS.items():
-        modules_or_files = sorted({q.file for q in load_questions(set_path)})
+        modules_or_files = sorted({q.file for q in load_questions(set_path) if q.file})
         try:
             paths += render_docs(folder, [Path(f).stem for f in modules_or_files]) if name == "pydoc" \
                 else system_docs(folder, modules_or_files)

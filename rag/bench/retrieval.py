@@ -3,7 +3,8 @@
 1. Quality: two question sets in a user's words, with evidence phrases: `docs/retrieval-questions.json`
    (30 questions over the pydoc text of 10 standard modules) and `docs/retrieval-questions-debian.json`
    (36 questions over 11 documents Debian installs: PDF manuals, HTML, Markdown, man pages; skipped
-   with a note where they are missing); hit@1/3/5/10 and MRR per mode, one collection per set.
+   with a note where they are missing), each with 6 questions nothing in them answers ("file":
+   null); hit@1/3/5/10 and MRR per mode, one collection per set, with the refusals.
 2. Ingestion throughput: the same files through the pipeline into a dense-only collection and
    into one with the BM25 field, alternately, three times each after a warm-up; medians.
 3. Latency: dense, hybrid and keyword searches over `--search-chunks` chunks (one collection
@@ -90,7 +91,7 @@ def load_questions(path: Path) -> list[Question]:
 
 
 def _documents(data_dir: Path, name: str, questions: list[Question]) -> list[Path]:
-    files = sorted({q.file for q in questions})
+    files = sorted({q.file for q in questions if q.file})
     if name == "pydoc":
         return render_docs(data_dir / "bench" / "quality", [Path(f).stem for f in files])
     return system_docs(data_dir / "bench" / name, files)
