@@ -235,7 +235,7 @@ def test_bench_ingest_retrieval_reports_every_part(cli):  # noqa: F811
     for name, count in (("pydoc", 30), ("debian", 36))[: len(sets)]:
         rows = sets[name]["rows"]
         assert [(r["mode"], r["top_k"]) for r in rows] == [(m, k) for m in ("dense", "keyword", "hybrid") for k in (1, 3, 5, 10)]
-        assert all(r["questions"] == count and 0 <= r["mrr"] <= r["hit@k"] <= 1 for r in rows)
+        assert all(r["questions"] == count and 0 <= r["mrr"] <= r["hit@k"] <= 1 and r["unanswerable_total"] == 6 for r in rows)
     assert report["quality"]["follow_ups"]["questions"] == 20
     assert len(report["ingestion"]["all_runs"]["dense"]) == len(report["ingestion"]["all_runs"]["hybrid"]) == 3
     assert report["latency"]["chunks"] == 60 and report["latency"]["hybrid_p50_ms"] > 0

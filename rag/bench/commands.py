@@ -185,9 +185,13 @@ def _print_retrieval_bench(result: dict[str, Any]) -> None:
             print(f"quality, {part['name']}: skipped ({part['skipped']})")
             continue
         print(f"quality, {part['name']}: {part['questions']} questions over {part['files']} files ({part['chunks']} chunks)")
-        print(f"{'mode':8} {'top-k':>5} {'hit@1':>6} {'hit@3':>6} {'hit@k':>6} {'MRR':>6}")
+        print(f"{'mode':8} {'top-k':>5} {'hit@1':>6} {'hit@3':>6} {'hit@k':>6} {'MRR':>6}  where misses were lost; refusals")
         for r in part["rows"]:
-            print(f"{r['mode']:8} {r['top_k']:5} {r['hit@1']:6.2f} {r['hit@3']:6.2f} {r['hit@k']:6.2f} {r['mrr']:6.3f}")
+            lost = (f"  not retrieved {r['not retrieved']}, below k {r['ranked below k']}, fusion {r['lost in fusion']};"
+                    if r["not retrieved"] is not None else "  ")
+            print(f"{r['mode']:8} {r['top_k']:5} {r['hit@1']:6.2f} {r['hit@3']:6.2f} {r['hit@k']:6.2f} {r['mrr']:6.3f}{lost}"
+                  f" declined {r['unanswerable_declined']}/{r['unanswerable_total']} unanswerable, "
+                  f"{r['answerable_declined']}/{r['answerable_total']} answerable")
     f = q["follow_ups"]
     print(f"time to sources (hybrid, p50 of {f['questions']}): fresh {f['fresh_p50_ms']} ms, "
           f"follow-up {f['follow_up_p50_ms']} ms ({f['follow_up_over_fresh']}x)")
