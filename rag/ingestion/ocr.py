@@ -8,8 +8,10 @@ wheel: nothing is downloaded. Why it is used the way it is:
   as garbage (`OcrPage.confidence`, `RAG_OCR_MIN_CONFIDENCE`).
 - Recognition is CPU-bound ONNX Runtime work that releases the GIL: pages are read by a small
   pool of engines in threads, each given its share of the cores (`RAG_OCR_WORKERS`).
-- The model reads Chinese and English: full-width punctuation comes back ("，"), so the text is
-  normalised (NFKC, spacing) before it is chunked and indexed for BM25.
+- The model reads Chinese and English: full-width punctuation comes back ("，"), and spaces
+  between words are often dropped, so the text is normalised (NFKC; spaces put back from the
+  line's pixels, `respace`) before it is chunked and indexed for BM25. Its per-line 180°
+  classifier is off: on clean pages it turned whole lines over and lost them.
 - Pixels are bounded before anything is decoded (`RAG_OCR_MAX_PIXELS`): a decompression bomb
   is refused from its header, and a huge PDF page is drawn at a lower resolution instead.
 - A job can be cancelled between pages, and reports each page read: the pipeline's time limit
@@ -221,7 +223,8 @@ class OcrJob:
 
 
 def ocr_note(summary: dict | None) -> str:
-    """One line on how a document was read: "OCR: 3 pages, confidence 96%; page 2 flagged"."""
+    """One line on how a document was read ("OCR: 3 pages, confidence 96%; page 2 read with low
+    confidence, not indexed")."""
     if not summary:
         return ""
     note = f"OCR: {summary['pages']} page{'s' * (summary['pages'] != 1)}, confidence {summary['confidence']:.0%}"
@@ -245,7 +248,8 @@ def _pool(size: int) -> tuple[ThreadPoolExecutor, queue.Queue]:
             try:
                 from rapidocr_onnxruntime import RapidOCR
             except ImportError as exc:  # pragma: no cover - a broken install
-                raise ParseError(f"OCR is not installed ({exc}); install requirements.txt or set RAG_OCR=off") from None
+                raise ParseError(f"OCR is not installed ({exc}): run scripts/setup.sh (requirements-nodeps.txt), "
+                                 "or set RAG_OCR=off") from None
             threads = max(1, (os.cpu_count() or 1) // size)
             engines: queue.Queue = queue.Queue()
             for _ in range(size):
