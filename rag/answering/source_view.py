@@ -105,13 +105,10 @@ def render_pdf_page(
             except pdfium.PdfiumError as exc:
                 raise SourceUnavailable(f"Page {page} of {path.name} cannot be drawn ({exc}).") from None
             height = pdf_page.get_height()
-            marks = []
-            for text, fill in [(passage, PASSAGE_FILL), *((a, ANSWER_FILL) for a in answers or [])]:
-                if scan is not None:
-                    marks += [(_scaled(box, image.size), fill) for box in passage_boxes(scan, text)]
-                else:
-                    marks += [((left * SCALE, (height - top) * SCALE, right * SCALE, (height - bottom) * SCALE), fill)
-                              for left, bottom, right, top in _rects(text_page, text)]
+            if scan is not None:
+                return _marked(image, _scan_marks(scan, image.size, passage, answers), page, count)
+            marks = [((left * SCALE, (height - top) * SCALE, right * SCALE, (height - bottom) * SCALE), fill)
+                     for text, fill in _fills(passage, answers) for left, bottom, right, top in _rects(text_page, text)]
             return _marked(image, marks, page, count)
         finally:
             pdf.close()
@@ -135,16 +132,19 @@ def render_image_page(
         raise SourceUnavailable(f"{path.name} cannot be shown: it cannot be read ({exc}).") from None
     if image.width > IMAGE_WIDTH:
         image = image.resize((IMAGE_WIDTH, round(image.height * IMAGE_WIDTH / image.width)))
-    marks = []
-    if scan is not None:
-        for text, fill in [(passage, PASSAGE_FILL), *((a, ANSWER_FILL) for a in answers or [])]:
-            marks += [(_scaled(box, image.size), fill) for box in passage_boxes(scan, text)]
-    return _marked(image, marks, page, count)
+    return _marked(image, _scan_marks(scan, image.size, passage, answers) if scan is not None else [], page, count)
 
 
-def _scaled(box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[float, float, float, float]:
+def _fills(passage: str, answers: list[str] | None) -> list[tuple[str, tuple[int, ...]]]:
+    """What to mark, in which colour: the passage, then its answering sentences over it."""
+    return [(passage, PASSAGE_FILL), *((a, ANSWER_FILL) for a in answers or [])]
+
+
+def _scan_marks(scan: OcrPage, size: tuple[int, int], passage: str, answers: list[str] | None) -> list:
+    """(rectangle in pixels of an image of `size`, colour) for the OCR lines that make up each text."""
     width, height = size
-    return box[0] * width, box[1] * height, box[2] * width, box[3] * height
+    return [((left * width, top * height, right * width, bottom * height), fill)
+            for text, fill in _fills(passage, answers) for left, top, right, bottom in passage_boxes(scan, text)]
 
 
 def _marked(image, marks: list[tuple[tuple[float, float, float, float], tuple[int, ...]]], page: int, count: int) -> PageImage:

@@ -17,6 +17,7 @@ import statistics
 import time
 import unicodedata
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def _cer_pages(folder: Path, count: int) -> list[tuple[Path, int, str]]:
 
 
 def measure_cer(pages: list[tuple[Path, int, str]], dpi: int, options: OcrOptions) -> dict[str, Any]:
-    options = OcrOptions(options.mode, dpi, options.min_confidence, options.max_pixels, options.workers)
+    options = replace(options, dpi=dpi)
     read, started = [], time.perf_counter()
     for path in dict.fromkeys(p for p, _, _ in pages):
         numbers = [n for p, n, _ in pages if p == path]

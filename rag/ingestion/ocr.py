@@ -202,6 +202,10 @@ class OcrJob:
         self.pages.extend(done)
         return done
 
+    def kept_text(self, page: OcrPage) -> str:
+        """A page's text, or "" for a page left out: blank, or read under the confidence threshold."""
+        return page.text if page.lines and page.confidence >= self.options.min_confidence else ""
+
     def _progress(self, done: int, total: int) -> None:
         self.last_progress = time.monotonic()
         if self.on_page is not None:

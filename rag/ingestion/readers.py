@@ -129,7 +129,7 @@ def read_pdf(path: Path, ocr: OcrJob | None = None) -> list[Section]:
     if scanned:
         assert ocr is not None
         for page in ocr.read(pdf_page_images(path, scanned, ocr.options), len(scanned)):
-            texts[page.page - 1] = page.text if page.lines and page.confidence >= ocr.options.min_confidence else ""
+            texts[page.page - 1] = ocr.kept_text(page)
     elif not any(text.strip() for text in texts):
         if ocr is None or ocr.options.mode is OcrMode.OFF:
             raise ParseError(f"{path.name}: the PDF has no text layer (a scan?) and OCR is off; set RAG_OCR=auto to read it")
@@ -156,7 +156,7 @@ def read_image(path: Path, ocr: OcrJob | None = None) -> list[Section]:
         raise ParseError(f"{path.name}: images are read by OCR, which is off; set RAG_OCR=auto to read it")
     count, frames = image_pages(path, ocr.options)
     pages = ocr.read(frames, count)
-    texts = [p.text if p.lines and p.confidence >= ocr.options.min_confidence else "" for p in pages]
+    texts = [ocr.kept_text(p) for p in pages]
     cleaned = clean_pdf_pages(texts, [str(p.page) for p in pages])
     sections = [Section(text, page=p.page) for p, text in zip(pages, cleaned, strict=True) if text.strip()]
     return sections or _unread(path, ocr)
