@@ -183,7 +183,7 @@ def file_line(file: FileState) -> None:
     icon, words = FILE_ICONS[file.status], file.status.explanation
     name = formatting.escape_markdown(file.doc_id)
     if file.status.stored:
-        pages = f", {file.pages} pages" if file.pages else ""
+        pages = f", {file.pages} page{'s' * (file.pages != 1)}" if file.pages else ""
         words = f"{words} ({file.chunks} chunk{'s' if file.chunks != 1 else ''}{pages})"
     st.markdown(f"{icon} **{name}**: {words}")
     if file.note:

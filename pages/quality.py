@@ -111,7 +111,8 @@ def show(rag, collection: str) -> None:
         st.error(formatting.escape_markdown(result["error"]), icon=":material/error:")
         return
     st.altair_chart(chart(result["rows"]))
-    table = pd.DataFrame(result["rows"]).rename(columns={"top_k": "top-k", "mrr": "MRR"})
+    refusals = {key: key.replace("_", " ") for key in result["rows"][0] if key.endswith(("_declined", "_total"))}
+    table = pd.DataFrame(result["rows"]).rename(columns={"top_k": "top-k", "mrr": "MRR", **refusals})
     st.dataframe(table, hide_index=True, key="quality_table", placeholder="—")
     diagnosis(result["reports"])
     best = max(result["rows"], key=lambda r: (r["mrr"], r["hit@k"]))

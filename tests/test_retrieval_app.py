@@ -72,7 +72,7 @@ def test_benchmark_page_compares_modes_and_top_k_on_the_sample_questions(app_rag
     assert at.get("vega_lite_chart") or at.get("arrow_vega_lite_chart"), "a chart"
     assert len(at.get("download_button")) == 2
     # Where the right passages were, per question, and the refusals of the questions nothing answers.
-    assert (table["unanswerable_declined"] == table["unanswerable_total"]).all() and (table["unanswerable_total"] == 2).all()
+    assert (table["unanswerable declined"] == table["unanswerable total"]).all() and (table["unanswerable total"] == 2).all()
     assert "Where right passages were lost (hybrid, top-5)" in [h.value for h in at.subheader]
     questions = next(frame.value for frame in at.dataframe if "Stage" in frame.value.columns)
     assert set(questions.columns) >= {"Question", "File", "Fused", "Dense", "BM25", "Stage", "Declined"}

@@ -172,7 +172,8 @@ def _unread(path: Path, ocr: OcrJob | None) -> list[Section]:
             f"{path.name}: the scan could not be read reliably (OCR confidence {summary['confidence']:.0%}, "
             f"below RAG_OCR_MIN_CONFIDENCE={ocr.options.min_confidence:g}); nothing was indexed"
         )
-    raise ParseError(f"{path.name}: OCR found no text on its {summary['pages']} scanned page(s): a blank scan?")
+    pages = "its scanned page" if summary["pages"] == 1 else f"any of its {summary['pages']} scanned pages"
+    raise ParseError(f"{path.name}: OCR found no text on {pages}: a blank scan?")
 
 
 @dataclass(frozen=True)
