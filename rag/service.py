@@ -23,8 +23,7 @@ from llama_index.core.node_parser import SentenceSplitter
 
 from rag.answering.engines import ChatEngine, QueryEngine
 from rag.answering.events import Answer, Citation, Event, alast_answer, last_answer, with_mode
-from rag.answering.evidence import weigh
-from rag.answering.grounding import SupportGate, embedder
+from rag.answering.grounding import SupportGate, embedder, weigh_nodes
 from rag.chats import ChatSession, Conversations
 from rag.config import EmbedProvider, LLMMode, RetrievalMode, Settings, validate_collection_name
 from rag.conversations import ConversationStore
@@ -259,8 +258,8 @@ class Rag:
         for q in questions:
             hits = await retriever.aretrieve(q.question)
             ranks = [rank_of(q, [Citation.from_node(h) for h in await leg.aretrieve(q.question)]) for leg in legs]
-            passages = [h.node.get_content() for h in hits[: self.settings.top_k]]  # what an answer would weigh
-            evidence = await asyncio.get_running_loop().run_in_executor(self._embed_executor, weigh, q.question, passages, gate)
+            passages = hits[: self.settings.top_k]  # what an answer would weigh
+            evidence = await asyncio.get_running_loop().run_in_executor(self._embed_executor, weigh_nodes, q.question, passages, gate)
             outcomes.append(replace(outcome(q, [Citation.from_node(hit, score_kind=kind) for hit in hits]),
                                     dense_rank=ranks[0] if legs else None, keyword_rank=ranks[-1] if legs else None,
                                     legs=bool(legs), declined=not evidence.found))

@@ -11,7 +11,7 @@ from rag.answering.events import NOT_FOUND, Done, Failure, Sources, Token
 from rag.errors import ConfigError, RagError
 from rag.loop import shared_loop
 from rag.options import AskOptions
-from tests.docs import FACTS
+from tests.docs import FACTS, make_pdf
 
 
 @pytest.fixture
@@ -220,3 +220,41 @@ def test_a_sentence_that_overlapping_passages_share_is_quoted_once(rag):
     passages = [f"Exit code 36. {shared} Exit code 37 follows.", f"{shared} Exit code 37: could not read the file."]
     evidence = weigh("continue an aborted download", passages, embedder(rag.embed_model))
     assert evidence.found and [q.text for q in evidence.quotes].count(shared) == 1
+
+
+def test_a_sentence_cut_by_its_chunk_is_quoted_whole_and_marked_in_its_passage(rag):
+    from rag.answering.evidence import weigh
+    from rag.answering.grounding import embedder
+
+    passage = "and it must be serviced by a certified engineer every six months. Other pumps vary."
+    context = [("The backup pump is rated for four bar, ", "")]
+    evidence = weigh("how often must the backup pump be serviced", [passage], embedder(rag.embed_model), context)
+    quote = evidence.quotes[0]
+    assert quote.text == "The backup pump is rated for four bar, " + passage[: passage.index(" Other")]
+    assert evidence.highlights[0] == ((0, passage.index(" Other")),), "only the part inside the passage is marked"
+
+
+def test_the_answering_sentence_is_quoted_not_the_heading_or_the_licence(rag):
+    from rag.answering.evidence import weigh
+    from rag.answering.grounding import embedder
+
+    passages = [
+        "Backup Pump Service\n\nThis manual is licensed under the Apache License, and the backup pump service "
+        "procedure is provided without warranty of any kind.\n\nThe backup pump must be serviced every six months.",
+        "The backup pump must be serviced every six months. Service takes an hour.",
+    ]
+    evidence = weigh("how often must the backup pump be serviced", passages, embedder(rag.embed_model))
+    texts = [q.text for q in evidence.quotes]
+    assert texts[0] == "The backup pump must be serviced every six months.", texts
+    assert texts.count(texts[0]) == 1 and not any("Apache" in t or t == "Backup Pump Service" for t in texts), texts
+
+
+def test_a_sentence_that_runs_on_to_the_next_page_is_quoted_whole(rag, collection, tmp_path):
+    pdf = make_pdf(tmp_path / "service.pdf", [
+        "Pumps. Seals are checked every week. The backup pump of the cooling loop must be serviced by",
+        "a certified engineer every six months. Valves are replaced every two years.",
+    ], labels=False)
+    rag.ingest([pdf], collection)
+    answer = rag.ask("Who must service the backup pump of the cooling loop?", AskOptions(collection))
+    assert answer.found
+    assert "The backup pump of the cooling loop must be serviced by a certified engineer every six months. [" in answer.answer

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from rag.answering.events import MarkerFilter, keep_valid_markers
-from rag.answering.evidence import sentence_spans, terms
+from rag.answering.evidence import quotable, terms
 from rag.answering.source_view import SourceUnavailable, locate, render_pdf_page, text_context
+from rag.ingestion.sentences import MAX_CONTEXT_CHARS, sentence_context, sentence_spans
 from rag.storage.catalog import DocumentRecord
 from tests.docs import FACTS, make_pdf
 
@@ -27,6 +28,35 @@ def test_sentences_and_terms():
         "What does tar's -J option do with libtasn1.h and MIME-Magic?"
     )
     assert not {"what", "does", "the", "with"} & terms("What does the option do with it?")
+
+
+def test_a_chunk_keeps_what_its_boundaries_cut_off_its_sentences():
+    text = "Alpha one. The pump runs at four bar, and it stops at six bar. Beta two."
+    start, end = text.index("and it"), text.index(" bar. Beta")
+    assert sentence_context(text, start, end) == ("The pump runs at four bar, ", " bar.")
+    whole = text.index("The pump"), text.index(" Beta")
+    assert sentence_context(text, *whole) == ("", ""), "a chunk of whole sentences lacks nothing"
+    page = "Seals are checked weekly. The backup pump must be serviced by"
+    assert sentence_context(page, page.index("The"), len(page), "a certified engineer. Nothing else.") == (
+        "", " a certified engineer."), "a sentence runs on into the next page"
+    assert sentence_context(page, page.index("The"), len(page), "Chapter 2. Valves.") == ("", ""), "a new page, a new sentence"
+    long = "x " * MAX_CONTEXT_CHARS + "end of a very long sentence, and more"
+    assert sentence_context(long, long.index("end"), long.index(" more")) == ("", " more"), "too long to complete: left out"
+    wrapped = "It is 4,\nnot 5."
+    assert [wrapped[a:b] for a, b in sentence_spans(wrapped)] == [wrapped], "a wrapped line goes on"
+    value = "VALUE must be NEW and LEN !=\n0. With this"
+    assert value[slice(*sentence_spans(value)[0])] == "VALUE must be NEW and LEN !=\n0.", "a line starting 0. is not a list item"
+
+
+def test_headings_urls_tables_of_contents_and_boilerplate_are_not_answers():
+    for line in ("2.1 Installing the pump", "INSTALLATION AND SERVICE", "Installing The Pump", "Options:",
+                 "Service intervals .......... 14", "See: https://example.com/pump/manual", "<https://example.com/>",
+                 "THE SOFTWARE IS PROVIDED AS IS, WITHOUT WARRANTY OF ANY KIND."):
+        assert not quotable(line, terms("how often must the pump be serviced?")), line
+    assert quotable("THE SOFTWARE IS PROVIDED AS IS, WITHOUT WARRANTY OF ANY KIND.", terms("is there a warranty?"))
+    for line in ("The pump must be serviced every six months.", "-k, --keep keep the input files",
+                 "Example: curl --retry 5 https://example.com"):
+        assert quotable(line, terms("how often must the pump be serviced?")), line
 
 
 def test_markers_that_point_nowhere_are_never_shown():

@@ -7,6 +7,12 @@ embedding function is passed in, so the scoring is the same in every answer mode
 A sentence is scored on two things: how much of the question's rare terms it contains (exact
 terms such as `libtasn1.h` or `-J` count, which embeddings blur) and how close its embedding is to
 the question's (paraphrases, which term overlap misses).
+
+Quotes are whole sentences: a passage comes with the parts of its first and last sentences that
+its chunk boundaries cut off (`rag.ingestion.sentences`, stored with each chunk at ingestion), so a
+sentence is scored and quoted whole and only its part inside the passage is highlighted. Headings,
+bare URLs, table-of-contents lines and licence boilerplate are not quoted as answers (licence text
+is, when the question asks about licensing), and a sentence already quoted is not quoted again.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from rag.ingestion.sentences import SENTENCE_END, sentence_spans
 
 Embed = Callable[[list[str]], list[list[float]]]
 
@@ -37,12 +45,15 @@ STOPWORDS = frozenset(
     through to too under until up very was we were what when where which while who whom why will with
     would you your yours yourself yourselves tell explain describe please say does mean use used""".split()
 )
-_TOKEN = re.compile(r"-?[a-z0-9][a-z0-9_.+\-]*[a-z0-9+]|-?[a-z0-9]")
-# Sentence ends; blank lines; list items; and, in structured text (JSON, CSV), each line.
-_SENTENCE_BREAK = re.compile(
-    r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9`-])|\n\s*\n|\n(?=\s*(?:[-*•]|\d+[.)])\s)"
-    r"|(?<=[,{}\[\]])\s*\n|\n(?=\s*[\"{}\[\]])"
+_URL = re.compile(r"<?(?:https?://|www\.)\S+|<[^<>\s]+@[^<>\s]+>")
+_TOC_LINE = re.compile(r"(?:\.\s*){4,}\s*[0-9ivxlcdm]+\s*$|…+\s*\d+\s*$", re.I)
+_NUMBERED_HEADING = re.compile(r"^(?:#+\s|(?:\d+\.)+\d*\s+[A-Z]|[A-Z]\.\d)")
+_BOILERPLATE = re.compile(
+    r"\b(?:licen[cs]\w*|warrant\w*|copyright|permission is hereby granted|all rights reserved|merchantability"
+    r"|fitness for a particular purpose|liab(?:le|ility))\b",
+    re.I,
 )
+_TOKEN = re.compile(r"-?[a-z0-9][a-z0-9_.+\-]*[a-z0-9+]|-?[a-z0-9]")
 
 
 @dataclass(frozen=True)
@@ -50,9 +61,9 @@ class Quote:
     """A sentence that answers the question: which passage, where in its text, how well."""
 
     source: int  # 0-based position of the passage among the retrieved ones
-    start: int
+    start: int  # the part of the sentence inside the passage (what is highlighted there)
     end: int
-    text: str
+    text: str  # the whole sentence, completed from beyond the passage where its chunk cut it
     score: float
 
 
@@ -65,22 +76,21 @@ class Evidence:
     term_share: float  # of the question's weighted terms in the best sentence
 
 
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Sentences as (start, end) offsets into `text`, stripped; lines of lists count as sentences."""
-    spans, start = [], 0
-    for match in _SENTENCE_BREAK.finditer(text):
-        spans.append((start, match.start()))
-        start = match.end()
-    spans.append((start, len(text)))
-    result = []
-    for begin, end in spans:
-        while begin < end and text[begin].isspace():
-            begin += 1
-        while end > begin and text[end - 1].isspace():
-            end -= 1
-        if end - begin >= 3:
-            result.append((begin, end))
-    return result
+def quotable(sentence: str, question_terms: set[str] = frozenset()) -> bool:
+    """Whether a sentence can stand as an answer: not a heading, a bare URL, a table-of-contents
+    line, or licence boilerplate (unless the question is about licensing)."""
+    text = " ".join(sentence.split())
+    words = _URL.sub(" ", text).split()
+    if len(words) < 3 or _TOC_LINE.search(text):
+        return False
+    if len(words) <= 8 and not SENTENCE_END.search(text) and not text.startswith("-") and (
+        _NUMBERED_HEADING.match(text) or text.isupper() or text.endswith(":")
+        or all(w[:1].isupper() or not w[:1].isalpha() for w in words)
+    ):
+        return False
+    if _BOILERPLATE.search(text):
+        return bool(question_terms & terms(" ".join(_BOILERPLATE.findall(text))))
+    return True
 
 
 def terms(text: str) -> set[str]:
@@ -102,12 +112,22 @@ def _stem(word: str) -> str:
     return word
 
 
-def weigh(question: str, passages: Sequence[str], embed: Embed) -> Evidence:
-    """Score every sentence of `passages` (in retrieval order) against `question`."""
-    candidates = [(i, start, end) for i, text in enumerate(passages) for start, end in sentence_spans(text)]
+def weigh(
+    question: str, passages: Sequence[str], embed: Embed, context: Sequence[tuple[str, str]] | None = None
+) -> Evidence:
+    """Score every sentence of `passages` (in retrieval order) against `question`. `context`: per
+    passage, the parts of its first and last sentences that its chunk cut off (`rag.ingestion.sentences.sentence_context`);
+    sentences are scored and quoted whole, highlighted only inside their passage."""
+    context = list(context) if context is not None else [("", "")] * len(passages)
+    whole = [before + text + after for text, (before, after) in zip(passages, context, strict=True)]
+    inside = [(len(before), len(before) + len(text)) for text, (before, _) in zip(passages, context, strict=True)]
+    candidates = [
+        (i, start, end) for i, text in enumerate(whole) for start, end in sentence_spans(text)
+        if start < inside[i][1] and end > inside[i][0]
+    ]
     if not candidates:
         return Evidence(False, (), tuple(() for _ in passages), 0.0, 0.0)
-    texts = [passages[i][start:end] for i, start, end in candidates]
+    texts = [whole[i][start:end] for i, start, end in candidates]
     share = _term_shares(question, texts)
     prior = [1.0 / (1 + i) for i, _, _ in candidates]  # the retriever's order, as a tie-breaker
     shortlist = sorted(range(len(candidates)), key=lambda n: share[n] + 0.1 * prior[n], reverse=True)[:MAX_CANDIDATES]
@@ -120,18 +140,38 @@ def weigh(question: str, passages: Sequence[str], embed: Embed) -> Evidence:
     found = any(_supports(similarity[n], share[n]) for n in shortlist)
     quotes: list[Quote] = []
     if found:
-        for n in ranked:
-            if len(quotes) == MAX_QUOTES or score[n] < QUOTE_FRACTION * score[best]:
+        asked = terms(question)
+        answering = [n for n in ranked if quotable(texts[n], asked)] or ranked[:1]
+        for n in answering:
+            if len(quotes) == MAX_QUOTES or score[n] < QUOTE_FRACTION * score[answering[0]]:
                 break
+            if not (_supports(similarity[n], share[n]) or not quotes):
+                continue
             i, start, end = candidates[n]
-            end = min(end, _cut(passages[i], start, end))
-            repeated = any(" ".join(q.text.split()) == " ".join(passages[i][start:end].split()) for q in quotes)
-            if (_supports(similarity[n], share[n]) or not quotes) and not repeated:  # overlapping chunks repeat sentences
-                quotes.append(Quote(i, start, end, passages[i][start:end], round(score[n], 4)))
+            end = min(end, _cut(whole[i], start, end))
+            quote = Quote(i, start, end, whole[i][start:end], round(score[n], 4))
+            quotes = _without_repeats(quotes, quote)
     highlights = tuple(
-        tuple(sorted((q.start, q.end) for q in quotes if q.source == i)) for i in range(len(passages))
+        tuple(sorted((max(q.start, low) - low, min(q.end, high) - low) for q in quotes if q.source == i))
+        for i, (low, high) in enumerate(inside)
     )
+    quotes = [replace(q, start=max(q.start, inside[q.source][0]) - inside[q.source][0],
+                      end=min(q.end, inside[q.source][1]) - inside[q.source][0]) for q in quotes]
     return Evidence(found, tuple(quotes), highlights, round(similarity[best], 4), round(share[best], 4))
+
+
+def _without_repeats(quotes: list[Quote], quote: Quote) -> list[Quote]:
+    """`quotes` with `quote` added, unless it repeats one (overlapping chunks share sentences): a
+    quote inside another is dropped, one that holds another (whole where the other was cut) takes
+    its place."""
+    said = " ".join(quote.text.split()).lower()
+    for k, earlier in enumerate(quotes):
+        before = " ".join(earlier.text.split()).lower()
+        if said in before:
+            return quotes
+        if before in said:
+            return quotes[:k] + [quote] + quotes[k + 1:]
+    return quotes + [quote]
 
 
 def _supports(similarity: float, share: float) -> bool:

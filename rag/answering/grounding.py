@@ -26,6 +26,7 @@ from llama_index.core.types import RESPONSE_TEXT_TYPE
 from pydantic import PrivateAttr
 
 from rag.answering.evidence import Embed, Evidence, weigh
+from rag.ingestion.sentences import SENTENCE_AFTER, SENTENCE_BEFORE
 
 SOURCE_KEY = "source"  # node metadata the LLM sees: "[1]", the number it cites the passage by
 
@@ -63,7 +64,7 @@ class SupportGate(BaseNodePostprocessor):
     def _postprocess_nodes(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
         question = query_bundle.query_str if query_bundle else ""
         self._closest = list(nodes)
-        self._evidence = weigh(question, [n.node.get_content() for n in nodes], self._embed)
+        self._evidence = weigh_nodes(question, nodes, self._embed)
         if not self._evidence.found:
             return []
         for number, hit in enumerate(nodes, 1):
@@ -149,6 +150,12 @@ class NoGeneration(CustomLLM):
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         raise RuntimeError("quoted answers never call an LLM")
+
+
+def weigh_nodes(question: str, nodes: Sequence[NodeWithScore], embed: Embed) -> Evidence:
+    """`weigh` on retrieved chunks, with what their boundaries cut off their sentences."""
+    context = [(str(n.node.metadata.get(SENTENCE_BEFORE, "")), str(n.node.metadata.get(SENTENCE_AFTER, ""))) for n in nodes]
+    return weigh(question, [n.node.get_content() for n in nodes], embed, context)
 
 
 def embedder(model: Any) -> Callable[[list[str]], list[list[float]]]:

@@ -90,17 +90,18 @@ def load_questions(path: Path) -> list[Question]:
     return parse_questions(path.read_text(encoding="utf-8"), path.name)
 
 
-def _documents(data_dir: Path, name: str, questions: list[Question]) -> list[Path]:
+def question_set_documents(folder: Path, name: str, questions: list[Question]) -> list[Path]:
+    """The documents a shipped question set is asked of, written (or copied) under `folder`."""
     files = sorted({q.file for q in questions if q.file})
     if name == "pydoc":
-        return render_docs(data_dir / "bench" / "quality", [Path(f).stem for f in files])
-    return system_docs(data_dir / "bench" / name, files)
+        return render_docs(folder / "quality", [Path(f).stem for f in files])
+    return system_docs(folder / name, files)
 
 
 async def _measure_set(rag: Rag, store: MilvusStore, data_dir: Path, name: str, path: Path, log: Log) -> dict[str, Any]:
     """One question set: its documents in one collection (left for the caller to drop), searched in every mode."""
     questions = load_questions(path)
-    files = _documents(data_dir, name, questions)
+    files = question_set_documents(data_dir / "bench", name, questions)
     collection = _collection(name)
     _, chunks = await ingest_fresh(rag, store, files, collection)
     rows = []

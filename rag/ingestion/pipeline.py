@@ -26,6 +26,7 @@ from rag.errors import ParseError, RagError, first_line
 from rag.ingestion import recovery
 from rag.ingestion.ocr import OcrJob, OcrOptions, ocr_note, save_scan
 from rag.ingestion.readers import read_file
+from rag.ingestion.sentences import SENTENCE_AFTER, SENTENCE_BEFORE, sentence_context
 from rag.ingestion.sources import FileResult, IngestProgress, IngestReport, ProgressCallback, Source, file_hash
 from rag.models.embeddings import EmbedInfo
 from rag.status import DocStatus, FileStatus
@@ -60,6 +61,24 @@ def merge_small_chunks(nodes: list[BaseNode], documents: list[Document], splitte
                 continue
         merged.append(node)
     return merged
+
+
+def add_sentence_context(nodes: list[BaseNode], documents: list[Document]) -> None:
+    """Keep with each chunk the parts of its first and last sentences that its boundaries cut off
+    (`rag.ingestion.sentences`), so answers quote whole sentences. Neither is
+    embedded nor shown to an LLM: the chunk itself is what was found."""
+    following = {doc.doc_id: after.text for doc, after in zip(documents, documents[1:], strict=False)}
+    texts = {doc.doc_id: doc.text for doc in documents}
+    for node in nodes:
+        text, start, end = texts.get(node.ref_doc_id or ""), node.start_char_idx, node.end_char_idx
+        if text is None or start is None or end is None or text[start:end] != node.get_content():
+            continue
+        before, after = sentence_context(text, start, end, following.get(node.ref_doc_id or "", ""))
+        for key, part in ((SENTENCE_BEFORE, before), (SENTENCE_AFTER, after)):
+            if part:
+                node.metadata[key] = part
+                node.excluded_embed_metadata_keys.append(key)
+                node.excluded_llm_metadata_keys.append(key)
 
 
 def _span(first: BaseNode, second: BaseNode, source: str | None) -> str:
@@ -134,6 +153,7 @@ class Ingestor:
         nodes = merge_small_chunks([n for n in nodes if n.get_content().strip()], documents, self._splitter)
         if not nodes:
             raise ParseError(f"{source.name}: no text found in the file")
+        add_sentence_context(nodes, documents)
         for i, node in enumerate(nodes):
             node.id_ = str(uuid.uuid5(NODE_NAMESPACE, f"{collection}/{source.doc_id}/{digest}/{i}"))
             node.relationships = {NodeRelationship.SOURCE: RelatedNodeInfo(node_id=source.doc_id)}
