@@ -7,11 +7,11 @@ import re
 
 import streamlit as st
 
-from pages import common, formatting, shell, sources
+from pages import common, feedback, formatting, shell, sources
 from pages.transcript import Conversation, Role, Turn
 from rag.answering.events import CUT_OFF, MAX_QUESTION_CHARS, Done, Failure, Sources, Token, clean_question
 from rag.config import MIN_TOP_K, LLMMode
-from rag.conversations import ConversationInfo, Feedback, SavedConversation, title_from, to_markdown
+from rag.conversations import ConversationInfo, SavedConversation, title_from, to_markdown
 from rag.errors import ConversationNotFound, QuestionRefused, QuestionTooLong, RagError
 from rag.options import AskOptions
 
@@ -119,15 +119,6 @@ def save(conv: Conversation) -> None:
         conv.save_error = str(exc)
 
 
-def rate(conv: Conversation, turn: Turn, key: str) -> None:
-    """Thumbs and comment of one answer, saved with it (a callback)."""
-    score = st.session_state.get(f"{key}-score")
-    comment = st.session_state.get(f"{key}-comment", "") if score is not None else ""
-    turn.feedback = Feedback(score, comment) if score is not None else None
-    turn.dirty = True
-    save(conv)
-
-
 # Drawing ------------------------------------------------------------------------------------------
 
 
@@ -161,18 +152,7 @@ def show_turn(conv: Conversation, turn: Turn) -> None:
 
 
 def show_feedback(conv: Conversation, turn: Turn) -> None:
-    """Thumbs up or down, and a comment once rated: saved with the answer."""
-    if turn.refused:
-        return
-    key = f"{turn.id}-feedback"
-    if f"{key}-score" not in st.session_state and turn.feedback is not None:
-        st.session_state[f"{key}-score"] = turn.feedback.score
-        st.session_state[f"{key}-comment"] = turn.feedback.comment
-    st.feedback("thumbs", key=f"{key}-score", on_change=rate, args=(conv, turn, key), disabled=bool(conv.read_only))
-    if st.session_state.get(f"{key}-score") is not None:
-        st.text_input("Comment (optional)", key=f"{key}-comment", on_change=rate, args=(conv, turn, key),
-                      placeholder="A comment on this answer (optional)", label_visibility="collapsed",
-                      disabled=bool(conv.read_only))
+    feedback.show(rag, collection, conv, turn, save)
 
 
 def show_answer(turn: Turn) -> None:

@@ -1,6 +1,7 @@
 """The Benchmark page's "Retrieval quality" part: which search settings work for these documents.
 
-A question file (uploaded, or the shipped sample) is evaluated on the active collection for
+A question file (uploaded, the test questions made from feedback on the Chat page, or the shipped
+sample) is evaluated on the active collection for
 several modes and top-k values at once (one search per question and mode, at the largest k);
 the scoring is `rag.evaluation`, the same as `python -m rag eval`.
 """
@@ -16,23 +17,61 @@ import streamlit as st
 
 from pages import common, formatting
 from rag.errors import RagError
-from rag.evaluation import comparison_rows, parse_questions, rows_to_csv
+from rag.evaluation import comparison_rows, parse_questions, questions_file, rows_to_csv
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample-questions.json"
 TOP_KS = (1, 3, 5, 10, 20)
 RESULT_KEY = "quality_result"
+FEEDBACK_FILE = "feedback-questions.json"
 
 
-def question_text() -> tuple[str, str] | None:
-    """(text, name) of the question file to use, or None."""
+def question_text(rag, collection: str) -> tuple[str, str] | None:
+    """(text, name) of the question file to use: an upload, else the test questions made from
+    feedback in this collection, else the shipped sample; None when there is none."""
     upload = st.file_uploader("Question file (JSON list or CSV of question, file, page, evidence)",
                               type=["json", "csv"], key="quality_upload")
+    saved = feedback_questions(rag, collection)
     if upload is not None:
         return upload.getvalue().decode("utf-8", errors="replace"), upload.name
+    if saved:
+        st.caption(f"No file uploaded: using the {len(saved)} test question{'s' if len(saved) != 1 else ''} "
+                   "made from feedback in this collection (below).")
+        return questions_file(q for _, q in saved), FEEDBACK_FILE
     if SAMPLE.exists():
         st.caption(f"No file uploaded: using the sample set `{SAMPLE.name}` (questions about `data/samples`).")
         return SAMPLE.read_text(encoding="utf-8"), SAMPLE.name
     return None
+
+
+def feedback_questions(rag, collection: str) -> list:
+    """The test questions made from thumbs-down answers (Chat page), listed with a download and
+    a way to remove them; [] when there are none or the store cannot be read (said so)."""
+    try:
+        saved = rag.conversations.questions(collection)
+    except RagError as exc:
+        st.caption(f"Test questions from feedback cannot be read now: {formatting.escape_markdown(str(exc))}")
+        return []
+    if not saved:
+        return []
+    with st.expander(f"Test questions from feedback · {len(saved)}", icon=":material/thumb_down:"):
+        frame = pd.DataFrame([{"Question": q.question, "File": q.file or "(not in the documents)", "Page": q.page,
+                               "Evidence": q.evidence} for _, q in saved]).astype({"Page": "Int64"})
+        st.dataframe(frame, hide_index=True, key="feedback_questions", placeholder="—")
+        cols = st.columns(2)
+        cols[0].download_button("Download as a question file (JSON)", questions_file(q for _, q in saved),
+                                FEEDBACK_FILE, "application/json", icon=":material/download:")
+        labels = {origin: f"{n}. {q.question[:80]}" for n, (origin, q) in enumerate(saved, 1)}
+        gone = cols[1].multiselect("Remove", list(labels), format_func=labels.get, key="feedback_remove",
+                                   placeholder="questions to remove", label_visibility="collapsed")
+        if gone and cols[1].button(f"Remove {len(gone)}", icon=":material/delete:"):
+            try:
+                for origin in gone:
+                    rag.conversations.delete_question(collection, origin)
+            except RagError as exc:
+                st.error(formatting.escape_markdown(str(exc)), icon=":material/error:")
+            else:
+                st.rerun()
+    return saved
 
 
 def run(rag, collection: str, text: str, name: str, modes: list[str], ks: list[int]) -> None:
@@ -91,7 +130,7 @@ def show(rag, collection: str) -> None:
         f"**{formatting.escape_markdown(collection)}**: hit@k is the share of questions whose right passage is "
         "among the first k, MRR the mean of 1/rank."
     )
-    picked = question_text()
+    picked = question_text(rag, collection)
     modes_available = common.retrieval_modes(rag, collection)
     cols = st.columns(2)
     modes = cols[0].multiselect("Modes", modes_available.modes, default=list(modes_available.modes), key="quality_modes")

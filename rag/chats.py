@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rag.answering.engines import ChatEngine
 from rag.answering.events import Answer, Event, alast_answer, last_answer, with_mode
-from rag.conversations import ConversationInfo, ConversationStore, Feedback, SavedConversation, SavedTurn
+from rag.conversations import ConversationInfo, ConversationStore, Feedback, SavedConversation, SavedTurn, check_id
+from rag.evaluation import Question, check_files, question_from
 from rag.loop import BackgroundLoop
 from rag.options import AskOptions
 from rag.retrieval.search import ModeChoice
+from rag.status import DocStatus
+from rag.storage.catalog import DocumentRecord
 
 T = TypeVar("T")
 
@@ -80,12 +83,13 @@ class Conversations:
 
     def __init__(
         self, store: ConversationStore, *, loop: BackgroundLoop, connect: Callable[[], Awaitable[object]],
-        collection: Callable[[str | None], str],
+        collection: Callable[[str | None], str], documents: Callable[[str], Awaitable[list[DocumentRecord]]],
     ) -> None:
         self._store = store
         self._loop = loop
         self._connect = connect
         self._collection = collection
+        self._documents = documents  # a collection's: the files a test question may name
 
     def list(self, collection: str | None = None) -> list[ConversationInfo]:
         """Saved conversations, newest first: of one collection, or of all with `collection=None`."""
@@ -136,6 +140,38 @@ class Conversations:
 
     async def afeedback(self, conversation_id: str, turn: int, feedback: Feedback | None) -> SavedTurn:
         return await self._on_loop(lambda: self._store.afeedback(conversation_id, turn, feedback))
+
+    def save_question(self, collection: str, row: dict[str, Any], conversation_id: str, turn: int) -> Question:
+        """Make answer `turn` of a conversation a test question for `rag eval`: `row` is
+        {"question", "file" (None: nothing in the documents answers it), "page"?, "evidence"?},
+        checked as a question file's row is, and its file must be one of the collection's."""
+        return self._loop.run(self.asave_question(collection, row, conversation_id, turn))
+
+    async def asave_question(self, collection: str, row: dict[str, Any], conversation_id: str, turn: int) -> Question:
+        question = question_from(row, "the test question")
+        origin = f"{check_id(conversation_id)}/{int(turn)}"
+
+        async def save() -> Question:
+            indexed = [d for d in await self._documents(collection) if d.status is DocStatus.INDEXED]
+            check_files([question], [n for d in indexed for n in (d.doc_id, d.file_name)], collection)
+            await self._store.asave_question(collection, question, origin)
+            return question
+
+        return await self._on_loop(save)
+
+    def questions(self, collection: str) -> list[tuple[str, Question]]:
+        """The test questions made from feedback in `collection`, oldest first, with the answer
+        each came from ("<conversation>/<turn>"); `questions_file` writes them for `rag eval`."""
+        return self._loop.run(self.aquestions(collection))
+
+    async def aquestions(self, collection: str) -> list[tuple[str, Question]]:
+        return await self._on_loop(lambda: self._store.aquestions(collection))
+
+    def delete_question(self, collection: str, origin: str) -> None:
+        self._loop.run(self.adelete_question(collection, origin))
+
+    async def adelete_question(self, collection: str, origin: str) -> None:
+        await self._on_loop(lambda: self._store.adelete_question(collection, origin))
 
     async def _on_loop(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Connect (recovery included), then run `operation` on the core's loop."""

@@ -8,6 +8,10 @@ Rows are small and written as they happen: one header row per conversation (titl
 settings, times) and one row per turn (question, answer, sources, feedback). A turn's JSON goes
 into a VARCHAR field; one longer than `PART_CHARS` (a long answer with 20 long passages) is split
 over several rows, so no answer is ever cut and no row passes Milvus' 65,535-byte VARCHAR limit.
+
+A wrong answer can become a test: its question, with the file (and page, or a phrase) that
+should have answered it, is kept as a row of its own (`QUESTION`) per collection, and the set
+downloads as the question file `rag eval` reads.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pymilvus import DataType, MilvusClient
 
 from rag.answering.events import Answer, Citation
 from rag.errors import ConversationNotFound, RagError
+from rag.evaluation import Question, question_from, question_json
 from rag.storage.catalog import MILVUS_ERRORS, MilvusStore, milvus_str
 
 
@@ -37,6 +42,8 @@ MAX_CONVERSATIONS = 16_000  # listed per collection, newest first
 TITLE_CHARS = 80
 ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 HEADER = -1  # the `seq` of a conversation's header row
+QUESTION = -2  # the `seq` of a test question made from an answer's feedback (kept when its chat is deleted)
+MAX_FEEDBACK_QUESTIONS = 1000  # per collection, as many as `rag eval` reads from one file
 
 
 @dataclass
@@ -279,6 +286,30 @@ class ConversationStore:
     async def adelete(self, conversation_id: str) -> None:
         await self.ainfo(conversation_id)
         await self._delete(f"conversation == {milvus_str(conversation_id)}")
+
+    async def asave_question(self, collection: str, question: Question, origin: str) -> None:
+        """Keep a test question made from the answer `origin` ("<conversation>/<turn>"): saving
+        again from the same answer replaces it. Its row belongs to no conversation, so deleting
+        the chat keeps the test."""
+        known = await self._query(f"seq == {QUESTION} and collection == {milvus_str(collection)}", ["id"],
+                                  MAX_FEEDBACK_QUESTIONS + 1)
+        row_id = f"q/{origin}"
+        if len(known) >= MAX_FEEDBACK_QUESTIONS and row_id not in {r["id"] for r in known}:
+            raise RagError(f"collection {collection!r} has {MAX_FEEDBACK_QUESTIONS} test questions, the most "
+                           "one question file holds: download them and delete some first")
+        data = json.dumps({**question_json(question), "origin": origin, "at": now_iso()}, ensure_ascii=True)
+        await self._upsert([{"id": row_id, "conversation": "", "collection": collection, "seq": QUESTION,
+                             "part": 0, "data": data, "vec": [0.0, 0.0]}])
+
+    async def aquestions(self, collection: str) -> list[tuple[str, Question]]:
+        """The test questions made from feedback in `collection`, oldest first, with their origins."""
+        rows = await self._query(f"seq == {QUESTION} and collection == {milvus_str(collection)}", ["data"],
+                                 MAX_FEEDBACK_QUESTIONS)
+        saved = sorted((json.loads(r["data"]) for r in rows), key=lambda d: d.get("at", ""))
+        return [(d.get("origin", ""), question_from(d, d.get("origin", "feedback"))) for d in saved]
+
+    async def adelete_question(self, collection: str, origin: str) -> None:
+        await self._delete(f"id == {milvus_str('q/' + origin)} and collection == {milvus_str(collection)}")
 
     async def afeedback(self, conversation_id: str, seq: int, feedback: Feedback | None) -> SavedTurn:
         info = await self.ainfo(conversation_id)

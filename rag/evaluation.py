@@ -26,10 +26,11 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from rag.answering.events import Citation
+from rag.answering.events import MAX_QUESTION_CHARS, Citation
 from rag.errors import RagError
 
 MAX_QUESTIONS = 1000
+MAX_EVIDENCE_CHARS = 1000  # a phrase of the right passage, not the passage (chunks are ~1,000 characters)
 
 
 class QuestionFileError(RagError):
@@ -151,14 +152,40 @@ def parse_questions(text: str, name: str = "questions") -> list[Question]:
     return [_question(row, i, name) for i, row in enumerate(rows, 1)]
 
 
-def _question(row: Any, number: int, name: str) -> Question:
-    where = f"{name}: question {number}"
+def question_from(row: Any, where: str) -> Question:
+    """One question from its JSON object, checked as in a question file (`where` names it in errors)."""
+    return _question(row, where=where)
+
+
+def question_json(question: Question) -> dict[str, Any]:
+    """A question as a question file writes it: `file` null when nothing answers it, no empty keys."""
+    data: dict[str, Any] = {"question": question.question, "file": question.file}
+    if question.page is not None:
+        data["page"] = question.page
+    if question.evidence:
+        data["evidence"] = question.evidence
+    return data
+
+
+def questions_file(questions: Iterable[Question]) -> str:
+    """A question file (JSON) that `parse_questions`, `rag eval` and the Benchmark page read."""
+    return json.dumps([question_json(q) for q in questions], indent=2, ensure_ascii=False) + "\n"
+
+
+def _question(row: Any, number: int = 0, name: str = "", where: str = "") -> Question:
+    where = where or f"{name}: question {number}"
     if not isinstance(row, dict):
         raise QuestionFileError(f"{where} is not an object with \"question\" and \"file\"")
     question, file = str(row.get("question") or "").strip(), str(row.get("file") or "").strip()
     unanswerable = "file" in row and row["file"] is None  # JSON null: nothing answers it
     if not question or not (file or unanswerable):
         raise QuestionFileError(f"{where} needs a non-empty \"question\" and \"file\" (null: unanswerable)")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QuestionFileError(f"{where} is {len(question):,} characters long; the limit is {MAX_QUESTION_CHARS:,}")
+    evidence = str(row.get("evidence") or "").strip()
+    if len(evidence) > MAX_EVIDENCE_CHARS:
+        raise QuestionFileError(f"{where}: the evidence phrase is {len(evidence):,} characters long; "
+                                f"the limit is {MAX_EVIDENCE_CHARS:,} (a phrase the right passage contains)")
     page = row.get("page")
     if page in (None, ""):
         page = None
@@ -169,7 +196,7 @@ def _question(row: Any, number: int, name: str) -> Question:
             raise QuestionFileError(f"{where}: page must be a whole number (1-based), not {page!r}") from None
         if page < 1:
             raise QuestionFileError(f"{where}: page must be 1 or more (the first page is 1), not {page}")
-    return Question(question, None if unanswerable else file, page, str(row.get("evidence") or "").strip())
+    return Question(question, None if unanswerable else file, page, evidence)
 
 
 def check_files(questions: Sequence[Question], known: Iterable[str], collection: str) -> None:

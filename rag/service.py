@@ -91,7 +91,8 @@ class Rag:
         self._store = MilvusStore(self.settings)
         self._closed = False
         self.conversations = Conversations(
-            ConversationStore(self._store), loop=self._loop, connect=self._connect, collection=self._collection
+            ConversationStore(self._store), loop=self._loop, connect=self._connect, collection=self._collection,
+            documents=self._store.adocuments,
         )
         self.parts = Parts(self)
         self._embed_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")

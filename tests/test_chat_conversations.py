@@ -148,3 +148,58 @@ def test_the_address_comes_back_after_a_visit_to_another_page(app_rag, app_index
     at.query_params.clear()  # the navigation leaves the page's parameters behind
     at.switch_page("pages/chat.py").run()
     assert current(at).id == conv_id and at.query_params["c"] == conv_id
+
+
+def test_a_wrong_answer_becomes_a_test_question_that_the_benchmark_page_runs(app_rag, app_indexed):
+    at = ask(open_chat(), PUMP)
+    conv = current(at)
+    key = f"{conv.turns[1].id}-feedback"
+    at.feedback(key=f"{key}-score").set_value(0).run()
+    at.toggle(key=f"{key}-test").set_value(True).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key=f"{key}-test-file").value == "manual.pdf", "the cited file is offered first"
+    # Bad input: an empty question is refused with its reason, and nothing is saved.
+    at.text_input(key=f"{key}-test-question").set_value("  ")
+    button(at, "Save as a test question").click().run()
+    assert any("non-empty" in plain(e.value) for e in at.error), [e.value for e in at.error]
+    assert app_rag.conversations.questions("documents") == []
+    at.text_input(key=f"{key}-test-question").set_value(PUMP)
+    at.number_input(key=f"{key}-test-page").set_value(2)
+    at.text_input(key=f"{key}-test-evidence").set_value("42 bar")
+    button(at, "Save as a test question").click().run()
+    assert any("1 test question made from feedback" in plain(s.value) for s in at.success)
+    origin, question = app_rag.conversations.questions("documents")[0]
+    assert (origin, question.question, question.file, question.page, question.evidence) == (
+        f"{conv.id}/0", PUMP, "manual.pdf", 2, "42 bar")
+    app_rag.conversations.delete(conv.id)
+    assert len(app_rag.conversations.questions("documents")) == 1, "the test outlives its chat"
+
+    bench = open_page(new_app(), "benchmark")
+    assert any("1 test question made from feedback" in plain(c.value) for c in bench.caption)
+    bench.multiselect(key="quality_modes").set_value(["hybrid"])
+    bench.multiselect(key="quality_ks").set_value([5]).run()
+    button(bench, "Evaluate retrieval").click().run()
+    assert not bench.exception and not bench.error, bench.error
+    table = next(frame.value for frame in bench.dataframe if "mode" in frame.value.columns)
+    assert list(table["hit@k"]) == [1.0], "the right page of manual.pdf is found"
+    bench.multiselect(key="feedback_remove").set_value([origin]).run()
+    button(bench, "Remove 1").click().run()
+    assert app_rag.conversations.questions("documents") == []
+
+
+def test_a_test_question_must_name_a_file_of_the_collection(app_rag, app_indexed):
+    from rag.errors import RagError
+    from rag.evaluation import parse_questions, questions_file
+
+    info = app_rag.conversations.new("documents")
+    for row, reason in (({"question": "pump?", "file": "ghost.pdf"}, "does not hold: ghost.pdf"),
+                        ({"question": "pump?", "file": "manual.pdf", "page": 0}, "page must be 1 or more"),
+                        ({"question": "pump?", "file": "manual.pdf", "evidence": "x" * 1001}, "evidence phrase")):
+        with pytest.raises(RagError, match=reason):
+            app_rag.conversations.save_question("documents", row, info.id, 0)
+    app_rag.conversations.save_question("documents", {"question": "Who won the 1998 cup?", "file": None}, info.id, 0)
+    app_rag.conversations.save_question("documents", {"question": "Who won the 1998 cup final?", "file": None}, info.id, 0)
+    saved = [q for _, q in app_rag.conversations.questions("documents")]
+    assert [q.question for q in saved] == ["Who won the 1998 cup final?"], "saved again from one answer: replaced"
+    assert parse_questions(questions_file(saved)) == saved, "the download is a question file `rag eval` reads"
+    app_rag.conversations.delete_question("documents", f"{info.id}/0")
