@@ -74,13 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collections", help="list collections")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("chats", help="list saved conversations, or `chats export ID` to print one")
+    p = sub.add_parser("chats", help="list saved conversations, `chats export ID` to print one, or "
+                                     "`chats questions` for the test questions made from feedback")
     p.add_argument("--collection", "-c", help="only this collection's conversations (default: all)")
     p.add_argument("--json", action="store_true")
-    chats = p.add_subparsers(dest="chats_command", metavar="export")
+    chats = p.add_subparsers(dest="chats_command", metavar="{export,questions}")
     p = chats.add_parser("export", help="print one conversation: questions, answers and numbered sources")
     p.add_argument("id", metavar="ID", help="conversation id, as `chats` lists it")
     p.add_argument("--format", "-f", choices=("md", "json"), default="md", help="Markdown (default) or JSON")
+    p = chats.add_parser("questions", help="print a collection's test questions made from thumbs-down answers, "
+                                           "as the question file `eval` reads")
+    p.add_argument("--collection", "-c", default=argparse.SUPPRESS,  # before or after `questions`
+                   help="collection (knowledge base); default RAG_COLLECTION or 'documents'")
 
     sub.add_parser("info", help="show the configuration in use")
 
@@ -334,6 +339,15 @@ def cmd_chats(args, settings) -> int:
             _print_json(conv.to_json())
         else:
             print(to_markdown(conv), end="")
+        return 0
+    if args.chats_command == "questions":
+        from rag.evaluation import questions_file
+
+        saved = rag.conversations.questions(args.collection or settings.collection)
+        if not saved:
+            print(f"no test questions in collection {args.collection or settings.collection!r} yet: make one from a "
+                  "thumbs-down answer on the Chat page", file=sys.stderr)
+        print(questions_file(q for _, q in saved), end="")
         return 0
     _print_list(rag.conversations.list(args.collection), args.json,
                 "no saved conversations yet: they are saved as you chat in the app",

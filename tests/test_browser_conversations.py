@@ -127,3 +127,49 @@ def test_conversations_survive_reloads_tabs_and_restarts(tmp_path):
         listed = _menu(page).get_by_test_id("stPageLink")
         expect(listed).to_have_count(2)
         browser.close()
+
+
+def test_a_thumbs_down_becomes_a_test_question_run_on_the_benchmark_page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import _shot, _switch_on
+
+    corpus = make_corpus(tmp_path / "corpus")
+    data = tmp_path / "data"
+    data.mkdir()
+    _ingest(data, corpus["manual.pdf"], corpus["report.docx"])
+    with running_app(data) as (url, _), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        _chat(page, f"{url}/chat")
+        answer = _ask(page, PUMP)
+        answer.get_by_test_id("stFeedbackButton").nth(1).click()  # thumbs down
+        _settle(page)
+        _switch_on(page, answer, "Make it a test question")
+        form = answer.get_by_test_id("stForm")
+        form.get_by_label("Page (0: any)").fill("2")
+        form.get_by_label("A phrase the right passage contains (optional)").fill("42 bar")
+        form.get_by_role("button", name="Save as a test question").click()
+        _settle(page)
+        expect(answer).to_contain_text("This collection has 1 test question made from feedback")
+        _shot(page, "test-question.png")
+
+        page.goto(f"{url}/benchmark")
+        page.get_by_text("Retrieval quality").first.wait_for(timeout=LONG)
+        _settle(page)
+        expect(page.get_by_text("using the 1 test question made from feedback")).to_be_visible()
+        page.get_by_text("Test questions from feedback · 1").click()
+        with page.expect_download() as download:
+            page.get_by_role("button", name=re.compile("Download as a question file")).click()
+        saved = Path(download.value.path()).read_text(encoding="utf-8")
+        browser.close()
+    # The download is what `rag eval` reads: run it as a user would, on the app's own data.
+    environ = clean_environ(RAG_DATA_DIR=str(data), MILVUS_URI=str(data / "app.db"))
+    questions = tmp_path / "feedback-questions.json"
+    questions.write_text(saved, encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "rag", "eval", str(questions), "--json"], cwd=ROOT, env=environ,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert '"hit@k": 1.0' in result.stdout, result.stdout

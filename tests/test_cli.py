@@ -167,6 +167,7 @@ source = Citation(file="manual.pdf", page=3, score=0.7, text="Check the seal\\ne
 info = rag.conversations.new("manuals")
 rag.conversations.save_turn(info, SavedTurn(question="How often is the seal checked?", answer="Every 500 hours [1].", sources=[source]))
 rag.conversations.feedback(info.id, 0, Feedback(1, "right"))
+rag.conversations.save_question("manuals", {"question": "Who won the 1998 cup?", "file": None}, info.id, 0)
 print(json.dumps([info.id, rag.conversations.new("notes").id]))
 """
 
@@ -197,6 +198,13 @@ def test_chats_are_listed_and_exported(cli, tmp_path):
     one_line_error(cli("chats", "export", "../x", **env), "not a conversation id")
     result = cli("chats", "export", first, "--format", "pdf", **env)
     assert result.returncode != 0 and "invalid choice" in result.stderr
+
+    # The test questions made from feedback print as the question file `eval` reads.
+    result = cli("chats", "questions", "-c", "manuals", **env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [{"question": "Who won the 1998 cup?", "file": None}]
+    result = cli("chats", "-c", "notes", "questions", **env)
+    assert json.loads(result.stdout) == [] and "no test questions in collection 'notes'" in result.stderr
 
 
 def test_a_folder_is_kept_in_step_with_sync_and_prune(cli, corpus, tmp_path):
