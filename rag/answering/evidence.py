@@ -34,6 +34,7 @@ MIN_TERM_SHARE, MIN_SIMILARITY_WITH_TERMS = 0.6, 0.3
 MAX_QUOTES = 3
 MAX_QUOTE_CHARS = 500  # one quote: a longer "sentence" is a table or a list, cut at a word
 MAX_CANDIDATES = 10  # sentences embedded per question: the cost of a quoted answer's first words
+FIRST_PASSAGE_SENTENCES = 8  # ... and at most this many more, from the first passage
 QUOTE_FRACTION = 0.8  # a further quote must score this share of the best one
 
 STOPWORDS = frozenset(
@@ -131,6 +132,9 @@ def weigh(
     share = _term_shares(question, texts)
     prior = [1.0 / (1 + i) for i, _, _ in candidates]  # the retriever's order, as a tie-breaker
     shortlist = sorted(range(len(candidates)), key=lambda n: share[n] + 0.1 * prior[n], reverse=True)[:MAX_CANDIDATES]
+    # The first passage's sentences are weighed even with no word of the question ("biggest" for
+    # "largest"): the search ranked it first, often for its meaning, which only embeddings see.
+    shortlist += [n for n, (i, _, _) in enumerate(candidates) if i == 0 and n not in shortlist][:FIRST_PASSAGE_SENTENCES]
     vectors = embed([question] + [texts[n][:MAX_QUOTE_CHARS] for n in shortlist])
     query, rest = vectors[0], vectors[1:]
     similarity = {n: _cosine(query, v) for n, v in zip(shortlist, rest, strict=True)}
