@@ -403,7 +403,10 @@ class _Ingestion:
         return time.perf_counter() - self.started
 
     def page_read(self, done: int, total: int) -> None:
-        """A scan's progress: `done` of `total` pages of the current file read (0, 0: none)."""
+        """A scan's progress: `done` of `total` pages of the current file read (0, 0: none).
+        Reported only when it changes: a file without scans makes no report of its own."""
+        if (self.state.pages_read, self.state.pages_total) == (done, total):
+            return
         self.state.pages_read, self.state.pages_total = done, total
         self.emit()
 
