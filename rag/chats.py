@@ -15,11 +15,10 @@ from typing import Any, TypeVar
 from rag.answering.engines import ChatEngine
 from rag.answering.events import Answer, Event, alast_answer, last_answer, with_mode
 from rag.conversations import ConversationInfo, ConversationStore, Feedback, SavedConversation, SavedTurn, check_id
-from rag.evaluation import Question, check_files, question_from
+from rag.evaluation import Question, check_files, document_names, question_from
 from rag.loop import BackgroundLoop
 from rag.options import AskOptions
 from rag.retrieval.search import ModeChoice
-from rag.status import DocStatus
 from rag.storage.catalog import DocumentRecord
 
 T = TypeVar("T")
@@ -152,8 +151,7 @@ class Conversations:
         origin = f"{check_id(conversation_id)}/{int(turn)}"
 
         async def save() -> Question:
-            indexed = [d for d in await self._documents(collection) if d.status is DocStatus.INDEXED]
-            check_files([question], [n for d in indexed for n in (d.doc_id, d.file_name)], collection)
+            check_files([question], document_names(await self._documents(collection)), collection)
             await self._store.asave_question(collection, question, origin)
             return question
 

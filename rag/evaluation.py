@@ -28,6 +28,7 @@ from typing import Any
 
 from rag.answering.events import MAX_QUESTION_CHARS, Citation
 from rag.errors import RagError
+from rag.status import DocStatus
 
 MAX_QUESTIONS = 1000
 MAX_EVIDENCE_CHARS = 1000  # a phrase of the right passage, not the passage (chunks are ~1,000 characters)
@@ -197,6 +198,11 @@ def _question(row: Any, number: int = 0, name: str = "", where: str = "") -> Que
         if page < 1:
             raise QuestionFileError(f"{where}: page must be 1 or more (the first page is 1), not {page}")
     return Question(question, None if unanswerable else file, page, evidence)
+
+
+def document_names(documents: Iterable[Any]) -> list[str]:
+    """What a question may name as its file: an indexed document's id or file name."""
+    return [n for d in documents if d.status is DocStatus.INDEXED for n in (d.doc_id, d.file_name)]
 
 
 def check_files(questions: Sequence[Question], known: Iterable[str], collection: str) -> None:

@@ -28,7 +28,7 @@ from rag.chats import ChatSession, Conversations
 from rag.config import EmbedProvider, LLMMode, RetrievalMode, Settings, validate_collection_name
 from rag.conversations import ConversationStore
 from rag.errors import ConfigError, CoreClosed, DocumentNotFound, RagError
-from rag.evaluation import Question, Report, check_files, outcome, rank_of, report
+from rag.evaluation import Question, Report, check_files, document_names, outcome, rank_of, report
 from rag.ingestion import recovery
 from rag.ingestion.ocr import OcrOptions, forget_scan, scans_dir
 from rag.ingestion.pipeline import Ingestor
@@ -48,7 +48,6 @@ from rag.retrieval.search import (
     resolve_scope,
     scope_filters,
 )
-from rag.status import DocStatus
 from rag.storage.catalog import CollectionInfo, DocumentRecord, MilvusStore, check_embedding
 
 log = logging.getLogger(__name__)
@@ -247,8 +246,7 @@ class Rag:
         """Retrieval quality of a question set: one search per question at the largest k, one
         report per k. Refuses a set that names files the collection lacks, before searching."""
         info = await self._open(collection)
-        documents = [d for d in await self._store.adocuments(info.name) if d.status is DocStatus.INDEXED]
-        check_files(questions, [n for d in documents for n in (d.doc_id, d.file_name)], info.name)
+        check_files(questions, document_names(await self._store.adocuments(info.name)), info.name)
         deepest = max(top_ks)
         retriever, choice = await self._retriever(AskOptions(info.name, deepest, mode=mode))
         # A hybrid search's right passage is also looked up in each search's own candidates.
