@@ -269,7 +269,7 @@ def conversations_menu(conv: Conversation) -> None:
     for c in shown:  # links: opening one is a change of address, as a bookmark is
         when = formatting.local_time(c.updated_at)
         label = f"{c.title} · {when:%Y-%m-%d %H:%M}" if when else c.title
-        st.page_link(shell.CHAT_PAGE, label=formatting.escape_markdown(label), query_params={"collection": c.collection, "c": c.id},
+        st.page_link(common.CHAT_PAGE, label=formatting.escape_markdown(label), query_params={"collection": c.collection, "c": c.id},
                      icon=":material/chat:" if c.id != conv.id else ":material/arrow_right:", disabled=c.id == conv.id)
     if conv.info is not None:
         if st.session_state.get("title_of") != (conv.id, conv.info.title):
@@ -352,7 +352,7 @@ if not ready:
     else:
         st.info(f"There are no documents in **{formatting.escape_markdown(collection)}** yet: upload some first.",
                 icon=":material/folder_off:")
-    st.page_link(shell.DOCUMENTS_PAGE, label="Go to Documents to upload files", icon=":material/upload_file:")
+    st.page_link(common.DOCUMENTS_PAGE, label="Go to Documents to upload files", icon=":material/upload_file:")
 hint = st.empty()  # cleared as soon as the first question is sent
 if ready and not conv.turns:
     hint.caption("Ask anything about your documents. Each answer lists the passages it is based on, with file and page.")

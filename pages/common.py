@@ -16,6 +16,9 @@ from rag.service import Rag
 from rag.status import DocStatus
 from rag.storage.catalog import DocumentRecord
 
+DOCUMENTS_PAGE = "pages/documents.py"
+CHAT_PAGE = "pages/chat.py"
+BENCHMARK_PAGE = "pages/benchmark.py"
 POLL_SECONDS = 1.0  # how often live progress refreshes while something is being indexed
 
 

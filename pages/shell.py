@@ -18,9 +18,6 @@ from rag.errors import RagError
 
 log = logging.getLogger("rag.app")
 
-DOCUMENTS_PAGE = "pages/documents.py"
-CHAT_PAGE = "pages/chat.py"
-BENCHMARK_PAGE = "pages/benchmark.py"
 
 def main() -> None:
     """The shell around every page: configuration, sidebar, navigation, then the page itself."""
@@ -36,7 +33,7 @@ def main() -> None:
             _route_home(rag)
         if page.url_path == "chat":
             common.collection_from_address(names)
-        sidebar.show(rag, names)
+        sidebar.show(rag, names, poll=page.url_path != "chat")
         # One call per run: answers read best in a narrow column, the library needs the width.
         st.set_page_config(layout="centered" if page.title == "Chat" else "wide")
         try:
@@ -53,9 +50,9 @@ def _pages() -> list:
     """Every page has its own URL, so a deep link or a reload opens exactly that page. The root
     URL (`/`) is a hidden page that only routes: to Chat, or to Documents while nothing is indexed."""
     return [
-        st.Page(DOCUMENTS_PAGE, title="Documents", icon=":material/folder_open:", url_path="documents"),
-        st.Page(CHAT_PAGE, title="Chat", icon=":material/forum:", url_path="chat"),
-        st.Page(BENCHMARK_PAGE, title="Benchmark", icon=":material/speed:", url_path="benchmark"),
+        st.Page(common.DOCUMENTS_PAGE, title="Documents", icon=":material/folder_open:", url_path="documents"),
+        st.Page(common.CHAT_PAGE, title="Chat", icon=":material/forum:", url_path="chat"),
+        st.Page(common.BENCHMARK_PAGE, title="Benchmark", icon=":material/speed:", url_path="benchmark"),
         st.Page(_home, title="Document chat", url_path="home", default=True, visibility="hidden"),
     ]
 
@@ -70,7 +67,7 @@ def _route_home(rag) -> None:
         empty = not common.has_indexed(rag, common.active_collection())
     except RagError:  # Milvus cannot be reached: Chat says so
         empty = False
-    st.switch_page(DOCUMENTS_PAGE if empty else CHAT_PAGE)
+    st.switch_page(common.DOCUMENTS_PAGE if empty else common.CHAT_PAGE)
 
 
 _shell = threading.local()  # one script run is one thread: is app.py's shell running in it?

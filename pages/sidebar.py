@@ -23,15 +23,16 @@ def collections_or_stop(rag: Rag) -> list[str]:
         raise AssertionError("unreachable") from None
 
 
-def show(rag: Rag, names: list[str]) -> None:
-    """Collection picker, what the app runs on, and a live line about background indexing."""
+def show(rag: Rag, names: list[str], *, poll: bool = True) -> None:
+    """Collection picker, what the app runs on, and a line about background indexing: live
+    where `poll`, else as it stood when the page was drawn."""
     with st.sidebar:
         _collection_picker(rag, names)
         st.divider()
         _system_info(rag)
         if rag.settings.password_required:
             st.button("Sign out", icon=":material/logout:", on_click=access.sign_out, width="stretch")
-        _jobs_indicator()
+        _jobs_indicator(poll)
 
 
 def _collection_picker(rag: Rag, names: list[str]) -> None:
@@ -81,10 +82,15 @@ def _system_info(rag: Rag) -> None:
         st.info(info.llm.note, icon=":material/info:")
 
 
-def _jobs_indicator() -> None:
-    """While anything is indexed, a small progress line on every page (so Chat shows it too)."""
+def _jobs_indicator(poll: bool) -> None:
+    """While anything is indexed, a small progress line on every page (so Chat shows it too).
+
+    Where `poll` is false (Chat), the line is redrawn with the page, not on a timer: a fragment
+    run that follows an answer's run at once can leave `st.chat_input` disabled (its stop mode
+    waits to see a whole-page run end) until indexing finishes.
+    """
     jobs = common.get_jobs()
-    live = bool(jobs.active())
+    live = bool(jobs.active()) and poll
 
     @st.fragment(run_every=common.POLL_SECONDS * 2 if live else None)
     def indicator() -> None:
@@ -99,6 +105,9 @@ def _jobs_indicator() -> None:
         queued = f" (+{len(active) - 1} queued)" if len(active) > 1 else ""
         st.divider()
         st.caption(f":material/sync: Indexing into **{formatting.escape_markdown(job.collection)}**{queued}")
+        if not poll:  # a frozen bar would mislead: point to where it is live
+            st.page_link(common.DOCUMENTS_PAGE, label="Progress on Documents", icon=":material/folder_open:")
+            return
         st.progress(p.fraction, text=f"{p.files_done}/{p.files_total} files · {formatting.duration(job.elapsed())} elapsed{left}")
 
     indicator()

@@ -145,6 +145,12 @@ def test_a_running_job_shows_measured_figures_and_a_ticking_clock(app_rag, corpu
         sidebar = _progress_text(at, sidebar=True)
         assert sidebar.startswith("0/3 files · ") and _seconds(sidebar) >= since_report and "left" not in sidebar
         assert "None" not in texts(at)
+        # Chat's sidebar names the job and links to its progress, with no timer of its own.
+        chat = open_page(new_app(collection="held_job"), "chat")
+        assert not chat.exception and not chat.sidebar.get("progress")
+        assert "Indexing into **held_job**" in plain(" ".join(c.value for c in chat.sidebar.caption))
+        [link] = chat.sidebar.get("page_link")
+        assert link.proto.label == "Progress on Documents"
     jobs.wait(job_id, 120)
     at.run()
     assert "3 indexed" in plain(texts(at)) and not at.get("progress")
