@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 MIN_TOP_K, MAX_TOP_K = 1, 100  # passages retrieved per question
+MAX_RERANK = 20  # candidates an LLM may re-order: two of its calls
 
 ConsistencyLevel = Literal["Strong", "Session", "Bounded", "Eventually"]
 
@@ -171,6 +172,10 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(60.0, gt=0, alias="RAG_LLM_TIMEOUT")
     max_new_tokens: int = Field(256, ge=1, le=8192, alias="RAG_MAX_NEW_TOKENS")
     top_k: int = Field(4, ge=MIN_TOP_K, le=MAX_TOP_K, alias="RAG_TOP_K")
+    llm_rerank: int = Field(
+        0, ge=0, le=MAX_RERANK, alias="RAG_LLM_RERANK",
+        description="search candidates the LLM re-orders before answering; 0: off (needs RAG_LLM openai or local)",
+    )
     retrieval_mode: RetrievalMode = Field(RetrievalMode.HYBRID, alias="RAG_RETRIEVAL_MODE")
 
     # Folders on the server the Documents page may import (none when unset)
@@ -244,6 +249,9 @@ class Settings(BaseSettings):
     def _llm_consistent(self) -> Settings:
         if self.llm is LLMMode.OPENAI and not (self.openai_api_key.get_secret_value() or self.openai_base_url):
             raise ValueError("RAG_LLM=openai needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (a compatible server)")
+        if self.llm_rerank and self.llm_mode in (LLMMode.QUOTE, LLMMode.NONE):
+            raise ValueError(f"RAG_LLM_RERANK needs a language model: RAG_LLM is {self.llm_mode} "
+                             "(set RAG_LLM=openai or local, or RAG_LLM_RERANK=0)")
         if self.embed_provider is EmbedProvider.OPENAI and not (
             self.embed_api_key.get_secret_value() or self.embed_base_url
         ):

@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from llama_index.core import VectorStoreIndex
 from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.retrievers import BaseRetriever
 
 from rag.answering.engines import ChatEngine, QueryEngine
 from rag.answering.events import Answer, Citation, Event, alast_answer, last_answer, with_mode
@@ -37,11 +38,11 @@ from rag.loop import BackgroundLoop, shared_loop
 from rag.models.embeddings import EmbedInfo, build_embed_model, count_tokens, describe_backend, embed_info
 from rag.models.llm import LLMInfo, build_llm, llm_info
 from rag.options import AskOptions
+from rag.retrieval.rerank import LLMReranked
 from rag.retrieval.search import (
     FUSION_DEPTH,
     ModeChoice,
     Modes,
-    StableOrder,
     available_modes,
     choose_mode,
     make_retriever,
@@ -213,7 +214,7 @@ class Rag:
         check_embedding(info, self.embed_info)
         return info
 
-    async def _retriever(self, options: AskOptions) -> tuple[StableOrder, ModeChoice]:
+    async def _retriever(self, options: AskOptions) -> tuple[BaseRetriever, ModeChoice]:
         """A retriever over a collection, in a mode, limited to some documents, and that mode."""
         top_k = self.settings.top_k if options.top_k is None else options.top_k
         info = await self._open(options.collection)
@@ -223,9 +224,11 @@ class Rag:
         docs = options.docs
         doc_ids = resolve_scope(docs, await self._store.adocuments(info.name), info.name) if docs else []
         index = VectorStoreIndex.from_vector_store(self._store.vector_store(info), embed_model=self.embed_model)
-        return make_retriever(
-            index, self.embed_model, mode=choice.mode, top_k=top_k, filters=scope_filters(doc_ids)
-        ), choice
+        rerank = 0 if options.retrieve_only else self.settings.llm_rerank  # the LLM's candidates
+        retriever = make_retriever(index, self.embed_model, mode=choice.mode, top_k=max(top_k, rerank), filters=scope_filters(doc_ids))
+        if rerank:
+            retriever = LLMReranked(retriever, await asyncio.to_thread(lambda: self.llm), top_k)
+        return retriever, choice
 
     def retrieval_modes(self, collection: str | None = None) -> Modes:
         return self._loop.run(self.aretrieval_modes(collection))
@@ -423,7 +426,7 @@ class Parts:
         """The connected store, opened as every operation opens it (recovery included)."""
         return await self._rag._connect()
 
-    async def aretriever(self, options: AskOptions) -> tuple[StableOrder, ModeChoice]:
+    async def aretriever(self, options: AskOptions) -> tuple[BaseRetriever, ModeChoice]:
         """The retriever a question with these options is answered from, and its mode."""
         return await self._rag._retriever(options)
 

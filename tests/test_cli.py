@@ -123,6 +123,8 @@ def test_a_failing_file_is_reported_and_exit_is_nonzero(cli, corpus, tmp_path):
         (("bench-ingest", "--library", "/tmp", "--backends", "fastest"), {}, "--backends takes torch, onnx or onnx-int8"),
         (("docs",), {"RAG_EMBED_BACKEND": "fastest"}, "RAG_EMBED_BACKEND"),
         (("docs",), {"RAG_VECTOR_INDEX": "DISKANN"}, "RAG_VECTOR_INDEX"),
+        (("ask", "pump"), {"RAG_LLM_RERANK": "10"}, "RAG_LLM_RERANK needs a language model: RAG_LLM is quote"),
+        (("ask", "pump"), {"RAG_LLM": "local", "RAG_LLM_RERANK": "50"}, "RAG_LLM_RERANK"),
     ],
 )
 def test_wrong_input_gives_one_line_error(cli, default_collection, args, env, message):

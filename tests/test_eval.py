@@ -182,6 +182,21 @@ def test_cli_eval_reports_figures_per_file_and_question(cli, indexed_cli, tmp_pa
     assert "right passages: found 2, not retrieved 0" in text.stdout
 
 
+def test_cli_eval_keeps_the_search_order_when_the_rerank_model_is_down(cli, indexed_cli, tmp_path):  # noqa: F811
+    """An LLM rerank is advice: with its server down, the figures are the search's own."""
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps([
+        {"question": "Zephyr pump pressure", "file": "manual.pdf", "page": 2, "evidence": "42 bar"},
+        {"question": "Aurora project budget", "file": "report.docx", "evidence": "3.5 million"},
+    ]))
+    args = ("eval", str(path), "-c", indexed_cli, "--mode", "hybrid", "--top-k", "3", "--json")
+    plain = cli(*args)
+    down = cli(*args, RAG_LLM="openai", OPENAI_BASE_URL="http://127.0.0.1:9/v1", RAG_LLM_RERANK="10")
+    assert plain.returncode == 0 and down.returncode == 0, down.stderr
+    assert json.loads(down.stdout)["per_question"] == json.loads(plain.stdout)["per_question"]
+    assert "LLM rerank failed, the search's order is kept" in down.stderr
+
+
 def test_cli_bad_question_files_and_scopes_are_one_line(cli, indexed_cli, tmp_path):  # noqa: F811
     path = tmp_path / "bad.json"
     path.write_text('[{"question": "x"}]')

@@ -13,6 +13,7 @@ from rag.ingestion.readers import read_pdf
 from rag.ingestion.textclean import clean_pdf_pages, join_lines, reflow
 from rag.loop import shared_loop
 from rag.options import AskOptions
+from rag.retrieval.rerank import reordered
 from rag.retrieval.search import fuse_scores
 from tests.docs import make_pdf
 
@@ -119,6 +120,17 @@ def test_fusion_keeps_a_passage_close_to_the_top_of_both_searches_first():
     assert [hit.node.node_id for hit in fused] == ["b", "c", "a", "d"]
     assert [round(hit.score, 4) for hit in fused] == [0.965, 0.7, 0.64, 0.325]
     assert fuse_scores(meaning, words, similarity={"d": 0.30}, bm25={"a": 2.0}, top_k=2) == fused[:2]
+
+
+@pytest.mark.quick
+def test_an_llm_rerank_puts_what_it_rated_first_and_loses_nothing():
+    hits = _hits(a=0.9, b=0.8, c=0.7, d=0.6)
+    rated = _hits(c=9.0, ghost=10.0, d=9.0, b=3.0, c2=1.0)  # a passage it invented is ignored
+    rated[-1].node.id_ = "c"  # the same passage named twice keeps its best rating
+    order = reordered(hits, rated)
+    assert [hit.node.node_id for hit in order] == ["c", "d", "b", "a"]  # equal ratings: search order
+    assert [hit.score for hit in order] == [0.7, 0.6, 0.8, 0.9], "each passage keeps its search score"
+    assert reordered(hits, []) == hits
 
 
 @pytest.mark.quick
