@@ -26,7 +26,7 @@ from rag.errors import ParseError, RagError, first_line
 from rag.ingestion import recovery
 from rag.ingestion.ocr import OcrJob, OcrOptions, ocr_note, save_scan
 from rag.ingestion.readers import read_file
-from rag.ingestion.sentences import SENTENCE_AFTER, SENTENCE_BEFORE, sentence_context
+from rag.ingestion.sentences import SENTENCE_AFTER, SENTENCE_BEFORE, sentence_context, sentence_spans
 from rag.ingestion.sources import FileResult, IngestProgress, IngestReport, ProgressCallback, Source, file_hash
 from rag.models.embeddings import EmbedInfo
 from rag.status import DocStatus, FileStatus
@@ -69,11 +69,15 @@ def add_sentence_context(nodes: list[BaseNode], documents: list[Document]) -> No
     embedded nor shown to an LLM: the chunk itself is what was found."""
     following = {doc.doc_id: after.text for doc, after in zip(documents, documents[1:], strict=False)}
     texts = {doc.doc_id: doc.text for doc in documents}
+    spans: dict[str, list[tuple[int, int]]] = {}  # each text's sentences, found once
     for node in nodes:
-        text, start, end = texts.get(node.ref_doc_id or ""), node.start_char_idx, node.end_char_idx
+        doc_id = node.ref_doc_id or ""
+        text, start, end = texts.get(doc_id), node.start_char_idx, node.end_char_idx
         if text is None or start is None or end is None or text[start:end] != node.get_content():
             continue
-        before, after = sentence_context(text, start, end, following.get(node.ref_doc_id or "", ""))
+        if doc_id not in spans:
+            spans[doc_id] = sentence_spans(text)
+        before, after = sentence_context(text, start, end, following.get(doc_id, ""), spans[doc_id])
         for key, part in ((SENTENCE_BEFORE, before), (SENTENCE_AFTER, after)):
             if part:
                 node.metadata[key] = part

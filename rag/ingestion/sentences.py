@@ -8,6 +8,7 @@ No I/O here.
 
 from __future__ import annotations
 
+import bisect
 import re
 
 # Chunk metadata: the parts of a chunk's first and last sentences outside it (see `sentence_context`).
@@ -40,14 +41,23 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return result
 
 
-def sentence_context(text: str, start: int, end: int, following: str = "") -> tuple[str, str]:
+def sentence_context(text: str, start: int, end: int, following: str = "",
+                     spans: list[tuple[int, int]] | None = None) -> tuple[str, str]:
     """What the chunk `text[start:end]` cuts off its first and last sentences: the first one's
     beginning before `start`, and the last one's rest after `end`, run on into `following` (the
     next page's text) when the chunk ends its page mid-sentence and that page goes on in lower
-    case. Empty where the chunk starts or ends a sentence, or the missing part is too long to quote."""
-    spans = sentence_spans(text)
-    before = next((text[b:start] for b, e in spans if b < start < e), "")
-    after = next((text[end:e] for b, e in spans if b < end < e), "")
+    case. Empty where the chunk starts or ends a sentence, or the missing part is too long to quote.
+
+    `spans`: `sentence_spans(text)`, computed once for all the chunks of a text (a long text has
+    thousands of chunks: finding its sentences again for each one took most of an ingestion)."""
+    spans = sentence_spans(text) if spans is None else spans
+    before, after = "", ""
+    i = bisect.bisect_left(spans, (start, start)) - 1  # the last sentence starting before `start`
+    if i >= 0 and spans[i][0] < start < spans[i][1]:
+        before = text[spans[i][0]:start]
+    i = bisect.bisect_left(spans, (end, end)) - 1  # the last sentence starting before `end`
+    if i >= 0 and spans[i][0] < end < spans[i][1]:
+        after = text[end:spans[i][1]]
     last = text[start:end].rstrip()
     if not after and following and end >= len(text.rstrip()) and last and not SENTENCE_END.search(last):
         rest = following.lstrip()
