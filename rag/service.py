@@ -252,8 +252,8 @@ class Rag:
         check_files(questions, document_names(await self._store.adocuments(info.name)), info.name)
         deepest = max(top_ks)
         retriever, choice = await self._retriever(AskOptions(info.name, deepest, mode=mode))
-        # A hybrid search's right passage is also looked up in each search's own candidates.
-        legs = [(await self._retriever(AskOptions(info.name, max(deepest, FUSION_DEPTH), mode=leg)))[0]
+        # A hybrid search's right passage is also looked up in each search's own candidates, as searched (no LLM rerank).
+        legs = [(await self._retriever(AskOptions(info.name, max(deepest, FUSION_DEPTH), mode=leg, retrieve_only=True)))[0]
                 for leg in ("dense", "keyword")] if choice.mode == RetrievalMode.HYBRID else []
         kind, gate = RetrievalMode(choice.mode).score_kind, embedder(self.embed_model)
         outcomes = []

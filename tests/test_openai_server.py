@@ -14,6 +14,7 @@ import pytest
 
 from rag.answering.events import NOT_FOUND, Done, Failure, Sources, Token
 from rag.config import Settings
+from rag.evaluation import Question
 from rag.models.llm import packaged_gguf
 from rag.models.local_model import LocalModelServer
 from rag.options import AskOptions
@@ -89,3 +90,19 @@ def test_llm_failures_are_readable_and_keep_the_passages(settings, llm_server, i
         assert isinstance(done, Done) and done.answer.error == failure.message
         assert done.answer.sources and done.answer.sources[0].file == "plain.txt"
     assert env["OPENAI_API_KEY"] not in caplog.text and env["OPENAI_API_KEY"] not in "".join(capfd.readouterr())
+
+
+def test_an_llm_rerank_asks_the_server_and_keeps_every_passage(settings, llm_server, indexed, caplog):
+    """RAG_LLM_RERANK with the real server: the model's reply is read (no failure), and with as
+    many candidates as passages handed on, it can re-order them but never drop one."""
+    caplog.set_level(logging.DEBUG, logger="rag.retrieval.rerank")
+    env = {"OPENAI_BASE_URL": llm_server, "OPENAI_API_KEY": API_KEY, "RAG_OPENAI_MODEL": "local"}
+    questions = [Question("At what pressure does the Zephyr pump operate?", "manual.pdf", evidence="42 bar"),
+                 Question("When does the staff cafeteria open?", "plain.txt")]
+    plain = rag_for(settings, **env).evaluate(questions, indexed, "hybrid", (3,))[0]
+    reranked = rag_for(settings, **env, RAG_LLM_RERANK="3").evaluate(questions, indexed, "hybrid", (3,))[0]
+    assert [o.rank for o in plain.outcomes] == [1, 1]
+    assert all(o.rank for o in reranked.outcomes), reranked.outcomes  # re-ordered within the three, not lost
+    assert "LLM rerank failed" not in caplog.text
+    rated = re.findall(r"LLM rerank: (\d+) of (\d+) candidates rated", caplog.text)
+    assert len(rated) == 2 and all(total == "3" for _, total in rated), caplog.text
