@@ -15,9 +15,12 @@ from PIL import Image
 from pypdf import PdfReader, PdfWriter
 
 from rag.answering.source_view import render_page
+from rag.bench.corpus import missing_system_docs
+from rag.bench.ocr import CER_PDFS, _words_as_letters, edit_distance
 from rag.config import OcrMode, Settings
 from rag.errors import ParseError
-from rag.ingestion.ocr import OcrCancelled, OcrJob, OcrOptions, normalise
+from rag.ingestion.ocr import OcrCancelled, OcrJob, OcrLine, OcrOptions, OcrPage, mend_pages, normalise, passage_boxes
+from rag.ingestion.ocr_words import mend_texts
 from rag.ingestion.readers import read_file
 from rag.storage.catalog import DocumentRecord
 from tests.docs import make_pdf, make_scanned_pdf, text_image
@@ -176,6 +179,56 @@ def test_normalise_turns_full_width_forms_into_ascii():
     assert normalise("ＡＳＮ．１") == "ASN.1"
 
 
+@pytest.mark.quick
+def test_misread_words_are_mended_from_the_words_the_document_prints_most():
+    page = ["ASN1 and ASCII are printed here, ASN1 again, ASCII again and asn1 asn1 asn1 of the file",
+            "a line read as AsCll and libtasnl, libtasn1 libtasn1 libtasn1",
+            "it MUsT be AUToMATIC, sUCCESS succEss SUCCESS SUCCESS and 1oo bytes",
+            "thefirst bytes ofthefile for the user, the first of the file"]
+    mended = mend_texts([page])[0]
+    assert "ASCII and libtasn1," in mended[1]
+    assert "it MUST be AUTOMATIC, SUCCESS SUCCESS SUCCESS SUCCESS and 100 bytes" == mended[2]
+    assert mended[3].startswith("the first bytes of the file for the user")
+
+
+@pytest.mark.quick
+def test_a_run_of_words_read_as_one_is_parted_and_its_misread_word_mended():
+    text = ["Note: Checking thefirst 128 bytes ofthefileforASCllcontrolcharacters is a good way",
+            "thefile is read so thefile and thefile, but the file, the file, the file, the file, the file",
+            "the file, the file, the file, the file and control characters, control characters"]
+    mended = mend_texts([text])[0]
+    assert mended[0] == "Note: Checking the first 128 bytes of the file for ASCII control characters is a good way"
+    assert mended[1].startswith("the file is read so the file and the file,")
+
+
+@pytest.mark.quick
+def test_mending_leaves_words_it_cannot_be_sure_of():
+    text = ["Clone the IPv4 APIs in 2 GiB, the oidValue and oidValue and oidValue, an oidvalue",
+            "the filename and mimetype, a plugin to init the inode; maybe sizeof(x), sizeof, sizeof or strlen",
+            "file name file name file name mime type mime type mime type size of size of size of",
+            "plug in plug in in it in it in ode in ode may be may be"]
+    mended = mend_texts([text])[0]
+    assert mended[0] == "Clone the IPv4 APIs in 2 GiB, the oidValue and oidValue and oidValue, an oidValue"
+    assert mended[1:] == text[1:]
+
+
+@pytest.mark.quick
+def test_a_word_broken_by_a_stray_space_is_made_whole_and_boxes_still_match():
+    assert mend_texts([["SEQUENCE SEQUENCE and SEQUENC E", "in it is"]]) == [["SEQUENCE SEQUENCE and SEQUENCE", "in it is"]]
+    page = OcrPage(1, (OcrLine("a SEQUENC E of ofthe values", (0.1, 0.1, 0.9, 0.2), 0.9),
+                       OcrLine("SEQUENCE of the SEQUENCE", (0.1, 0.3, 0.9, 0.4), 0.9)))
+    (mended,) = mend_pages([page])
+    assert mended.lines[0].text == "a SEQUENCE of of the values" and mended.lines[0].box == page.lines[0].box
+    assert passage_boxes(mended, "a SEQUENCE of of the values") == [page.lines[0].box]
+
+
+@pytest.mark.quick
+def test_the_benchmark_counts_characters_and_words_wrong():
+    assert edit_distance("kitten", "sitting") == 3 and edit_distance("", "abc") == 3
+    read, truth = _words_as_letters("the fle of the  file", "the file of the file")
+    assert edit_distance(read, truth) == 1  # one word replaced, however many letters
+
+
 # As a user runs it: the CLI, settings from the environment --------------------------------------
 
 @pytest.fixture(scope="module")
@@ -312,3 +365,14 @@ def test_cancelling_a_job_stops_reading_the_scan_and_keeps_nothing_of_it(rag, co
     finally:
         jobs.close()
     assert "logbook.pdf" not in {d.doc_id for d in rag.documents(collection)}
+
+
+@pytest.mark.skipif(bool(missing_system_docs(CER_PDFS)), reason="Debian's text PDFs are not installed here")
+def test_cli_ocr_benchmark_reports_error_rates_as_kept_and_as_read(cli):
+    run = cli("bench-ocr", "--pages", "1", "--dpi", "150", "--skip-retrieval", "--json")
+    assert run.returncode == 0, run.stderr
+    (row,) = json.loads(run.stdout)["cer"]
+    assert row["pages"] == 1 and row["chars"] >= 800 and row["words"] > 100
+    assert 0 <= row["cer"] <= row["cer_as_read"] + 0.01 < 0.2 and 0 <= row["wer"] <= row["wer_as_read"] + 0.01 < 0.5
+    bad = cli("bench-ocr", "--dpi", "20")
+    assert bad.returncode != 0 and "--dpi" in bad.stderr and "Traceback" not in bad.stderr

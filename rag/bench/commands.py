@@ -239,10 +239,12 @@ def cmd_bench_ocr(args, settings) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"\nOCR on {result['cores']} cores, {result['workers']} pages at once")
-    print(f"{'dpi':>5} {'pages':>6} {'CER':>7} {'median':>7} {'worst':>7} {'conf':>6} {'pages/s':>8}")
+    print(f"{'dpi':>5} {'pages':>6} {'CER':>7} {'median':>7} {'worst':>7} {'as read':>8} {'WER':>7} {'as read':>8} "
+          f"{'conf':>6} {'pages/s':>8}")
     for r in result["cer"]:
-        print(f"{r['dpi']:>5} {r['pages']:>6} {r['cer']:>7.2%} {r['cer_median_page']:>7.2%} "
-              f"{r['cer_worst_page']:>7.2%} {r['confidence']:>6.3f} {r['pages_per_second']:>8.2f}")
+        print(f"{r['dpi']:>5} {r['pages']:>6} {r['cer']:>7.2%} {r['cer_median_page']:>7.2%} {r['cer_worst_page']:>7.2%} "
+              f"{r['cer_as_read']:>8.2%} {r['wer']:>7.2%} {r['wer_as_read']:>8.2%} {r['confidence']:>6.3f} "
+              f"{r['pages_per_second']:>8.2f}")
     retrieval = result.get("retrieval")
     if retrieval:
         print(f"\nretrieval, hybrid: {retrieval['questions']} questions over {retrieval['documents']} documents "

@@ -4,7 +4,9 @@
    shared-mime-info manuals) are drawn as images at each resolution, read by OCR, and compared
    with their own text layer: edit distance / length of the text layer, after the same
    normalisation on both sides (NFKC, one space between words; an underscore counts as a space,
-   since these PDFs' text layers write `_` as one).
+   since these PDFs' text layers write `_` as one); and the word error rate (words inserted,
+   deleted or replaced / words). Both as the app keeps the text (misread words mended,
+   `rag.ingestion.ocr_words`) and as the recogniser returned it, from the same reading.
 2. Speed: pages per second, with the app's own page pool (`RAG_OCR_WORKERS`).
 3. Retrieval: documents of the Debian question set as scanned copies (PDF pages drawn as
    images; text documents typeset onto pages as a printer would), ingested as image-only PDFs,
@@ -25,7 +27,7 @@ from rag.bench.corpus import PREFIX, ingest_fresh, system_docs
 from rag.config import RetrievalMode, Settings
 from rag.errors import RagError
 from rag.evaluation import Question, comparison_rows
-from rag.ingestion.ocr import OcrJob, OcrOptions, pdf_page_images
+from rag.ingestion.ocr import OcrJob, OcrOptions, mend_pages, pdf_page_images
 from rag.ingestion.readers import read_file
 from rag.service import Rag
 
@@ -81,24 +83,41 @@ def _cer_pages(folder: Path, count: int) -> list[tuple[Path, int, str]]:
 
 
 def measure_cer(pages: list[tuple[Path, int, str]], dpi: int, options: OcrOptions) -> dict[str, Any]:
+    """Character and word error rates of the pages read at `dpi`, as the app keeps them (misread
+    words mended) and as the recogniser returned them (`_as_read`)."""
     options = replace(options, dpi=dpi)
     read, started = [], time.perf_counter()
     for path in dict.fromkeys(p for p, _, _ in pages):
         numbers = [n for p, n, _ in pages if p == path]
-        read += [(path, page) for page in OcrJob(options).read(pdf_page_images(path, numbers, options), len(numbers))]
+        as_read = OcrJob(options, mend=False).read(pdf_page_images(path, numbers, options), len(numbers))
+        read += [(path, raw, mended) for raw, mended in zip(as_read, mend_pages(as_read), strict=True)]
     seconds = time.perf_counter() - started
     truth = {(p, n): text for p, n, text in pages}
-    rates, errors, chars = [], 0, 0
-    for path, page in read:
-        ref = truth[(path, page.page)]
-        distance = edit_distance(comparable(page.text), ref)
-        rates.append(distance / len(ref))
-        errors, chars = errors + distance, chars + len(ref)
-    confidences = [page.confidence for _, page in read]
-    return {"dpi": dpi, "pages": len(read), "chars": chars, "cer": round(errors / chars, 4),
+    rates: list[float] = []
+    totals = {"chars": 0, "words": 0, "cer": 0, "cer_as_read": 0, "wer": 0, "wer_as_read": 0}
+    for path, raw, mended in read:
+        ref = truth[(path, raw.page)]
+        for suffix, page in (("", mended), ("_as_read", raw)):
+            text = comparable(page.text)
+            totals["cer" + suffix] += edit_distance(text, ref)
+            totals["wer" + suffix] += edit_distance(*_words_as_letters(text, ref))
+        rates.append(edit_distance(comparable(mended.text), ref) / len(ref))
+        totals["chars"] += len(ref)
+        totals["words"] += len(ref.split())
+    chars, words = totals["chars"], totals["words"]
+    return {"dpi": dpi, "pages": len(read), "chars": chars, "cer": round(totals["cer"] / chars, 4),
             "cer_median_page": round(statistics.median(rates), 4), "cer_worst_page": round(max(rates), 4),
-            "confidence": round(statistics.mean(confidences), 3), "seconds": round(seconds, 1),
-            "pages_per_second": round(len(read) / seconds, 2)}
+            "cer_as_read": round(totals["cer_as_read"] / chars, 4), "words": words,
+            "wer": round(totals["wer"] / words, 4), "wer_as_read": round(totals["wer_as_read"] / words, 4),
+            "confidence": round(statistics.mean(raw.confidence for _, raw, _ in read), 3),
+            "seconds": round(seconds, 1), "pages_per_second": round(len(read) / seconds, 2)}
+
+
+def _words_as_letters(*texts: str) -> list[str]:
+    """Each text with every distinct word as one character: the edit distance of the results is
+    the number of words inserted, deleted or replaced."""
+    codes: dict[str, str] = {}
+    return ["".join(codes.setdefault(w, chr(0x10000 + len(codes))) for w in text.split()) for text in texts]
 
 
 def typeset(sections_text: str, target: Path) -> int:
