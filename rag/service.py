@@ -139,7 +139,7 @@ class Rag:
         """Chunks sized in the embedding model's own word pieces, so no chunk is cut off."""
         size = self.embed_info.max_tokens - CHUNK_MARGIN
         overlap = min(self.settings.chunk_overlap, size // 4)
-        return SentenceSplitter(chunk_size=size, chunk_overlap=overlap, tokenizer=count_tokens(self.embed_model))
+        return SentenceSplitter(chunk_size=size, chunk_overlap=overlap, tokenizer=count_tokens(self.embed_model, size))
 
     @property
     def llm(self):

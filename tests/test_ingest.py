@@ -17,6 +17,7 @@ from rag.loop import shared_loop
 from rag.options import AskOptions
 from rag.storage.catalog import DocumentRecord
 from tests.docs import FACTS, QUESTIONS, make_bad_files, make_pdf
+from tests.helpers import ROOT
 
 
 def test_every_type_is_indexed_and_listed_with_true_chunk_counts(rag, corpus, collection):
@@ -67,6 +68,24 @@ def test_chunks_fit_the_embedding_model(rag, tmp_path, collection):
     tokenizer = rag.embed_model._model.tokenizer
     for citation in rag.ask("pumps", AskOptions(collection, top_k=20, retrieve_only=True)).sources:
         assert len(tokenizer.encode(citation.text)) <= rag.embed_info.max_tokens
+
+
+def test_chunk_sizing_skips_tokenising_long_texts_and_cuts_the_same_chunks(rag):
+    """The splitter's counter only learns that a text of more words than a chunk holds is too
+    long; the chunks are the ones an exact count cuts (README, samples, long lines of one word)."""
+    from llama_index.core import Document
+    from llama_index.core.node_parser import SentenceSplitter
+
+    splitter = rag.splitter
+    texts = [p.read_text() for p in (ROOT / "README.md", ROOT / "data" / "samples" / "llamaindex.txt")]
+    texts.append(" ".join(["supercalifragilistic-expialidocious_identifier"] * 400))
+    exact = SentenceSplitter(chunk_size=splitter.chunk_size, chunk_overlap=splitter.chunk_overlap,
+                             tokenizer=rag.embed_model.count_tokens)
+    docs = [Document(text=t) for t in texts]
+    assert [n.get_content() for n in splitter.get_nodes_from_documents(docs)] == \
+        [n.get_content() for n in exact.get_nodes_from_documents(docs)]
+    assert len(splitter._tokenizer(texts[0])) == splitter.chunk_size + 1 < len(rag.embed_model.count_tokens(texts[0]))
+    assert splitter._tokenizer("one short line") == rag.embed_model.count_tokens("one short line")
 
 
 def test_bad_files_fail_alone_and_leave_nothing_behind(rag, corpus, tmp_path, collection):

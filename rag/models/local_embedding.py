@@ -39,6 +39,9 @@ class LocalEmbedding(HuggingFaceEmbedding):
         """Word pieces of `text`, with a copy of the tokenizer: files are parsed in worker threads
         while the model embeds, and a fast tokenizer used from two threads can lose the padding
         setting of a batch ("Unable to create tensor ..."), which fails the ingestion."""
-        if self._counter is None:
-            self._counter = copy.deepcopy(self._model.tokenizer)
-        return self._counter.encode(text, add_special_tokens=False)
+        if self._counter is None:  # the fast tokenizer itself: no Python layer around each call
+            counter = copy.deepcopy(self._model.tokenizer.backend_tokenizer)
+            counter.no_truncation()
+            counter.no_padding()
+            self._counter = counter
+        return self._counter.encode(text, add_special_tokens=False).ids
