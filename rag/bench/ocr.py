@@ -99,9 +99,11 @@ def measure_cer(pages: list[tuple[Path, int, str]], dpi: int, options: OcrOption
         ref = truth[(path, raw.page)]
         for suffix, page in (("", mended), ("_as_read", raw)):
             text = comparable(page.text)
-            totals["cer" + suffix] += edit_distance(text, ref)
+            distance = edit_distance(text, ref)
+            totals["cer" + suffix] += distance
             totals["wer" + suffix] += edit_distance(*_words_as_letters(text, ref))
-        rates.append(edit_distance(comparable(mended.text), ref) / len(ref))
+            if page is mended:
+                rates.append(distance / len(ref))
         totals["chars"] += len(ref)
         totals["words"] += len(ref.split())
     chars, words = totals["chars"], totals["words"]

@@ -19,9 +19,11 @@ the same document prints more often, or by a rule that needs no guess:
   plural ("APIs") and short ones ("GiB", "IPv4") are left alone.
 - Digits with o or O among them are digits ("1oo" -> "100").
 - A word the document hardly knows (printed at most twice, not English) is parted into the
-  likeliest run of words it does know, when every break is next to a function word ("ofthe" ->
-  "of the", "MUsTmatch" -> "MUST match"); compounds ("filename") and affixes ("in|ode") are
-  never parted. English here is the whole words of the embedding model's vocabulary.
+  likeliest run of words it does know, when every break is next to a function word ("afile" ->
+  "a file", "MUsTmatch" -> "MUST match") or it is a run of several words of a sentence; a word
+  it prints more often but that is not English only where it prints the two words apart three
+  times as often ("thefile"). Compounds ("filename") and affixes ("in|ode") are never parted.
+  English here is the whole words of the embedding model's vocabulary.
 - Two neighbours, one of them a fragment the document does not know, that it prints joined at
   least twice are joined ("SEQUENC E" -> "SEQUENCE": a stray space put in from the pixels).
 
@@ -132,11 +134,13 @@ class Document:
         return word
 
     def split(self, word: str) -> list[str]:
-        """`word` parted into the words it runs together, or `[word]`. Only a word the document
-        hardly knows (printed at most twice, not English) is parted, into the likeliest sequence
-        of known words (Norvig's segmentation with the document's frequencies) where every part
-        is printed more than twice or is English, and every break is next to a function word
-        ("of|the", "file|with"): compounds ("file|name", "over|write") and affixes stay whole."""
+        """`word` parted into the words it runs together, or `[word]`. A word the document hardly
+        knows (printed at most twice, not English) is parted into its likeliest sequence of words
+        (Norvig's segmentation with the document's frequencies), kept when every part is known
+        and every break is at a function word ("of|the", "file|with"), or when it is a run of
+        four words or more with half its breaks there (a sentence, which may hold a word read
+        wrong: "of|the|file|for|ASCll|control|characters"). A word it knows but that is not
+        English is parted only as `split_pair` says. Compounds ("file|name") and affixes stay whole."""
         lower = word.lower()
         if len(word) < MIN_SPLIT or not word.isalpha() or word.isupper():
             return [word]
@@ -158,8 +162,7 @@ class Document:
             end = best[end][1]
         bounds = [0, *sorted(cuts)]
         parts = [lower[a:b] for a, b in pairwise(bounds)]
-        breaks = [(left in FUNCTION_WORDS and left not in PREFIXES) or (right in FUNCTION_WORDS and right not in SUFFIXES)
-                  for left, right in pairwise(parts)]
+        breaks = [_function_break(left, right) for left, right in pairwise(parts)]
         prose = len(parts) >= MIN_RUN and 2 * sum(breaks) >= len(breaks)  # a run of several words of a sentence
         if len(parts) < 2 or not (all(breaks) or prose) or (not prose and not all(map(self.trusted_part, parts))):
             return [word]
@@ -174,8 +177,7 @@ class Document:
             return [word]
         for i in range(1, len(word)):
             left, right = lower[:i], lower[i:]
-            function_break = (left in FUNCTION_WORDS and left not in PREFIXES) or (right in FUNCTION_WORDS and right not in SUFFIXES)
-            if function_break and self.pairs[f"{left} {right}"] >= SPACED_SHARE * count:
+            if _function_break(left, right) and self.pairs[f"{left} {right}"] >= SPACED_SHARE * count:
                 return [word[:i], word[i:]]
         return [word]
 
@@ -196,6 +198,12 @@ class Document:
 
     def unknown(self, length: int) -> float:
         return math.log(10 / self.total) - length * math.log(10)
+
+
+def _function_break(left: str, right: str) -> bool:
+    """A break between two words is next to a function word that is not also an affix ("of|the",
+    "file|with"; not "in|ode" or "plug|in")."""
+    return (left in FUNCTION_WORDS and left not in PREFIXES) or (right in FUNCTION_WORDS and right not in SUFFIXES)
 
 
 def _inside_capitals(word: str, i: int) -> bool:
