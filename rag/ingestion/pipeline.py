@@ -24,9 +24,9 @@ from llama_index.core.schema import BaseNode, Document, MetadataMode, NodeRelati
 
 from rag.errors import ParseError, RagError, first_line
 from rag.ingestion import recovery
+from rag.ingestion.chunks import add_sentence_context, merge_small_chunks
 from rag.ingestion.ocr import OcrJob, OcrOptions, ocr_note, save_scan
 from rag.ingestion.readers import read_file
-from rag.ingestion.sentences import SENTENCE_AFTER, SENTENCE_BEFORE, sentence_context, sentence_spans
 from rag.ingestion.sources import FileResult, IngestProgress, IngestReport, ProgressCallback, Source, file_hash
 from rag.models.embeddings import EmbedInfo
 from rag.status import DocStatus, FileStatus
@@ -38,60 +38,6 @@ NODE_NAMESPACE = uuid.UUID("6f1c5a52-2f7e-4d55-9a53-0d3f1f2b7c11")
 # Metadata the embedder sees (the rest would only spend the model's 256 word pieces).
 EMBED_METADATA = ("file_name",)
 LLM_METADATA = ("file_name", "page_label")
-
-MIN_CHUNK_TOKENS = 32  # word pieces; fewer rarely carry meaning of their own ("2.2 Naming")
-
-
-def merge_small_chunks(nodes: list[BaseNode], documents: list[Document], splitter: SentenceSplitter) -> list[BaseNode]:
-    """Merge a chunk under MIN_CHUNK_TOKENS into its neighbour of the same section (so the same
-    page) when both fit the embedding window together; chunks never merge across pages."""
-    texts = {doc.doc_id: doc.text for doc in documents}
-    count = lambda text: len(splitter._tokenizer(text))  # noqa: E731  the splitter's own counter
-    merged: list[BaseNode] = []
-    for node in nodes:
-        prev = merged[-1] if merged else None
-        if prev is not None and prev.ref_doc_id == node.ref_doc_id and (
-            count(node.get_content()) < MIN_CHUNK_TOKENS or count(prev.get_content()) < MIN_CHUNK_TOKENS
-        ):
-            text = _span(prev, node, texts.get(node.ref_doc_id or ""))
-            room = splitter.chunk_size - count(node.get_metadata_str(MetadataMode.EMBED)) - 4  # as the splitter does
-            if count(text) <= room:
-                prev.set_content(text)
-                prev.end_char_idx = node.end_char_idx
-                continue
-        merged.append(node)
-    return merged
-
-
-def add_sentence_context(nodes: list[BaseNode], documents: list[Document]) -> None:
-    """Keep with each chunk the parts of its first and last sentences that its boundaries cut off
-    (`rag.ingestion.sentences`), so answers quote whole sentences. Neither is
-    embedded nor shown to an LLM: the chunk itself is what was found."""
-    following = {doc.doc_id: after.text for doc, after in zip(documents, documents[1:], strict=False)}
-    texts = {doc.doc_id: doc.text for doc in documents}
-    spans: dict[str, list[tuple[int, int]]] = {}  # each text's sentences, found once
-    for node in nodes:
-        doc_id = node.ref_doc_id or ""
-        text, start, end = texts.get(doc_id), node.start_char_idx, node.end_char_idx
-        if text is None or start is None or end is None or text[start:end] != node.get_content():
-            continue
-        if doc_id not in spans:
-            spans[doc_id] = sentence_spans(text)
-        before, after = sentence_context(text, start, end, following.get(doc_id, ""), spans[doc_id])
-        for key, part in ((SENTENCE_BEFORE, before), (SENTENCE_AFTER, after)):
-            if part:
-                node.metadata[key] = part
-                node.excluded_embed_metadata_keys.append(key)
-                node.excluded_llm_metadata_keys.append(key)
-
-
-def _span(first: BaseNode, second: BaseNode, source: str | None) -> str:
-    """The text from the start of `first` to the end of `second`, without their overlap twice."""
-    start, end = first.start_char_idx, second.end_char_idx
-    if source is not None and start is not None and end is not None and start < end:
-        return source[start:end]
-    return f"{first.get_content()} {second.get_content()}"
-
 
 @dataclass
 class _Parsed:
