@@ -238,7 +238,7 @@ def cmd_bench_ocr(args, settings) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"\nOCR on {result['cores']} cores, {result['workers']} pages at once")
+    print(f"\nOCR on {result['cores']} cores, {result['workers']} pages at once, models on {result['runtime']}")
     print(f"{'dpi':>5} {'pages':>6} {'CER':>7} {'median':>7} {'worst':>7} {'as read':>8} {'WER':>7} {'as read':>8} "
           f"{'conf':>6} {'pages/s':>8}")
     for r in result["cer"]:

@@ -28,6 +28,7 @@ from rag.config import RetrievalMode, Settings
 from rag.errors import RagError
 from rag.evaluation import Question, comparison_rows
 from rag.ingestion.ocr import OcrJob, OcrOptions, mend_pages, pdf_page_images
+from rag.ingestion.ocr_engine import engine_pool
 from rag.ingestion.readers import read_file
 from rag.service import Rag
 
@@ -206,7 +207,8 @@ async def measure_ocr(settings: Settings, *, pages: int, dpis: list[int], retrie
         raise RagError("--pages must be at least 1 and each --dpi from 72 to 600")
     options = OcrOptions.from_settings(settings)
     chosen = _cer_pages(settings.data_dir / "bench" / "ocr" / "originals", pages)
-    result: dict[str, Any] = {"cores": os.cpu_count(), "workers": options.pool_size, "cer": []}
+    runtime = engine_pool(options.pool_size, options.runtime)[2]
+    result: dict[str, Any] = {"cores": os.cpu_count(), "workers": options.pool_size, "runtime": runtime, "cer": []}
     for dpi in dpis:
         row = measure_cer(chosen, dpi, options)
         log(f"OCR at {dpi} dpi: {row}")

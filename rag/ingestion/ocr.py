@@ -1,12 +1,13 @@
 """Reading scans offline: scanned PDF pages and image files, read by RapidOCR.
 
-RapidOCR runs PP-OCRv4 text detection and recognition on ONNX Runtime, with the models inside its
-wheel: nothing is downloaded. Why it is used the way it is:
+RapidOCR runs PP-OCRv4 text detection and recognition, with the models inside its wheel: nothing
+is downloaded. The models run on OpenVINO (`rag.ingestion.ocr_engine`). Why it is used the way
+it is:
 
 - Every recognised line keeps its box (as fractions of the page) and its confidence: a cited
   passage can then be marked on the scan, and a page read badly is flagged rather than indexed
   as garbage (`OcrPage.confidence`, `RAG_OCR_MIN_CONFIDENCE`).
-- Recognition is CPU-bound ONNX Runtime work that releases the GIL: pages are read by a small
+- Recognition is CPU-bound native work that releases the GIL: pages are read by a small
   pool of engines in threads, each given its share of the cores (`RAG_OCR_WORKERS`).
 - The model reads Chinese and English: full-width punctuation comes back ("，"), and spaces
   between words are often dropped, so the text is normalised (NFKC; spaces put back from the
@@ -29,12 +30,13 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from rag.config import OcrMode, Settings
+from rag.config import OcrMode, OcrRuntime, Settings
 from rag.errors import ParseError, RagError
+from rag.ingestion.ocr_engine import engine_pool
 from rag.ingestion.ocr_words import mend_texts
 
 # pdfium is not thread-safe: every use of it in this process (drawing a page to read it, or to
@@ -57,16 +59,17 @@ class OcrOptions:
     dpi: int = 150
     min_confidence: float = 0.8
     max_pixels: int = 60_000_000
-    workers: int = 0  # 0: one per core, up to 4
+    workers: int = 0  # 0: two per core, up to 4 (one page's lines are prepared while another's are read)
+    runtime: OcrRuntime = OcrRuntime.AUTO
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OcrOptions:
         return cls(settings.ocr, settings.ocr_dpi, settings.ocr_min_confidence, settings.ocr_max_pixels,
-                   settings.ocr_workers)
+                   settings.ocr_workers, settings.ocr_runtime)
 
     @property
     def pool_size(self) -> int:
-        return self.workers or max(1, min(os.cpu_count() or 1, 4))
+        return self.workers or max(1, min(2 * (os.cpu_count() or 1), 4))
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,7 @@ class OcrJob:
 
     def read(self, images: Iterator[tuple[int, object]], total: int) -> list[OcrPage]:
         """Read `total` pages given as (page number, PIL image), a few at a time in the pool."""
-        pool, engines = _pool(self.options.pool_size)
+        pool, engines, _ = engine_pool(self.options.pool_size, self.options.runtime)
         pending: list[Future[OcrPage]] = []
         done: list[OcrPage] = []
 
@@ -252,28 +255,7 @@ def ocr_note(summary: dict | None) -> str:
     return note
 
 
-# Engines ------------------------------------------------------------------------------------
-
-_POOLS: dict[int, tuple[ThreadPoolExecutor, queue.Queue]] = {}
-_POOLS_LOCK = threading.Lock()
-
-
-def _pool(size: int) -> tuple[ThreadPoolExecutor, queue.Queue]:
-    """`size` threads and `size` engines, each engine with its share of the cores; made once."""
-    with _POOLS_LOCK:
-        if size not in _POOLS:
-            try:
-                from rapidocr_onnxruntime import RapidOCR
-            except ImportError as exc:  # pragma: no cover - a broken install
-                raise ParseError(f"OCR is not installed ({exc}): run scripts/setup.sh (requirements-nodeps.txt), "
-                                 "or set RAG_OCR=off") from None
-            threads = max(1, (os.cpu_count() or 1) // size)
-            engines: queue.Queue = queue.Queue()
-            for _ in range(size):
-                engines.put(RapidOCR(use_cls=False, intra_op_num_threads=threads, inter_op_num_threads=1))
-            _POOLS[size] = (ThreadPoolExecutor(size, thread_name_prefix="ocr"), engines)
-        return _POOLS[size]
-
+# Reading a page ------------------------------------------------------------------------------
 
 def _read_page(engines: queue.Queue, number: int, image, min_confidence: float) -> OcrPage:
     """One page read; a page read badly, or with no text found, is read again turned upside

@@ -1,0 +1,112 @@
+"""The OCR engines: RapidOCR's pre- and post-processing, with its models run on OpenVINO.
+
+RapidOCR (`rapidocr-onnxruntime`) carries the PP-OCRv4 models and everything around them (image
+preparation, line boxes, the characters' positions), and runs the models on ONNX Runtime. The
+engines keep RapidOCR and replace only its two inference sessions: OpenVINO runs the same ONNX
+files much faster on this app's CPUs. Measured with `python -m rag bench-ocr` on 2 cores (dense
+150-dpi manual pages; hit@5 of the Debian questions on 101 scanned pages):
+
+| models on | pages/s | CER | WER | hit@5 on scans |
+|---|---:|---:|---:|---:|
+| ONNX Runtime, two engines of one thread | 0.30 | 0.97% | 7.50% | 0.95 |
+| OpenVINO, float32, four streams | 0.60 | 0.97% | 7.50% | 0.95 |
+| OpenVINO, recogniser at the CPU's default (bfloat16 with AMX) | 0.86 | 0.97% | 7.48% | 0.95 |
+| OpenVINO, both in bfloat16 | 1.06 | 0.97% | 7.43% | 0.84 |
+
+Float32 reads exactly what ONNX Runtime reads. The detector stays in float32: in bfloat16 its
+line boxes moved enough to lose two questions' passages. Two compiled models do not run at once
+(two engines of one thread: 0.39 pages/s), so each model is compiled once per pool with one
+stream per page read at once; more streams than cores let one page's lines be prepared in
+Python while another's are recognised.
+
+`RAG_OCR_RUNTIME`: `auto` (OpenVINO, or ONNX Runtime with a warning where OpenVINO cannot load),
+`openvino`, `onnxruntime`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from rag.config import OcrRuntime
+from rag.errors import ParseError
+
+log = logging.getLogger(__name__)
+
+DETECTION, RECOGNITION = "ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx"
+
+_POOLS: dict[tuple[int, OcrRuntime], tuple[ThreadPoolExecutor, queue.Queue, str]] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+class _OpenVinoSession:
+    """Stands in for RapidOCR's ONNX Runtime session: called with a batch, returns the outputs.
+    Its own inference request on a model compiled once for the pool; an engine is used by one
+    thread at a time."""
+
+    def __init__(self, session: Any, compiled: Any) -> None:
+        self._session = session  # still answers RapidOCR's other questions (the character list)
+        self._request = compiled.create_infer_request()
+
+    def __call__(self, batch: Any) -> list[Any]:
+        return [self._request.infer([batch])[0]]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def engine_pool(size: int, runtime: OcrRuntime) -> tuple[ThreadPoolExecutor, queue.Queue, str]:
+    """`size` threads and `size` engines, made once per process: (threads, engines, the runtime
+    they run on). On OpenVINO each model is compiled once with one stream per engine, so pages
+    are read in parallel; on ONNX Runtime each engine has its share of the cores."""
+    with _POOLS_LOCK:
+        if (size, runtime) not in _POOLS:
+            cores = os.cpu_count() or 1
+            compiled, used = None, OcrRuntime.ONNXRUNTIME
+            if runtime != OcrRuntime.ONNXRUNTIME:
+                try:
+                    compiled, used = _compile(size, cores), OcrRuntime.OPENVINO
+                except Exception as exc:  # ImportError, or OpenVINO's RuntimeError on this CPU
+                    if runtime == OcrRuntime.OPENVINO:
+                        raise ParseError(f"OCR cannot run on OpenVINO ({exc}): set RAG_OCR_RUNTIME=auto or onnxruntime") from None
+                    log.warning("OCR runs on ONNX Runtime: OpenVINO did not load (%s)", exc)
+            engines: queue.Queue = queue.Queue()
+            for _ in range(size):
+                engines.put(_engine(compiled, max(1, cores // size)))
+            _POOLS[(size, runtime)] = (ThreadPoolExecutor(size, thread_name_prefix="ocr"), engines, str(used))
+        return _POOLS[(size, runtime)]
+
+
+def _models() -> Path:
+    try:
+        import rapidocr_onnxruntime
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise ParseError(f"OCR is not installed ({exc}): run scripts/setup.sh (requirements-nodeps.txt), "
+                         "or set RAG_OCR=off") from None
+    return Path(rapidocr_onnxruntime.__file__).parent / "models"
+
+
+def _compile(streams: int, cores: int) -> dict[str, Any]:
+    """Detection compiled by OpenVINO in float32, recognition at the CPU's default precision."""
+    import openvino
+
+    core = openvino.Core()
+    config = {"NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": cores}
+    return {DETECTION: core.compile_model(str(_models() / DETECTION), "CPU", {**config, "INFERENCE_PRECISION_HINT": "f32"}),
+            RECOGNITION: core.compile_model(str(_models() / RECOGNITION), "CPU", config)}
+
+
+def _engine(compiled: dict[str, Any] | None, threads: int) -> Any:
+    _models()  # a clear error where OCR is not installed
+    from rapidocr_onnxruntime import RapidOCR
+
+    engine = RapidOCR(use_cls=False, intra_op_num_threads=threads, inter_op_num_threads=1)
+    if compiled is not None:
+        engine.text_det.infer = _OpenVinoSession(engine.text_det.infer, compiled[DETECTION])
+        engine.text_rec.session = _OpenVinoSession(engine.text_rec.session, compiled[RECOGNITION])
+    return engine
