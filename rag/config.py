@@ -169,7 +169,7 @@ class Settings(BaseSettings):
         60_000_000, ge=1_000_000, le=170_000_000, alias="RAG_OCR_MAX_PIXELS",
         description="larger images are refused (decompression bombs); Pillow's own limit is about 179 million"
     )
-    ocr_workers: int = Field(0, ge=0, le=64, alias="RAG_OCR_WORKERS", description="pages read at once; 0: two per core, up to 4")
+    ocr_workers: int = Field(0, ge=0, le=64, alias="RAG_OCR_WORKERS", description="pages read at once; 0: one per core, up to 4")
     ocr_runtime: OcrRuntime = Field(OcrRuntime.AUTO, alias="RAG_OCR_RUNTIME", description="what runs the OCR models")
 
     # Answering

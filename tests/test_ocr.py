@@ -146,7 +146,7 @@ def test_a_multi_page_tiff_has_pages_and_an_upside_down_scan_is_turned(scans):
 
 
 def test_openvino_reads_what_onnx_runtime_reads():
-    """The models run on OpenVINO by default (2.9x faster here); its readings must be ONNX
+    """The models run on OpenVINO by default (2.8x faster here); its readings must be ONNX
     Runtime's, but for the rare character that a bfloat16 recogniser reads otherwise."""
     _, engines, runtime = engine_pool(1, OcrRuntime.AUTO)
     assert runtime == "openvino", "the pinned OpenVINO loads on this CPU"

@@ -59,7 +59,7 @@ class OcrOptions:
     dpi: int = 150
     min_confidence: float = 0.8
     max_pixels: int = 60_000_000
-    workers: int = 0  # 0: two per core, up to 4 (one page's lines are prepared while another's are read)
+    workers: int = 0  # 0: one per core, up to 4
     runtime: OcrRuntime = OcrRuntime.AUTO
 
     @classmethod
@@ -69,7 +69,7 @@ class OcrOptions:
 
     @property
     def pool_size(self) -> int:
-        return self.workers or max(1, min(2 * (os.cpu_count() or 1), 4))
+        return self.workers or max(1, min(os.cpu_count() or 1, 4))
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,15 @@ files much faster on this app's CPUs. Measured with `python -m rag bench-ocr` on
 |---|---:|---:|---:|---:|
 | ONNX Runtime, two engines of one thread | 0.30 | 0.97% | 7.50% | 0.95 |
 | OpenVINO, float32, four streams | 0.60 | 0.97% | 7.50% | 0.95 |
-| OpenVINO, recogniser at the CPU's default (bfloat16 with AMX) | 0.86 | 0.97% | 7.48% | 0.95 |
-| OpenVINO, both in bfloat16 | 1.06 | 0.97% | 7.43% | 0.84 |
+| OpenVINO, recogniser at the CPU's default (bfloat16 with AMX), four streams | 0.86 | 0.97% | 7.48% | 0.95 |
+| the same, two streams (the default on 2 cores: one per core) | 0.83 | 0.97% | 7.48% | 0.95 |
+| OpenVINO, both in bfloat16, four streams | 1.06 | 0.97% | 7.43% | 0.84 |
 
 Float32 reads exactly what ONNX Runtime reads. The detector stays in float32: in bfloat16 its
 line boxes moved enough to lose two questions' passages. Two compiled models do not run at once
 (two engines of one thread: 0.39 pages/s), so each model is compiled once per pool with one
-stream per page read at once; more streams than cores let one page's lines be prepared in
-Python while another's are recognised.
+stream per page read at once. More streams than cores gained nothing that a rerun could tell
+from noise and held more memory (reading 12 pages with four: peak 2.8 GB, with two: 2.3 GB).
 
 `RAG_OCR_RUNTIME`: `auto` (OpenVINO, or ONNX Runtime with a warning where OpenVINO cannot load),
 `openvino`, `onnxruntime`.
