@@ -220,6 +220,15 @@ def test_misread_words_are_mended_from_the_words_the_document_prints_most():
 
 
 @pytest.mark.quick
+def test_a_mixed_pdf_mends_its_scanned_pages_by_the_words_of_its_text_pages():
+    scanned = [["Call asnl_der_decoding on the buffer, then asnl_der_decoding again."]]
+    text_layer = ["asn1_der_decoding reads DER. asn1_der_decoding checks it. asn1_der_decoding returns."]
+    assert mend_texts(scanned)[0] == scanned[0], "read twice the same way, and nothing else to go by"
+    assert mend_texts(scanned, text_layer)[0] == ["Call asn1_der_decoding on the buffer, then asn1_der_decoding again."]
+    assert text_layer == ["asn1_der_decoding reads DER. asn1_der_decoding checks it. asn1_der_decoding returns."]
+
+
+@pytest.mark.quick
 def test_a_run_of_words_read_as_one_is_parted_and_its_misread_word_mended():
     text = ["Note: Checking thefirst 128 bytes ofthefileforASCllcontrolcharacters is a good way",
             "thefile is read so thefile and thefile, but the file, the file, the file, the file, the file",

@@ -162,10 +162,11 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-def mend_pages(pages: Sequence[OcrPage]) -> list[OcrPage]:
+def mend_pages(pages: Sequence[OcrPage], known: Sequence[str] = ()) -> list[OcrPage]:
     """The pages of one document with misread words mended from the document's own words
-    (`rag.ingestion.ocr_words`); boxes and confidences stay as read."""
-    texts = mend_texts([[line.text for line in page.lines] for page in pages])
+    (`rag.ingestion.ocr_words`; `known`: its pages with a text layer); boxes and confidences
+    stay as read."""
+    texts = mend_texts([[line.text for line in page.lines] for page in pages], known)
     return [OcrPage(page.page, tuple(replace(line, text=text) for line, text in zip(page.lines, lines, strict=True)))
             for page, lines in zip(pages, texts, strict=True)]
 
@@ -189,8 +190,9 @@ class OcrJob:
         if self.cancelled.is_set():
             raise OcrCancelled("cancelled while reading the scan")
 
-    def read(self, images: Iterator[tuple[int, object]], total: int) -> list[OcrPage]:
-        """Read `total` pages given as (page number, PIL image), a few at a time in the pool."""
+    def read(self, images: Iterator[tuple[int, object]], total: int, known: Sequence[str] = ()) -> list[OcrPage]:
+        """Read `total` pages given as (page number, PIL image), a few at a time in the pool;
+        `known`: the document's text that is not read (the words mending may go by)."""
         pool, engines, _ = engine_pool(self.options.pool_size, self.options.runtime)
         pending: list[Future[OcrPage]] = []
         done: list[OcrPage] = []
@@ -214,7 +216,7 @@ class OcrJob:
             for future in pending:
                 future.cancel()
         if self.mend:
-            done = mend_pages(done)
+            done = mend_pages(done, known)
         self.pages.extend(done)
         return done
 

@@ -66,9 +66,11 @@ PREFIXES = frozenset({"i", "in", "on", "be", "over", "under", "out", "up", "do",
 SUFFIXES = frozenset({"a", "i", "in", "on", "up", "out", "it", "or", "no", "if", "as", "is", "so", "do", "be", "all", "one"})
 
 
-def mend_texts(pages: Sequence[Sequence[str]]) -> list[list[str]]:
-    """Each page's lines with misread words mended (same shape as `pages`)."""
-    lines = [WORD.findall(line) for page in pages for line in page]
+def mend_texts(pages: Sequence[Sequence[str]], known: Sequence[str] = ()) -> list[list[str]]:
+    """Each page's lines with misread words mended (same shape as `pages`). `known`: more of the
+    document's text, not read by OCR (a mixed PDF's pages with a text layer): its words count
+    as the document's, and are not changed."""
+    lines = [WORD.findall(line) for page in pages for line in page] + [WORD.findall(text) for text in known]
     document = Document(Counter(w for words in lines for w in words),
                         Counter(f"{a} {b}".lower() for words in lines for a, b in pairwise(words)))
     fixes = {word: fixed for word in document.words if (fixed := document.mend(word)) != word}

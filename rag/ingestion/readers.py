@@ -146,7 +146,9 @@ def read_pdf(path: Path, ocr: OcrJob | None = None) -> list[Section]:
         raise ParseError(f"{path.name}: the PDF could not be read ({type(exc).__name__}: {exc})") from exc
     if scanned:
         assert ocr is not None
-        for page in ocr.read(pdf_page_images(path, scanned, ocr.options), len(scanned)):
+        read = set(scanned)
+        known = [text for number, text in enumerate(texts, 1) if number not in read]
+        for page in ocr.read(pdf_page_images(path, scanned, ocr.options), len(scanned), known):
             texts[page.page - 1] = ocr.kept_text(page)
     elif not any(text.strip() for text in texts):
         if ocr is None or ocr.options.mode is OcrMode.OFF:
