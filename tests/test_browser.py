@@ -275,6 +275,7 @@ def test_a_scan_is_read_cited_and_marked_on_its_page(page, server, tmp_path):
     sources = answer.get_by_test_id("stExpander")
     first = sources.first.inner_text()
     assert "[1] harbour-log.pdf" in first and "page 2" in first, first
+    assert "volume two The Corran" not in answer.inner_text(), "a heading is not quoted as the start of a sentence"
     sources.first.click()
     _switch_on(page, sources.first, "Show in the document")
     expect(sources.first.get_by_test_id("stImage")).to_be_visible(timeout=LONG)

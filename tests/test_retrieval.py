@@ -10,6 +10,7 @@ from llama_index.core.schema import NodeWithScore, TextNode
 
 from rag.errors import ConfigError, DocumentNotFound
 from rag.ingestion.readers import read_pdf
+from rag.ingestion.sentences import sentence_spans
 from rag.ingestion.textclean import clean_pdf_pages, join_lines, reflow
 from rag.loop import shared_loop
 from rag.options import AskOptions
@@ -67,6 +68,15 @@ def test_paragraph_lines_are_joined_and_short_lines_keep_their_break():
         "Consider this definition:",
         "• UTF8String;",
     ]
+
+
+@pytest.mark.quick
+def test_a_heading_without_a_full_stop_is_not_part_of_the_sentence_after_it():
+    [page] = clean_pdf_pages(["Harbour log, volume two\nThe Corran lamp was lit by paraffin until 1954, then by"
+                              "\nelectricity, and the lamp room was painted white."])
+    assert [page[a:b] for a, b in sentence_spans(page)] == [
+        "Harbour log, volume two", "The Corran lamp was lit by paraffin until 1954, then by electricity, and the lamp room "
+        "was painted white."]
 
 
 @pytest.mark.quick

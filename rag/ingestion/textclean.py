@@ -14,7 +14,9 @@ the results. The rules here are deterministic and only look at the document itse
 - Lines are joined into paragraphs: a line is continued by the next one when it is long (at
   least 70% of the document's usual full line), unless the next line starts a list item, or is
   short and follows the end of a sentence (a heading, a one-line paragraph). Short lines (ends of
-  paragraphs, headings, code) keep their break.
+  paragraphs, headings, code) keep their break. Paragraphs are parted by a blank line, so a
+  heading without a full stop is never read as the start of the sentence after it (in quotes,
+  `rag.ingestion.sentences`).
 - A word split by a hyphen at a line end, between two lowercase letters, is mended: without the
   hyphen ("manip-" + "ulation" -> "manipulation") unless the document itself writes the hyphenated
   form elsewhere and never the joined one ("glob-" + "deleteall" -> "glob-deleteall"); a hyphen
@@ -51,7 +53,7 @@ def clean_pdf_pages(pages: Sequence[str], labels: Sequence[str | None] | None = 
         cleaned_lines.append([line for line, is_toc in zip(lines, toc, strict=True) if not is_toc])
     vocabulary = Counter(w.lower() for lines in cleaned_lines for line in lines for w in re.findall(r"[\w-]+", line))
     full = _usual_full_line(cleaned_lines)
-    return ["\n".join(reflow(lines, full, vocabulary)) for lines in cleaned_lines]
+    return ["\n\n".join(reflow(lines, full, vocabulary)) for lines in cleaned_lines]
 
 
 def _normalise(line: str) -> str:
