@@ -77,6 +77,10 @@ def test_a_heading_without_a_full_stop_is_not_part_of_the_sentence_after_it():
     assert [page[a:b] for a, b in sentence_spans(page)] == [
         "Harbour log, volume two", "The Corran lamp was lit by paraffin until 1954, then by electricity, and the lamp room "
         "was painted white."]
+    # A short line that ends no sentence goes on where the next line starts in lower case or a digit.
+    assert reflow(["asn1 write value", "SEQUENCE OF: the string NEW and len !=", "0 appends an element.", "Short one."],
+                  full_line=80) == ["asn1 write value", "SEQUENCE OF: the string NEW and len != 0 appends an element.",
+                                    "Short one."]
 
 
 @pytest.mark.quick

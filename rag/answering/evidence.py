@@ -48,6 +48,9 @@ STOPWORDS = frozenset(
 )
 _URL = re.compile(r"<?(?:https?://|www\.)\S+|<[^<>\s]+@[^<>\s]+>")
 _TOC_LINE = re.compile(r"(?:\.\s*){4,}\s*[0-9ivxlcdm]+\s*$|…+\s*\d+\s*$", re.I)
+# A line of plain words this short that ends no sentence is a heading ("asn1 write value",
+# "Harbour log, volume two"), whatever its capitals; longer ones need a heading's look.
+HEADING_WORDS = 6
 _NUMBERED_HEADING = re.compile(r"^(?:#+\s|(?:\d+\.)+\d*\s+[A-Z]|[A-Z]\.\d)")
 _BOILERPLATE = re.compile(
     r"\b(?:licen[cs]\w*|warrant\w*|copyright|permission is hereby granted|all rights reserved|merchantability"
@@ -85,13 +88,20 @@ def quotable(sentence: str, question_terms: set[str] = frozenset()) -> bool:
     if len(words) < 3 or _TOC_LINE.search(text):
         return False
     if len(words) <= 8 and not SENTENCE_END.search(text) and not text.startswith("-") and (
-        _NUMBERED_HEADING.match(text) or text.isupper() or text.endswith(":")
+        _short_heading(text, words) or _NUMBERED_HEADING.match(text) or text.isupper() or text.endswith(":")
         or all(w[:1].isupper() or not w[:1].isalpha() for w in words)
     ):
         return False
     if _BOILERPLATE.search(text):
         return bool(question_terms & terms(" ".join(_BOILERPLATE.findall(text))))
     return True
+
+
+def _short_heading(text: str, words: list[str]) -> bool:
+    """A few plain words ending no sentence: a heading. Not a command, an option or a labelled
+    example ("Example: curl --retry 5 URL"), which stand as answers however short."""
+    return len(words) <= HEADING_WORDS and ":" not in text and not _URL.search(text) and not any(
+        w.startswith("-") for w in words)
 
 
 def terms(text: str) -> set[str]:

@@ -12,8 +12,9 @@ the results. The rules here are deterministic and only look at the document itse
 - Tables of contents: a line with a dot leader before a page number ("2.1 Syntax . . . . 2") is
   dropped; a page where such lines are at least a third is a TOC page and is dropped whole.
 - Lines are joined into paragraphs: a line is continued by the next one when it is long (at
-  least 70% of the document's usual full line), unless the next line starts a list item, or is
-  short and follows the end of a sentence (a heading, a one-line paragraph). Short lines (ends of
+  least 70% of the document's usual full line), or ends no sentence and the next one starts in
+  lower case or with a digit ("... and len !=" / "0 to append"), unless the next line starts a
+  list item, or is short and follows the end of a sentence (a heading, a one-line paragraph). Short lines (ends of
   paragraphs, headings, code) keep their break. Paragraphs are parted by a blank line, so a
   heading without a full stop is never read as the start of the sentence after it (in quotes,
   `rag.ingestion.sentences`).
@@ -33,6 +34,7 @@ TOC_LINE = re.compile(r"(?:\.\s*){4,}\s*[0-9ivxlcdmIVXLCDM]+\s*$|…+\s*\d+\s*$"
 LIST_ITEM = re.compile(r"^\s*(?:[•·▪◦‣*–-]\s|\(?\d{1,3}[.)]\s|\(?[a-z][.)]\s)")
 HYPHENATED_END = re.compile(r"([A-Za-z]*[a-z])-$")
 WORD_START = re.compile(r"^([a-z][A-Za-z]*)")
+CARRIES_ON = re.compile(r"^[a-z0-9]")  # a line that starts so after one that ends no sentence goes on with it
 LONG_LINE = 0.7
 FURNITURE_SHARE = 0.5
 TOC_SHARE = 1 / 3
@@ -105,7 +107,8 @@ def reflow(lines: Sequence[str], full_line: int, vocabulary: Counter[str] | None
     for line in lines:
         short = len(line) < LONG_LINE * full_line
         starts_anew = LIST_ITEM.match(line) or (short and paragraphs and paragraphs[-1].endswith((".", "!", "?", ":")))
-        if continues and paragraphs and not starts_anew:
+        carries_on = paragraphs and CARRIES_ON.match(line) and not paragraphs[-1].endswith((".", "!", "?", ":", ";"))
+        if (continues or carries_on) and paragraphs and not starts_anew:
             paragraphs[-1] = join_lines(paragraphs[-1], line, vocabulary)
         else:
             paragraphs.append(line)
