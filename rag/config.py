@@ -63,6 +63,7 @@ class EmbedBackend(StrEnum):
     TORCH = "torch"  # sentence-transformers on torch, in RAG_EMBED_PRECISION
     ONNX = "onnx"  # ONNX Runtime, float32, exported from the model at first use
     ONNX_INT8 = "onnx-int8"  # the same export with int8 weights (dynamic quantization)
+    OPENVINO = "openvino"  # the same export run by OpenVINO, in bfloat16 where the CPU has it
 
 
 class VectorIndex(StrEnum):

@@ -67,8 +67,9 @@ def test_auto_measures_every_backend_and_refuses_one_that_drifts(cache):
     assert result.returncode == 0, result.stderr
     choice = json.loads(result.stdout)
     trials = {t["backend"]: t for t in choice["trials"]}
-    assert set(trials) == {"torch", "onnx", "onnx-int8"}
+    assert set(trials) == {"torch", "onnx", "onnx-int8", "openvino"}
     assert trials["onnx"]["passed"] and trials["onnx"]["min_cosine"] > 0.999
+    assert trials["openvino"]["passed"] and trials["openvino"]["min_cosine"] > 0.995, "bfloat16 here, float32 elsewhere"
     int8 = trials["onnx-int8"]
     assert int8["precision"] == "int8" and int8["min_cosine"] < backends.MIN_COSINE and not int8["passed"]
     assert "drift" in int8["note"]
@@ -82,9 +83,10 @@ def test_auto_measures_every_backend_and_refuses_one_that_drifts(cache):
     assert "backend: auto: not measured on this machine yet" in unmeasured.stdout
 
 
-def test_cli_ingests_and_answers_on_onnx(cache, corpus, tmp_path):
-    env = {"RAG_CACHE_DIR": str(cache), "RAG_EMBED_BACKEND": "onnx", "RAG_DATA_DIR": str(tmp_path)}
-    assert "backend: onnx (RAG_EMBED_BACKEND)" in cli("info", **env).stdout
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_cli_ingests_and_answers_on_onnx(cache, corpus, tmp_path, backend):
+    env = {"RAG_CACHE_DIR": str(cache), "RAG_EMBED_BACKEND": backend, "RAG_DATA_DIR": str(tmp_path)}
+    assert f"backend: {backend} (RAG_EMBED_BACKEND)" in cli("info", **env).stdout
     result = cli("ingest", str(corpus["report.docx"]), str(corpus["notes.md"]), **env)
     assert result.returncode == 0, result.stderr
     result = cli("ask", "What is the Aurora project budget?", "--json", "--top-k", "2", **env)

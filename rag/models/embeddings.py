@@ -107,16 +107,17 @@ def _torch_model(settings: Settings, precision: str | None = None) -> LocalEmbed
                             precision=precision or settings.embed_precision)
 
 
-def _onnx_model(settings: Settings, *, int8: bool) -> BaseEmbedding:
-    """The ONNX export of the configured model (made at first use, cached under RAG_CACHE_DIR)."""
+def _onnx_model(settings: Settings, *, int8: bool, runtime: str = "onnxruntime") -> BaseEmbedding:
+    """The ONNX export of the configured model (made at first use, cached under RAG_CACHE_DIR),
+    run by ONNX Runtime or OpenVINO."""
     from rag.models.backends import export_folder, load_onnx
 
     folder = resolve_model_folder(settings.embed_model, settings.hf_offline)
-    key = f"onnx|{folder}|{int8}|{settings.embed_batch_size}|{settings.cache_dir}"
+    key = f"onnx|{runtime}|{folder}|{int8}|{settings.embed_batch_size}|{settings.cache_dir}"
     with _models_lock:
         if key not in _models:
             _models[key] = load_onnx(str(folder), export_folder(settings.cache_dir, str(folder)), int8=int8,
-                                     batch_size=settings.embed_batch_size,
+                                     batch_size=settings.embed_batch_size, runtime=runtime,
                                      torch_model=lambda: _torch_model(settings, "float32")._model)
         return _models[key]
 
@@ -130,6 +131,8 @@ def load_backend(settings: Settings, backend: EmbedBackend | str) -> BaseEmbeddi
     if backend is EmbedBackend.TORCH:
         return _torch_model(settings)
     try:
+        if backend is EmbedBackend.OPENVINO:
+            return _onnx_model(settings, int8=False, runtime="openvino")
         return _onnx_model(settings, int8=backend is EmbedBackend.ONNX_INT8)
     except OnnxUnsupported as exc:
         raise ConfigError(f"RAG_EMBED_BACKEND={backend}: {exc}; set RAG_EMBED_BACKEND=torch") from exc
@@ -159,7 +162,8 @@ def backend_choice(settings: Settings, *, measure: bool = False, assume_auto: bo
         if str(torch_model._model.device) != "cpu":
             return backends.Choice(EmbedBackend.TORCH, f"torch on {torch_model._model.device}: not measured")
         candidates = {backend: partial(load_backend, settings, backend)
-                      for backend in (EmbedBackend.TORCH, EmbedBackend.ONNX, EmbedBackend.ONNX_INT8)}
+                      for backend in (EmbedBackend.TORCH, EmbedBackend.ONNX, EmbedBackend.ONNX_INT8,
+                                      EmbedBackend.OPENVINO)}
         choice = backends.calibrate(candidates, _torch_model(settings, "float32"), backends.sample_passages())
         try:
             backends.save_choice(folder, choice)
