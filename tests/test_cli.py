@@ -120,7 +120,7 @@ def test_a_failing_file_is_reported_and_exit_is_nonzero(cli, corpus, tmp_path):
         (("ask", "pump"), {"RAG_EMBED_MODEL": "no-such-org/no-such-model"}, "cannot load embedding model"),
         (("bench-ingest", "--memory", "2"), {}, "--memory must be at least 5 chunks"),
         (("bench-ingest", "--latency", "--embed-chunks", "3"), {}, "embed-chunks at least 10"),
-        (("bench-ingest", "--library", "/tmp", "--backends", "fastest"), {}, "--backends takes torch, onnx or onnx-int8"),
+        (("bench-ingest", "--library", "/tmp", "--backends", "fastest"), {}, "--backends takes torch, onnx, onnx-int8 or openvino"),
         (("docs",), {"RAG_EMBED_BACKEND": "fastest"}, "RAG_EMBED_BACKEND"),
         (("docs",), {"RAG_VECTOR_INDEX": "DISKANN"}, "RAG_VECTOR_INDEX"),
         (("ask", "pump"), {"RAG_LLM_RERANK": "10"}, "RAG_LLM_RERANK needs a language model: RAG_LLM is quote"),

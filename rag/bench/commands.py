@@ -110,7 +110,7 @@ async def _library_bench(args, settings, log) -> dict[str, Any]:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     wrong = [b for b in backends if b not in set(EmbedBackend) - {EmbedBackend.AUTO}]
     if wrong or not backends:
-        raise RagError(f"--backends takes torch, onnx or onnx-int8, comma-separated, not {args.backends!r}")
+        raise RagError(f"--backends takes torch, onnx, onnx-int8 or openvino, comma-separated, not {args.backends!r}")
     if args.files < 1:
         raise RagError("--files must be at least 1")
     if args.library.exists() and not args.library.is_dir():
