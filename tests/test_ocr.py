@@ -145,6 +145,17 @@ def test_a_multi_page_tiff_has_pages_and_an_upside_down_scan_is_turned(scans):
     assert line.box[1] > 0.5, "boxes are where the text is on the file as it is (upside down: low on the page)"
 
 
+@pytest.mark.quick
+def test_openvino_sends_nothing():
+    """OpenVINO comes without openvino-telemetry, which on `import openvino` starts a process to
+    send usage data (it also broke the CLI's one-line errors with gRPC's fork warning)."""
+    code = ("import os, sys\ndef refuse():\n    sys.exit('a process was forked')\nos.fork = refuse\n"
+            "import openvino\nopenvino.Core()\nimport importlib.util\n"
+            "sys.exit('openvino_telemetry is installed' if importlib.util.find_spec('openvino_telemetry') else 0)")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+
+
 def test_openvino_reads_what_onnx_runtime_reads():
     """The models run on OpenVINO by default (2.8x faster here); its readings must be ONNX
     Runtime's, but for the rare character that a bfloat16 recogniser reads otherwise."""
