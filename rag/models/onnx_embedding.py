@@ -3,9 +3,9 @@ then cached.
 
 Why: on CPUs without bfloat16 units, ONNX Runtime is the other way to embed faster than torch's
 float32, and its int8 dynamic quantization the fastest of all where it keeps quality. OpenVINO
-runs the same export in bfloat16 on CPUs with AMX, about twice as fast as torch's bfloat16 there. Neither is
-trusted on speed alone: `rag.models.backends` compares every backend's vectors with float32 torch
-before `RAG_EMBED_BACKEND=auto` may pick it.
+runs the same export in bfloat16 on CPUs with AMX, faster than torch's bfloat16 there. None is
+trusted on speed alone: `rag.models.backends` compares every backend's vectors with float32
+torch before `RAG_EMBED_BACKEND=auto` may pick it.
 
 Only models that sentence-transformers builds as Transformer -> Pooling (mean or CLS) ->
 optional Normalize are exported; others stay on torch. The export is the transformer alone
