@@ -28,7 +28,16 @@ import numpy as np
 
 from rag.config import EmbedBackend
 from rag.errors import ConfigError
-from rag.models.onnx_embedding import FLOAT32, INT8, OnnxEmbedding, OnnxUnsupported, export, model_layout, read_meta
+from rag.models.onnx_embedding import (
+    FLOAT32,
+    INT8,
+    OnnxEmbedding,
+    OnnxUnsupported,
+    OpenVinoUnavailable,
+    export,
+    model_layout,
+    read_meta,
+)
 
 MIN_COSINE = 0.99  # to float32 torch, on every sample passage
 SAMPLE_MODULES = ("json", "argparse", "pathlib", "subprocess", "sqlite3", "shutil", "logging", "datetime",
@@ -129,8 +138,10 @@ def load_onnx(model_path: str, folder: Path, *, int8: bool, batch_size: int, tor
             meta = read_meta(folder)
             return OnnxEmbedding(model_dir=model_path, onnx_path=str(folder / (INT8 if int8 else FLOAT32)),
                                  embed_batch_size=batch_size, threads=threads(), runtime=runtime, **meta)
-        except OnnxUnsupported as exc:
-            if attempt == 2 or "OpenVINO" in str(exc):  # OpenVINO itself, not the file: exporting again won't help
+        except OpenVinoUnavailable:
+            raise
+        except OnnxUnsupported:
+            if attempt == 2:
                 raise
             shutil.rmtree(folder, ignore_errors=True)  # truncated by a crash, or foreign: export again
     raise AssertionError("unreachable")

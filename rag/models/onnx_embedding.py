@@ -43,6 +43,10 @@ class OnnxUnsupported(ConfigError):
     """The model cannot run on ONNX Runtime here (its layout, or a failed export)."""
 
 
+class OpenVinoUnavailable(OnnxUnsupported):
+    """OpenVINO itself cannot run here (not installed, or this CPU): exporting again won't help."""
+
+
 def model_layout(model_dir: Path) -> tuple[str, bool]:
     """(pooling, normalize) of a sentence-transformers folder, or OnnxUnsupported with the reason."""
     try:
@@ -153,7 +157,7 @@ class _OpenVinoSession:
             self._compiled = openvino.Core().compile_model(
                 str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
         except Exception as exc:  # not installed, or OpenVINO's RuntimeError on this CPU or file
-            raise OnnxUnsupported(f"OpenVINO cannot run {path.name}: {str(exc).splitlines()[0][:200]}") from exc
+            raise OpenVinoUnavailable(f"OpenVINO cannot run {path.name}: {str(exc).splitlines()[0][:200]}") from exc
         self._inputs = [SimpleNamespace(name=i.get_any_name()) for i in self._compiled.inputs]
         self._local = threading.local()
         hint = str(self._compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
