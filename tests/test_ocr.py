@@ -371,6 +371,34 @@ def test_ocr_settings_from_the_environment(cli, scans, tmp_path):
     assert result.returncode != 0 and "RAG_OCR_DPI" in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+def test_without_openvino_the_defaults_fall_back_and_say_so(cli, scans, tmp_path):
+    """A machine where OpenVINO does not load (removed, or a CPU it refuses): on the defaults
+    (`auto`), scans are read by ONNX Runtime and passages embedded by torch, each with a warning;
+    where a user asked for OpenVINO by name, the error names the setting."""
+    shadow = tmp_path / "no-openvino" / "openvino"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("OpenVINO is not installed on this machine")\n')
+    path = str(shadow.parent) + (":" + sys_path if (sys_path := clean_environ().get("PYTHONPATH")) else "")
+    (tmp_path / "tides.png").write_bytes(scans["tides.png"].read_bytes())
+
+    result = cli("ingest", str(tmp_path / "tides.png"), "--json", "--collection", "no_openvino", PYTHONPATH=path)
+    assert result.returncode == 0, result.stderr
+    [file] = json.loads(result.stdout)["files"]
+    assert file["status"] == "indexed" and file["chunks"] == 1, file
+    assert "OCR runs on ONNX Runtime: OpenVINO did not load (OpenVINO is not installed" in result.stderr, result.stderr
+    result = cli("ask", "How high do spring tides reach at Pellow Point?", "--collection", "no_openvino", PYTHONPATH=path)
+    assert result.returncode == 0 and "5.2 metres" in result.stdout, result.stdout + result.stderr
+
+    result = cli("ingest", str(tmp_path / "tides.png"), "--json", "--collection", "openvino_asked", PYTHONPATH=path,
+                 RAG_OCR_RUNTIME="openvino", RAG_EMBED_BACKEND="torch")
+    [file] = json.loads(result.stdout)["files"]
+    assert file["status"] == "failed" and "set RAG_OCR_RUNTIME=auto or onnxruntime" in file["error"], file
+    result = cli("ask", "How high do spring tides reach?", "--collection", "no_openvino", PYTHONPATH=path,
+                 RAG_EMBED_BACKEND="openvino")
+    assert result.returncode != 0 and "RAG_EMBED_BACKEND=openvino" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+
+
 # In the pipeline: a time limit per page, and cancel mid-document ---------------------------------
 
 SHIPS = ["Alder", "Birch", "Cedar", "Damson", "Elder", "Fir", "Gorse", "Hazel", "Ivy", "Juniper", "Kale", "Larch"]

@@ -10,9 +10,12 @@ the question's (paraphrases, which term overlap misses).
 
 Quotes are whole sentences: a passage comes with the parts of its first and last sentences that
 its chunk boundaries cut off (`rag.ingestion.sentences`, stored with each chunk at ingestion), so a
-sentence is scored and quoted whole and only its part inside the passage is highlighted. Headings,
-bare URLs, table-of-contents lines and licence boilerplate are not quoted as answers (licence text
-is, when the question asks about licensing), and a sentence already quoted is not quoted again.
+sentence is scored and quoted whole and only its part inside the passage is highlighted. A quote
+is the answering sentence with what it needs to stand alone: the sentence before it when it refers
+back ("Members of this group..."), and the next one of its paragraph, where the answer often goes
+on. Headings, bare URLs, table-of-contents lines and licence boilerplate are not quoted as answers
+(licence text is, when the question asks about licensing); a sentence already quoted is not quoted
+again, and quotes of touching sentences of one passage are joined into one.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ MAX_QUOTE_CHARS = 500  # one quote: a longer "sentence" is a table or a list, cu
 MAX_CANDIDATES = 10  # sentences embedded per question: the cost of a quoted answer's first words
 FIRST_PASSAGE_SENTENCES = 8  # ... and at most this many more, from the first passage
 QUOTE_FRACTION = 0.8  # a further quote must score this share of the best one
+# The retriever's order in a sentence's score, 1/(1 + the passage's position): measured with
+# scripts/answer_eval.py, 0.1 put the evidence in more answers than 0.03 or 0.2 on all three sets.
+RANK_WEIGHT = 0.1
 
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being below
@@ -57,6 +63,8 @@ _BOILERPLATE = re.compile(
     r"|fitness for a particular purpose|liab(?:le|ility))\b",
     re.I,
 )
+# A sentence that starts by referring back needs the one before it to be understood.
+_REFERRING = re.compile(r"^(?:\S+\s+){0,3}?(?:it|its|this|these|that|those|they|their|them|such)\b", re.I)
 _TOKEN = re.compile(r"-?[a-z0-9][a-z0-9_.+\-]*[a-z0-9+]|-?[a-z0-9]")
 
 
@@ -148,7 +156,7 @@ def weigh(
     vectors = embed([question] + [texts[n][:MAX_QUOTE_CHARS] for n in shortlist])
     query, rest = vectors[0], vectors[1:]
     similarity = {n: _cosine(query, v) for n, v in zip(shortlist, rest, strict=True)}
-    score = {n: 0.55 * similarity[n] + 0.45 * share[n] + 0.03 * prior[n] for n in shortlist}
+    score = {n: 0.55 * similarity[n] + 0.45 * share[n] + RANK_WEIGHT * prior[n] for n in shortlist}
     ranked = sorted(shortlist, key=lambda n: score[n], reverse=True)
     best = ranked[0]
     found = any(_supports(similarity[n], share[n]) for n in shortlist)
@@ -162,6 +170,15 @@ def weigh(
             if not (_supports(similarity[n], share[n]) or not quotes):
                 continue
             i, start, end = candidates[n]
+            spans = [c[1:] for c in candidates if c[0] == i]
+            widened = _with_neighbours(whole[i], spans, start, end)
+            if (joined := _joined(quotes, i, whole[i], *widened)) is not None:
+                quotes = joined
+                continue
+            kept = _unsaid(whole[i], spans, *widened, quotes)
+            if kept is None or not kept[0] <= start < end <= kept[1]:
+                continue  # the sentence itself was quoted already
+            start, end = kept
             end = min(end, _cut(whole[i], start, end))
             quote = Quote(i, start, end, whole[i][start:end], round(score[n], 4))
             quotes = _without_repeats(quotes, quote)
@@ -172,6 +189,51 @@ def weigh(
     quotes = [replace(q, start=max(q.start, inside[q.source][0]) - inside[q.source][0],
                       end=min(q.end, inside[q.source][1]) - inside[q.source][0]) for q in quotes]
     return Evidence(found, tuple(quotes), highlights, round(similarity[best], 4), round(share[best], 4))
+
+
+def _with_neighbours(text: str, spans: list[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
+    """The sentence at text[start:end] (one of `spans`, its passage's sentences) as a quote: with
+    the sentence before it when it refers back ("Members of this group can read..."), and with the
+    next one of its paragraph, which is where the answer often goes on ("Some web servers run as
+    www-data. Web content should not be owned by this user, ..."), within MAX_QUOTE_CHARS."""
+    k = spans.index((start, end)) if (start, end) in spans else None
+    if k is None:
+        return start, end
+    same_paragraph = lambda a, b: "\n\n" not in text[a[1]:b[0]]  # noqa: E731
+    if k > 0 and _REFERRING.match(text[start:end]) and same_paragraph(spans[k - 1], spans[k]) \
+            and end - spans[k - 1][0] <= MAX_QUOTE_CHARS:
+        start = spans[k - 1][0]
+    if k + 1 < len(spans) and same_paragraph(spans[k], spans[k + 1]) and spans[k + 1][1] - start <= MAX_QUOTE_CHARS:
+        end = spans[k + 1][1]
+    return start, end
+
+
+def _joined(quotes: list[Quote], source: int, text: str, start: int, end: int) -> list[Quote] | None:
+    """`quotes` with an earlier quote of the same passage that text[start:end] overlaps or touches
+    grown to cover both, in its place (one quote of consecutive sentences, not two that share or
+    split one); None when there is no such quote or both together would be too long."""
+    for k, earlier in enumerate(quotes):
+        if earlier.source != source or start > earlier.end + 2 or end < earlier.start - 2 \
+                or text[min(end, earlier.end):max(start, earlier.start)].strip():
+            continue
+        low, high = min(start, earlier.start), max(end, earlier.end)
+        if high - low > 2 * MAX_QUOTE_CHARS:
+            return None
+        return quotes[:k] + [replace(earlier, start=low, end=high, text=text[low:high])] + quotes[k + 1:]
+    return None
+
+
+def _unsaid(text: str, spans: list[tuple[int, int]], start: int, end: int, quotes: list[Quote]) -> tuple[int, int] | None:
+    """text[start:end] without the sentences at its ends that an earlier quote already holds
+    (a neighbour added to two quotes, or overlapping chunks); None when nothing new is left."""
+    said = " ".join(" ".join(q.text.split()).lower() for q in quotes)
+    inside = [(a, b) for a, b in spans if a >= start and b <= end] or [(start, end)]
+    fresh = lambda span: " ".join(text[span[0]:span[1]].split()).lower()[:120] not in said  # noqa: E731  (or its start, if cut)
+    while inside and not fresh(inside[0]):
+        inside.pop(0)
+    while inside and not fresh(inside[-1]):
+        inside.pop()
+    return (inside[0][0], inside[-1][1]) if inside else None
 
 
 def _without_repeats(quotes: list[Quote], quote: Quote) -> list[Quote]:

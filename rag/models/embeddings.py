@@ -213,7 +213,17 @@ def build_embed_model(settings: Settings) -> BaseEmbedding:
             api_key=settings.embed_api_key.get_secret_value(), batch_size=settings.embed_batch_size,
             concurrency=settings.embed_concurrency, timeout=settings.embed_timeout, max_tokens=settings.embed_max_tokens,
         )
-    return load_backend(settings, EmbedBackend(backend_choice(settings).chosen))
+    chosen = EmbedBackend(backend_choice(settings).chosen)
+    try:
+        return load_backend(settings, chosen)
+    except ConfigError as exc:
+        if settings.embed_backend is not EmbedBackend.AUTO or chosen is EmbedBackend.TORCH:
+            raise
+        # auto's measured choice no longer loads (OpenVINO removed or broken since it was measured):
+        # torch gives the same vectors, so embedding goes on, slower, rather than the app not starting.
+        logger.warning("embedding on torch: RAG_EMBED_BACKEND=auto chose %s, which does not load now (%s); "
+                       "measure again with `python -m rag embed-backends`", chosen, exc.__cause__ or exc)
+        return load_backend(settings, EmbedBackend.TORCH)
 
 
 def embed_info(settings: Settings, model: BaseEmbedding) -> EmbedInfo:
