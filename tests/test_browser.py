@@ -191,8 +191,8 @@ def test_upload_ask_follow_up_and_delete(page, server, tmp_path):
     first = sources.first.inner_text()
     assert "[1] manual.pdf" in first and "page 2" in first, first
     written = answer.get_by_test_id("stMarkdownContainer").first.inner_text().strip()
-    assert written.startswith("The Zephyr pump operates at a pressure of 42 bar. [1]"), written
-    expect(sources.first.locator("mark")).to_have_text("The Zephyr pump operates at a pressure of 42 bar.")
+    assert written.startswith("The Zephyr pump operates at a pressure of 42 bar. Never exceed this pressure. [1]"), written
+    expect(sources.first.locator("mark")).to_have_text("The Zephyr pump operates at a pressure of 42 bar. Never exceed this pressure.")
     follow = _ask(page, "And how often must its seals be replaced?")
     cited = follow.get_by_test_id("stExpander").all_inner_texts()
     assert any("manual.pdf" in c and "page 3" in c for c in cited), cited  # the seals' page
