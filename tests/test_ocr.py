@@ -172,6 +172,21 @@ def test_openvino_reads_what_onnx_runtime_reads():
         assert_read(fast.text, sentence)
 
 
+def test_pages_are_scaled_for_the_detector_in_float32_as_rapidocr_would_in_float64():
+    import numpy as np
+
+    _, engines, _ = engine_pool(1, OcrRuntime.AUTO)
+    engine = engines.get()
+    try:
+        page = np.asarray(text_image(["Harbour notes", FERRY]).convert("RGB"))
+        ours = engine.text_det.get_preprocess(max(page.shape[:2]))
+        theirs = type(ours)(ours.limit_side_len, ours.limit_type)  # RapidOCR's own, in float64
+        assert ours.normalize(page).dtype == np.float32
+        assert np.allclose(ours(page), theirs(page), atol=1e-6)
+    finally:
+        engines.put(engine)
+
+
 def test_reading_can_be_cancelled_between_pages(tmp_path):
     pdf = make_scanned_pdf(tmp_path / "long.pdf", [[f"Page {n}: {FERRY}"] for n in range(1, 7)])
     seen = []

@@ -20,6 +20,14 @@ line boxes moved enough to lose two questions' passages. Two compiled models do 
 stream per page read at once. More streams than cores gained nothing that a rerun could tell
 from noise and held more memory (reading 12 pages with four: peak 2.8 GB, with two: 2.3 GB).
 
+Around the models, RapidOCR's scaling of each page for the detector ran in float64; it runs in
+float32 here (same readings; 0.82 -> 0.87 pages/s on the pages above, within this machine's noise
+end to end). Tried and not kept: widening each batch of lines to a multiple of 64 pixels, so
+OpenVINO plans a few dozen input shapes instead of one per batch (~50 ms each): 1.04 pages/s and
+CER 0.96%, but the readings moved enough for the word mending (`rag.ingestion.ocr_words`) to
+leave "thefile" joined in a passage, and one question of 19 was lost (hit@5 0.95 -> 0.89); a
+multiple of 16 lost it too, at 0.88 pages/s.
+
 `RAG_OCR_RUNTIME`: `auto` (OpenVINO, or ONNX Runtime with a warning where OpenVINO cannot load),
 `openvino`, `onnxruntime`.
 """
@@ -107,7 +115,25 @@ def _engine(compiled: dict[str, Any] | None, threads: int) -> Any:
     from rapidocr_onnxruntime import RapidOCR
 
     engine = RapidOCR(use_cls=False, intra_op_num_threads=threads, inter_op_num_threads=1)
+    _normalise_in_float32(engine.text_det)
     if compiled is not None:
         engine.text_det.infer = _OpenVinoSession(engine.text_det.infer, compiled[DETECTION])
         engine.text_rec.session = _OpenVinoSession(engine.text_rec.session, compiled[RECOGNITION])
     return engine
+
+
+def _normalise_in_float32(detector: Any) -> None:
+    """RapidOCR scales each page for the detector in float64 (its mean and std are float64
+    arrays), about 8% of a page's time on 2 cores; float32 gives the model the same input to within rounding."""
+    import numpy as np
+
+    made = detector.get_preprocess
+
+    def preprocess(max_side: int) -> Any:
+        op = made(max_side)
+        std = np.asarray(op.std, np.float32)
+        scale, shift = np.float32(op.scale) / std, np.asarray(op.mean, np.float32) / std
+        op.normalize = lambda image: image.astype(np.float32) * scale - shift
+        return op
+
+    detector.get_preprocess = preprocess
