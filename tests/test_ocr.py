@@ -472,3 +472,5 @@ def test_cli_ocr_benchmark_reports_error_rates_as_kept_and_as_read(cli):
     assert 0 <= row["cer"] <= row["cer_as_read"] + 0.01 < 0.2 and 0 <= row["wer"] <= row["wer_as_read"] + 0.01 < 0.5
     bad = cli("bench-ocr", "--dpi", "20")
     assert bad.returncode != 0 and "--dpi" in bad.stderr and "Traceback" not in bad.stderr
+    bad = cli("bench-ocr", "--library-pages", "-3")
+    assert bad.returncode != 0 and "--library-pages" in bad.stderr and "Traceback" not in bad.stderr

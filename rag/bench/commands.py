@@ -52,6 +52,8 @@ def add_bench_parsers(sub) -> None:
     p.add_argument("--pages", type=int, default=12, help="text PDF pages read at each resolution (default 12)")
     p.add_argument("--dpi", default="150,300", help="comma-separated resolutions (default 150,300)")
     p.add_argument("--skip-retrieval", action="store_true", help="only the character error rate and speed")
+    p.add_argument("--library-pages", type=int, default=0,
+                   help="also ingest and ask a scanned library of about this many pages (e.g. 300; default: none)")
     p.add_argument("--json", action="store_true")
 
 
@@ -234,7 +236,10 @@ def cmd_bench_ocr(args, settings) -> int:
 
     log = (lambda *a: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     dpis = list(parse_counts(args.dpi, "--dpi"))
-    result = shared_loop().run(measure_ocr(settings, pages=args.pages, dpis=dpis, retrieval=not args.skip_retrieval, log=log))
+    if args.library_pages < 0:
+        raise RagError("--library-pages must be 0 (none) or a number of pages")
+    result = shared_loop().run(measure_ocr(settings, pages=args.pages, dpis=dpis, retrieval=not args.skip_retrieval, log=log,
+                                           library_pages=args.library_pages))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -253,4 +258,9 @@ def cmd_bench_ocr(args, settings) -> int:
             row = next(r for r in retrieval[kind]["rows"] if r["top_k"] == 5)
             print(f"  {kind:6} hit@1 {row['hit@1']:.2f}  hit@3 {row['hit@3']:.2f}  hit@5 {row['hit@k']:.2f}  "
                   f"MRR {row['mrr']:.3f}  ({retrieval[kind]['chunks']} chunks, {retrieval[kind]['seconds']:.0f} s)")
+    if library := result.get("library"):
+        row = next(r for r in library["rows"] if r["top_k"] == 5)
+        print(f"\nscanned library: {library['documents']} documents, {library['pages']} pages, {library['chunks']} chunks in "
+              f"{library['seconds']:.0f} s ({library['pages_per_second']:.2f} pages/s end to end), peak {library['peak_rss_mb']} MB")
+        print(f"  hit@1 {row['hit@1']:.2f}  hit@3 {row['hit@3']:.2f}  hit@5 {row['hit@k']:.2f}  MRR {row['mrr']:.3f}")
     return 0

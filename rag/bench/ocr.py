@@ -11,6 +11,9 @@
 3. Retrieval: documents of the Debian question set as scanned copies (PDF pages drawn as
    images; text documents typeset onto pages as a printer would), ingested as image-only PDFs,
    then hit@k and MRR of that set's questions against the same documents as text.
+4. At a library's size (`--library-pages N`): those scans among other documents typeset and
+   scanned, N pages in all, ingested at once: pages/s end to end, peak memory, and the same
+   questions asked of the whole library.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ MIN_PAGE_CHARS = 800  # pages with less text say little about a character error 
 # few dozen pages (the man pages run to a hundred pages each).
 SCANNED_DOCS = ("libtasn1.pdf", "shared-mime-info-spec.pdf", "triggers.txt", "ENVIRONMENT.md",
                 "users-and-groups.html", "zlib_how.html")
+LIBRARY_CANDIDATES, LIBRARY_DOC_BYTES = 400, 24_000  # other documents for `--library-pages`: a few pages each
 PAGE_PX, MARGIN_PX, FONT_PT = (1275, 1650), 120, 10  # US Letter at 150 dpi
 
 
@@ -174,13 +178,54 @@ def scanned_copy(original: Path, folder: Path, dpi: int = 150) -> tuple[Path, in
     return target, len(images)
 
 
-async def measure_retrieval_on_scans(settings: Settings, questions: list[Question], log: Log) -> dict[str, Any]:
+Scans = list[tuple[Path, int]]  # scanned copies and their pages
+
+
+def _question_scans(settings: Settings, questions: list[Question]) -> tuple[list[Path], Scans, list[Question], list[Question]]:
+    """The question set's documents, their scanned copies (path, pages), and the questions asked
+    of each: (originals, scans, questions as asked of the originals, the same of the scans)."""
     folder = settings.data_dir / "bench" / "ocr"
     originals = system_docs(folder / "originals", SCANNED_DOCS)
     scans = [scanned_copy(path, folder / "scans") for path in originals]
     asked = [q for q in questions if q.file in SCANNED_DOCS]
     renamed = {path.name: scan.name for path, (scan, _) in zip(originals, scans, strict=True)}
-    as_scans = [Question(q.question, renamed[q.file], q.page, q.evidence) for q in asked]
+    return originals, scans, asked, [Question(q.question, renamed[q.file], q.page, q.evidence) for q in asked]
+
+
+async def measure_scan_library(settings: Settings, questions: list[Question], pages: int, log: Log) -> dict[str, Any]:
+    """OCR at a library's size: the question set's scanned copies among other documents of this
+    machine, typeset and scanned too (LIBRARY_DOC_BYTES at most each), until `pages` pages;
+    all ingested at once (pages/s end to end, peak memory), then the questions asked."""
+    from rag.bench.ingest import RssSampler
+    from rag.bench.library import build_library
+
+    folder = settings.data_dir / "bench" / "ocr"
+    _, scans, _, as_scans = _question_scans(settings, questions)
+    candidates = [p for p in build_library(folder / "library", LIBRARY_CANDIDATES, log)
+                  if p.name not in SCANNED_DOCS and p.suffix != ".pdf" and p.stat().st_size <= LIBRARY_DOC_BYTES]
+    for path in candidates:
+        if sum(n for _, n in scans) >= pages:
+            break
+        scans.append(scanned_copy(path, folder / "library-scans"))
+    rag = Rag(settings)
+    store = await rag.parts.aopen_store()
+    collection = f"{PREFIX}_ocr_library"
+    try:
+        with RssSampler() as memory:
+            seconds, chunks = await ingest_fresh(rag, store, [s for s, _ in scans], collection)
+        rows = comparison_rows(await rag.aevaluate(as_scans, collection, RetrievalMode.HYBRID, (1, 3, 5)))
+        await store.adiscard_collection(collection)
+    finally:
+        await rag.aclose()
+    total = sum(n for _, n in scans)
+    result = {"documents": len(scans), "pages": total, "chunks": chunks, "seconds": round(seconds, 1),
+              "pages_per_second": round(total / seconds, 2), "peak_rss_mb": round(memory.peak / 2**20), "rows": rows}
+    log(f"scanned library: {result}")
+    return result
+
+
+async def measure_retrieval_on_scans(settings: Settings, questions: list[Question], log: Log) -> dict[str, Any]:
+    originals, scans, asked, as_scans = _question_scans(settings, questions)
     rag = Rag(settings)
     store = await rag.parts.aopen_store()
     result: dict[str, Any] = {"documents": len(originals), "pages": sum(n for _, n in scans), "questions": len(asked)}
@@ -197,7 +242,8 @@ async def measure_retrieval_on_scans(settings: Settings, questions: list[Questio
     return result
 
 
-async def measure_ocr(settings: Settings, *, pages: int, dpis: list[int], retrieval: bool, log: Log) -> dict[str, Any]:
+async def measure_ocr(settings: Settings, *, pages: int, dpis: list[int], retrieval: bool, log: Log,
+                      library_pages: int = 0) -> dict[str, Any]:
     """Every part of the OCR benchmark (see the module's docstring)."""
     import os
 
@@ -215,4 +261,6 @@ async def measure_ocr(settings: Settings, *, pages: int, dpis: list[int], retrie
         result["cer"].append(row)
     if retrieval:
         result["retrieval"] = await measure_retrieval_on_scans(settings, load_questions(QUESTION_SETS["debian"]), log)
+    if library_pages:
+        result["library"] = await measure_scan_library(settings, load_questions(QUESTION_SETS["debian"]), library_pages, log)
     return result

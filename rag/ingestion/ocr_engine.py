@@ -20,13 +20,12 @@ line boxes moved enough to lose two questions' passages. Two compiled models do 
 stream per page read at once. More streams than cores gained nothing that a rerun could tell
 from noise and held more memory (reading 12 pages with four: peak 2.8 GB, with two: 2.3 GB).
 
-Around the models, RapidOCR's scaling of each page for the detector ran in float64; it runs in
-float32 here (same readings; 0.82 -> 0.87 pages/s on the pages above, within this machine's noise
-end to end). Tried and not kept: widening each batch of lines to a multiple of 64 pixels, so
-OpenVINO plans a few dozen input shapes instead of one per batch (~50 ms each): 1.04 pages/s and
-CER 0.96%, but the readings moved enough for the word mending (`rag.ingestion.ocr_words`) to
-leave "thefile" joined in a passage, and one question of 19 was lost (hit@5 0.95 -> 0.89); a
-multiple of 16 lost it too, at 0.88 pages/s.
+Lines are recognised in batches whose width is widened to a multiple of 64 pixels
+(`REC_WIDTH_STEP`). OpenVINO makes and keeps a plan for each input shape it meets (~50 ms
+each), and lines come in every width: unwidened, reading 120 pages took 111 s and left the
+process at 5.5 GB, still growing (7.3 GB after a 301-page library); widened, 96 s and 2.6 GB,
+flat. The widening moves a few readings (CER 0.97% -> 0.96%, WER 7.48% -> 7.36%); RapidOCR's
+scaling of each page for the detector runs in float32 instead of float64 (the same readings).
 
 `RAG_OCR_RUNTIME`: `auto` (OpenVINO, or ONNX Runtime with a warning where OpenVINO cannot load),
 `openvino`, `onnxruntime`.
@@ -49,6 +48,11 @@ log = logging.getLogger(__name__)
 
 DETECTION, RECOGNITION = "ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx"
 
+REC_STRIDE = 8  # the recogniser's output has a column per 8 pixels of the line (rounded up)
+# Batches of lines are widened to a multiple of this many pixels. OpenVINO plans (and keeps) one
+# plan per input shape, and lines come in every width: unwidened, a process that had read 120
+# pages held 5.5 GB and kept growing; widened, a few dozen shapes, 2.6 GB, and 14% faster.
+REC_WIDTH_STEP = 64
 _POOLS: dict[tuple[int, OcrRuntime], tuple[ThreadPoolExecutor, queue.Queue, str]] = {}
 _POOLS_LOCK = threading.Lock()
 
@@ -58,12 +62,20 @@ class _OpenVinoSession:
     Its own inference request on a model compiled once for the pool; an engine is used by one
     thread at a time."""
 
-    def __init__(self, session: Any, compiled: Any) -> None:
+    def __init__(self, session: Any, compiled: Any, width_step: int = 1) -> None:
         self._session = session  # still answers RapidOCR's other questions (the character list)
         self._request = compiled.create_infer_request()
+        self._step = width_step
 
     def __call__(self, batch: Any) -> list[Any]:
-        return [self._request.infer([batch])[0]]
+        width = batch.shape[-1]
+        padded = -(-width // self._step) * self._step
+        if padded == width:
+            return [self._request.infer([batch])[0]]
+        import numpy as np
+
+        batch = np.pad(batch, ((0, 0), (0, 0), (0, 0), (0, padded - width)))  # zeros, as RapidOCR pads a line
+        return [self._request.infer([batch])[0][:, : -(-width // REC_STRIDE)]]  # the columns the line had
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
@@ -118,7 +130,7 @@ def _engine(compiled: dict[str, Any] | None, threads: int) -> Any:
     _normalise_in_float32(engine.text_det)
     if compiled is not None:
         engine.text_det.infer = _OpenVinoSession(engine.text_det.infer, compiled[DETECTION])
-        engine.text_rec.session = _OpenVinoSession(engine.text_rec.session, compiled[RECOGNITION])
+        engine.text_rec.session = _OpenVinoSession(engine.text_rec.session, compiled[RECOGNITION], REC_WIDTH_STEP)
     return engine
 
 

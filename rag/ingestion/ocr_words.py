@@ -22,7 +22,7 @@ the same document prints more often, or by a rule that needs no guess:
   likeliest run of words it does know, when every break is next to a function word ("afile" ->
   "a file", "MUsTmatch" -> "MUST match") or it is a run of several words of a sentence; a word
   it prints more often but that is not English only where it prints the two words apart three
-  times as often ("thefile"). Compounds ("filename") and affixes ("in|ode") are never parted.
+  times as often, or after "the" or "an" as often ("thefile"). Compounds ("filename") and affixes ("in|ode") are never parted.
   English here is the whole words of the embedding model's vocabulary.
 - Two neighbours, one of them a fragment the document does not know, that it prints joined at
   least twice are joined ("SEQUENC E" -> "SEQUENCE": a stray space put in from the pixels).
@@ -55,6 +55,7 @@ MIN_WORD = 3
 MIN_SPLIT = 4
 MAX_PART = 24
 SPACED_SHARE = 3
+ARTICLES = frozenset({"the", "an"})
 MIN_RUN = 4  # parts of a run of prose, which may hold a word read wrong
 FUNCTION_WORDS = frozenset("""a about above after all also an and any are as at be because been being between both but by
 can could did do does each either for from had has have he her his how i if in into is it its may might more most must
@@ -179,7 +180,9 @@ class Document:
             return [word]
         for i in range(1, len(word)):
             left, right = lower[:i], lower[i:]
-            if _function_break(left, right) and self.pairs[f"{left} {right}"] >= SPACED_SHARE * count:
+            # After an article, as often apart as joined is enough: no name starts with "the" + a word.
+            share = 1 if left in ARTICLES and right in english_words() else SPACED_SHARE
+            if _function_break(left, right) and self.pairs[f"{left} {right}"] >= share * count:
                 return [word[:i], word[i:]]
         return [word]
 
