@@ -265,6 +265,16 @@ def test_a_run_of_words_read_as_one_is_parted_and_its_misread_word_mended():
 
 
 @pytest.mark.quick
+def test_a_word_joined_to_an_article_is_parted_when_printed_apart_as_often():
+    """After "the" or "an", read joined 4 times and printed apart 4: parted. After another
+    function word ("isfile"), it takes three times as often apart: a name may start so."""
+    text = ["thefile and thefile, thefile, thefile; the file, the file, the file, the file",
+            "isfile and isfile, isfile, isfile; is file, is file, is file, is file"]
+    assert mend_texts([text])[0] == ["the file and the file, the file, the file; the file, the file, the file, the file",
+                                     text[1]]
+
+
+@pytest.mark.quick
 def test_mending_leaves_words_it_cannot_be_sure_of():
     text = ["Clone the IPv4 APIs in 2 GiB, the oidValue and oidValue and oidValue, an oidvalue",
             "the filename and mimetype, a plugin to init the inode; maybe sizeof(x), sizeof, sizeof or strlen",
