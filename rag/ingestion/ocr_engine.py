@@ -23,7 +23,7 @@ from noise and held more memory (reading 12 pages with four: peak 2.8 GB, with t
 Lines are recognised in batches whose width is widened to a multiple of 64 pixels
 (`REC_WIDTH_STEP`). OpenVINO makes and keeps a plan for each input shape it meets (~50 ms
 each), and lines come in every width: unwidened, reading 120 pages took 111 s and left the
-process at 5.5 GB, still growing (7.3 GB after a 301-page library); widened, 96 s and 2.6 GB,
+process at 5.5 GB, still growing (7.1 GB after a 300-page library); widened, 96 s and 2.6 GB,
 flat. The widening moves a few readings (CER 0.97% -> 0.96%, WER 7.48% -> 7.36%); RapidOCR's
 scaling of each page for the detector runs in float32 instead of float64 (the same readings).
 
@@ -49,10 +49,7 @@ log = logging.getLogger(__name__)
 DETECTION, RECOGNITION = "ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx"
 
 REC_STRIDE = 8  # the recogniser's output has a column per 8 pixels of the line (rounded up)
-# Batches of lines are widened to a multiple of this many pixels. OpenVINO plans (and keeps) one
-# plan per input shape, and lines come in every width: unwidened, a process that had read 120
-# pages held 5.5 GB and kept growing; widened, a few dozen shapes, 2.6 GB, and 14% faster.
-REC_WIDTH_STEP = 64
+REC_WIDTH_STEP = 64  # line batches widened to a multiple of this many pixels (see the module's docstring)
 _POOLS: dict[tuple[int, OcrRuntime], tuple[ThreadPoolExecutor, queue.Queue, str]] = {}
 _POOLS_LOCK = threading.Lock()
 

@@ -22,7 +22,8 @@ the same document prints more often, or by a rule that needs no guess:
   likeliest run of words it does know, when every break is next to a function word ("afile" ->
   "a file", "MUsTmatch" -> "MUST match") or it is a run of several words of a sentence; a word
   it prints more often but that is not English only where it prints the two words apart three
-  times as often, or after "the" or "an" as often ("thefile"). Compounds ("filename") and affixes ("in|ode") are never parted.
+  times as often, or after "the" or "an" as often ("thefile"). Compounds ("filename") and
+  affixes ("in|ode") are never parted.
   English here is the whole words of the embedding model's vocabulary.
 - Two neighbours, one of them a fragment the document does not know, that it prints joined at
   least twice are joined ("SEQUENC E" -> "SEQUENCE": a stray space put in from the pixels).
