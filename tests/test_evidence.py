@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag.answering.events import MarkerFilter, keep_valid_markers
-from rag.answering.evidence import quotable, terms
+from rag.answering.evidence import one_line, quotable, terms
 from rag.answering.source_view import SourceUnavailable, locate, render_pdf_page, text_context
 from rag.ingestion.sentences import MAX_CONTEXT_CHARS, sentence_context, sentence_spans
 from rag.storage.catalog import DocumentRecord
@@ -58,6 +58,18 @@ def test_headings_urls_tables_of_contents_and_boilerplate_are_not_answers():
     for line in ("The pump must be serviced every six months.", "-k, --keep keep the input files",
                  "Example: curl --retry 5 https://example.com"):
         assert quotable(line, terms("how often must the pump be serviced?")), line
+
+
+def test_a_label_on_its_own_line_is_set_apart_from_the_sentence_it_names():
+    assert one_line("www-data\n          Some web servers run as www-data. Web content\n   should not be owned.") == (
+        "www-data — Some web servers run as www-data. Web content should not be owned.")
+    assert one_line("-J, --remote-header-name\n      This option tells -O to use the server's name.") == (
+        "-J, --remote-header-name — This option tells -O to use the server's name.")
+    assert one_line("files which begin with the correct magic num\u2010\n       ber are replaced.") == (
+        "files which begin with the correct magic number are replaced."), "a manual page's line-end hyphen"
+    for wrapped in ("The pump must be serviced by a\n  Certified engineer.", "Some web servers run as\n www-data.",
+                    "Example:\n  Pump A.", "The pump runs at 4 bar.\nSeals are changed yearly."):
+        assert one_line(wrapped) == " ".join(wrapped.split()), "a wrapped sentence or a clause is one line, as before"
 
 
 def test_markers_that_point_nowhere_are_never_shown():

@@ -72,7 +72,8 @@ def test_chunks_fit_the_embedding_model(rag, tmp_path, collection):
 
 def test_chunk_sizing_skips_tokenising_long_texts_and_cuts_the_same_chunks(rag):
     """The splitter's counter only learns that a text of more words than a chunk holds is too
-    long; the chunks are the ones an exact count cuts (README, samples, long lines of one word)."""
+    long, and counts a text as the sum of its words; the chunks are the ones an exact count cuts
+    (README, samples, long lines of one word)."""
     from llama_index.core import Document
     from llama_index.core.node_parser import SentenceSplitter
 
@@ -85,7 +86,18 @@ def test_chunk_sizing_skips_tokenising_long_texts_and_cuts_the_same_chunks(rag):
     assert [n.get_content() for n in splitter.get_nodes_from_documents(docs)] == \
         [n.get_content() for n in exact.get_nodes_from_documents(docs)]
     assert len(splitter._tokenizer(texts[0])) == splitter.chunk_size + 1 < len(rag.embed_model.count_tokens(texts[0]))
-    assert splitter._tokenizer("one short line") == rag.embed_model.count_tokens("one short line")
+    for text in ("one short line", "Naïve café-owners' e-mail: https://例え.jp/?x=1,2 — don't!", texts[1][:3000]):
+        assert len(splitter._tokenizer(text)) == len(rag.embed_model.count_tokens(text)), text[:40]
+
+
+def test_a_tokenizer_that_does_not_read_words_apart_counts_whole_texts():
+    from rag.models.embeddings import count_tokens
+
+    class Pairs:  # a count of character pairs: "ab cd" is not "ab" + "cd"
+        def count_tokens(self, text: str) -> list:
+            return [text[i:i + 2] for i in range(0, len(text), 2)]
+
+    assert len(count_tokens(Pairs())("ab cd")) == 3
 
 
 def test_bad_files_fail_alone_and_leave_nothing_behind(rag, corpus, tmp_path, collection):

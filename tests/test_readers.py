@@ -29,6 +29,28 @@ def test_html_drops_scripts_and_styles(corpus):
     assert "observatory dome" in text
 
 
+def test_html_blocks_part_sentences_and_inline_elements_do_not(tmp_path):
+    path = tmp_path / "guide.html"
+    path.write_text(
+        "<html><head><title>Guide</title><script>var x = 1;</script></head><body>"
+        "<dl><dt>www-data</dt><dd><p>Some web servers run as <code>www-data</code>. Content should <i>not</i> be "
+        "owned by it.</p></dd></dl><p>Line one<br>line two &amp; more&nbsp;text</p>"
+        "<noscript><p>enable scripts</p></noscript><pre>  indented\n    code</pre></body></html>")
+    text = read_file(path)[0].text
+    assert "www-data\n\n" in text, "a term is a block of its own"
+    assert "Some web servers run as  www-data . Content should  not  be owned by it." in text, "one sentence"
+    assert "Line one\n line two & more\xa0text" in text
+    assert "  indented\n    code" in text, "<pre> keeps its spaces"
+    assert "var x" not in text and "enable scripts" not in text
+
+
+def test_html_the_parser_rejects_is_a_clear_error(tmp_path):
+    path = tmp_path / "odd.html"
+    path.write_text("<p>Before</p><![foo[ x ]]>")
+    with pytest.raises(ParseError, match="odd.html: this HTML cannot be read"):
+        read_file(path)
+
+
 def test_csv_rows_keep_their_column_names(corpus):
     text = read_file(corpus["table.csv"])[0].text
     assert "city: Tromso; country: Norway; population: 77000" in text

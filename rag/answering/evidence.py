@@ -57,6 +57,9 @@ _TOC_LINE = re.compile(r"(?:\.\s*){4,}\s*[0-9ivxlcdm]+\s*$|…+\s*\d+\s*$", re.I
 # A line of plain words this short that ends no sentence is a heading ("asn1 write value",
 # "Harbour log, volume two"), whatever its capitals; longer ones need a heading's look.
 HEADING_WORDS = 6
+LABEL_WORDS = 8  # a first line this short, ending no sentence or clause, before a capital: a label
+_LABEL_END = re.compile(r"[.!?;:,\-]$")
+_TYPESET_HYPHEN = re.compile(r"([a-z])\u2010[ \t]*\n\s*([a-z])")
 _NUMBERED_HEADING = re.compile(r"^(?:#+\s|(?:\d+\.)+\d*\s+[A-Z]|[A-Z]\.\d)")
 _BOILERPLATE = re.compile(
     r"\b(?:licen[cs]\w*|warrant\w*|copyright|permission is hereby granted|all rights reserved|merchantability"
@@ -103,6 +106,23 @@ def quotable(sentence: str, question_terms: set[str] = frozenset()) -> bool:
     if _BOILERPLATE.search(text):
         return bool(question_terms & terms(" ".join(_BOILERPLATE.findall(text))))
     return True
+
+
+def one_line(quote: str) -> str:
+    """A quote as one line of an answer. A label on a line of its own before the sentence it
+    names (a definition list's term, a function's signature, a manual's option) is set apart by a
+    dash, not glued to the sentence as one: "www-data — Some web servers run as www-data.". A word
+    a manual page hyphenated at a line end ("num‐" / "ber", U+2010) is whole again. (Mending those
+    at ingestion, for search too, was measured and not kept: README, "Answers".)"""
+    quote = _TYPESET_HYPHEN.sub(r"\1\2", quote)
+    first, newline, rest = quote.strip().partition("\n")
+    label, rest = " ".join(first.split()), " ".join(rest.split())
+    words = label.lower().split()
+    if newline and rest[:1].isupper() and len(words) <= LABEL_WORDS and not _LABEL_END.search(label) \
+            and sum(w in STOPWORDS for w in words) <= 1:  # a wrapped sentence's first line has more
+
+        return f"{label} — {rest}"
+    return " ".join(quote.split())
 
 
 def _short_heading(text: str, words: list[str]) -> bool:
@@ -180,8 +200,7 @@ def weigh(
                 continue  # the sentence itself was quoted already
             start, end = kept
             end = min(end, _cut(whole[i], start, end))
-            quote = Quote(i, start, end, whole[i][start:end], round(score[n], 4))
-            quotes = _without_repeats(quotes, quote)
+            quotes.append(Quote(i, start, end, whole[i][start:end], round(score[n], 4)))
     highlights = tuple(
         tuple(sorted((max(q.start, low) - low, min(q.end, high) - low) for q in quotes if q.source == i))
         for i, (low, high) in enumerate(inside)
@@ -234,20 +253,6 @@ def _unsaid(text: str, spans: list[tuple[int, int]], start: int, end: int, quote
     while inside and not fresh(inside[-1]):
         inside.pop()
     return (inside[0][0], inside[-1][1]) if inside else None
-
-
-def _without_repeats(quotes: list[Quote], quote: Quote) -> list[Quote]:
-    """`quotes` with `quote` added, unless it repeats one (overlapping chunks share sentences): a
-    quote inside another is dropped, one that holds another (whole where the other was cut) takes
-    its place."""
-    said = " ".join(quote.text.split()).lower()
-    for k, earlier in enumerate(quotes):
-        before = " ".join(earlier.text.split()).lower()
-        if said in before:
-            return quotes
-        if before in said:
-            return quotes[:k] + [quote] + quotes[k + 1:]
-    return quotes + [quote]
 
 
 def _supports(similarity: float, share: float) -> bool:

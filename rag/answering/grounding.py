@@ -25,7 +25,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 from llama_index.core.types import RESPONSE_TEXT_TYPE
 from pydantic import PrivateAttr
 
-from rag.answering.evidence import Embed, Evidence, weigh
+from rag.answering.evidence import Embed, Evidence, one_line, weigh
 from rag.ingestion.sentences import SENTENCE_AFTER, SENTENCE_BEFORE
 
 SOURCE_KEY = "source"  # node metadata the LLM sees: "[1]", the number it cites the passage by
@@ -98,7 +98,7 @@ class QuoteSynthesizer(BaseSynthesizer):
         evidence = self._gate.evidence
         if evidence is None or not evidence.found:
             return []
-        return [f"{' '.join(q.text.split())} [{q.source + 1}]" for q in evidence.quotes if q.source < count]
+        return [f"{one_line(q.text)} [{q.source + 1}]" for q in evidence.quotes if q.source < count]
 
     def _parts(self, count: int) -> list[str]:
         return [("\n\n" if i else "") + quote for i, quote in enumerate(self._quotes(count))]

@@ -9,13 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rag.config import OcrMode
-from rag.errors import ParseError
+from rag.errors import ParseError, first_line
+from rag.ingestion.html_text import html_text
 from rag.ingestion.ocr import IMAGE_EXTENSIONS, MIN_TEXT_CHARS, OcrJob, image_pages, pdf_page_images
 from rag.ingestion.textclean import clean_pdf_pages
 
@@ -57,30 +57,14 @@ def read_text(path: Path, ocr: OcrJob | None = None) -> list[Section]:
     return [Section(decode_text(path.read_bytes(), path.name))]
 
 
-# Tags that start a new block of text; the others (code, a, em, span...) run on inside a sentence.
-HTML_BLOCKS = (
-    "address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "figcaption", "figure", "footer", "form",
-    "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table",
-    "tbody", "td", "th", "thead", "tr", "ul", "title", "caption",
-)
-
-
 def read_html(path: Path, ocr: OcrJob | None = None) -> list[Section]:
     """The page's text with line breaks between blocks only, so a sentence with a link or a
-    `<code>` in it stays one sentence (inline elements are set apart by a space, as a browser's
-    "foo .py" would be searched word by word)."""
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(decode_text(path.read_bytes(), path.name), "html.parser")
-    for tag in soup(["script", "style", "noscript", "template"]):
-        tag.decompose()
-    for tag in soup(HTML_BLOCKS):
-        tag.insert_before("\n\n")
-        tag.insert_after("\n\n")
-    for tag in soup("br"):
-        tag.replace_with("\n")
-    text = "\n".join(line.rstrip() for line in soup.get_text(" ").splitlines())
-    return [Section(re.sub(r"\n{3,}", "\n\n", text).strip())]
+    `<code>` in it stays one sentence (`rag.ingestion.html_text`)."""
+    markup = decode_text(path.read_bytes(), path.name)
+    try:
+        return [Section(html_text(markup))]
+    except Exception as exc:  # the standard parser is lenient; what it still rejects is said, not raised
+        raise ParseError(f"{path.name}: this HTML cannot be read ({first_line(exc)})") from None
 
 
 def read_csv(path: Path, ocr: OcrJob | None = None) -> list[Section]:
