@@ -67,6 +67,10 @@ def test_a_label_on_its_own_line_is_set_apart_from_the_sentence_it_names():
         "-J, --remote-header-name — This option tells -O to use the server's name.")
     assert one_line("files which begin with the correct magic num\u2010\n       ber are replaced.") == (
         "files which begin with the correct magic number are replaced."), "a manual page's line-end hyphen"
+    assert one_line("* Allow gunzip --suffix to try any file. * Add support for -H.") == (
+        "Allow gunzip --suffix to try any file. * Add support for -H."), "a quote is not shown as a list"
+    assert one_line("## Pump service\nThe pump is serviced yearly.") == "Pump service — The pump is serviced yearly."
+    assert one_line("-k, --keep keep the input files") == "-k, --keep keep the input files", "an option is no bullet"
     for wrapped in ("The pump must be serviced by a\n  Certified engineer.", "Some web servers run as\n www-data.",
                     "Example:\n  Pump A.", "The pump runs at 4 bar.\nSeals are changed yearly."):
         assert one_line(wrapped) == " ".join(wrapped.split()), "a wrapped sentence or a clause is one line, as before"

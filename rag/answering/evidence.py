@@ -59,6 +59,7 @@ _TOC_LINE = re.compile(r"(?:\.\s*){4,}\s*[0-9ivxlcdm]+\s*$|…+\s*\d+\s*$", re.I
 HEADING_WORDS = 6
 LABEL_WORDS = 8  # a first line this short, ending no sentence or clause, before a capital: a label
 _LABEL_END = re.compile(r"[.!?;:,\-]$")
+_LEADING_MARK = re.compile(r"^(?:[-*+•]|#{1,6})\s+(?=\S)")
 _TYPESET_HYPHEN = re.compile(r"([a-z])\u2010[ \t]*\n\s*([a-z])")
 _NUMBERED_HEADING = re.compile(r"^(?:#+\s|(?:\d+\.)+\d*\s+[A-Z]|[A-Z]\.\d)")
 _BOILERPLATE = re.compile(
@@ -113,16 +114,19 @@ def one_line(quote: str) -> str:
     names (a definition list's term, a function's signature, a manual's option) is set apart by a
     dash, not glued to the sentence as one: "www-data — Some web servers run as www-data.". A word
     a manual page hyphenated at a line end ("num‐" / "ber", U+2010) is whole again. (Mending those
-    at ingestion, for search too, was measured and not kept: README, "Answers".)"""
+    at ingestion, for search too, was measured and not kept: README, "Answers".) A list item's
+    bullet or a Markdown heading's hashes do not start the quote: an answer shown as Markdown
+    would make the quote a list or a heading."""
     quote = _TYPESET_HYPHEN.sub(r"\1\2", quote)
     first, newline, rest = quote.strip().partition("\n")
     label, rest = " ".join(first.split()), " ".join(rest.split())
     words = label.lower().split()
     if newline and rest[:1].isupper() and len(words) <= LABEL_WORDS and not _LABEL_END.search(label) \
             and sum(w in STOPWORDS for w in words) <= 1:  # a wrapped sentence's first line has more
-
-        return f"{label} — {rest}"
-    return " ".join(quote.split())
+        line = f"{label} — {rest}"
+    else:
+        line = " ".join(quote.split())
+    return _LEADING_MARK.sub("", line)
 
 
 def _short_heading(text: str, words: list[str]) -> bool:
