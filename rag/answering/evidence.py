@@ -15,7 +15,8 @@ is the answering sentence with what it needs to stand alone: the sentence before
 back ("Members of this group..."), and the next one of its paragraph, where the answer often goes
 on. Headings, bare URLs, table-of-contents lines and licence boilerplate are not quoted as answers
 (licence text is, when the question asks about licensing); a sentence already quoted is not quoted
-again, and quotes of touching sentences of one passage are joined into one.
+again, and quotes of touching sentences of one passage are joined into one. A quote is shown as
+one line (`one_line`): a label on its own line is set apart from its sentence by a dash.
 """
 
 from __future__ import annotations
