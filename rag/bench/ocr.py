@@ -214,8 +214,8 @@ async def measure_scan_library(settings: Settings, questions: list[Question], pa
         with RssSampler() as memory:
             seconds, chunks = await ingest_fresh(rag, store, [s for s, _ in scans], collection)
         rows = comparison_rows(await rag.aevaluate(as_scans, collection, RetrievalMode.HYBRID, (1, 3, 5)))
-        await store.adiscard_collection(collection)
     finally:
+        await store.adiscard_collection(collection)  # a run that failed leaves no collection either
         await rag.aclose()
     total = sum(n for _, n in scans)
     result = {"documents": len(scans), "pages": total, "chunks": chunks, "seconds": round(seconds, 1),

@@ -63,7 +63,7 @@ def read_html(path: Path, ocr: OcrJob | None = None) -> list[Section]:
     markup = decode_text(path.read_bytes(), path.name)
     try:
         return [Section(html_text(markup))]
-    except Exception as exc:  # the standard parser is lenient; what it still rejects is said, not raised
+    except Exception as exc:  # anything the parser still raises fails this file alone, not the ingestion
         raise ParseError(f"{path.name}: this HTML cannot be read ({first_line(exc)})") from None
 
 
