@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from llama_index.core.schema import NodeWithScore, TextNode
+from llama_index.core.schema import NodeRelationship, NodeWithScore, RelatedNodeInfo, TextNode
 
 from rag.errors import ConfigError, DocumentNotFound
 from rag.ingestion.readers import read_pdf
@@ -130,10 +130,24 @@ def test_fusion_keeps_a_passage_close_to_the_top_of_both_searches_first():
     meaning = _hits(a=0.80, b=0.78, c=0.40)
     words = _hits(c=20.0, b=19.0, d=5.0)
     fused = fuse_scores(meaning, words, similarity={"d": 0.30}, bm25={"a": 2.0}, top_k=4)
-    # b: 0.6 x 0.78/0.80 + 0.4 x 19/20. By rank (RRF, k=60) c would come first: 1/63 + 1/61 > 2/62.
+    # b: 0.6 x 0.78/0.80 + 0.4 x 19/20 = 0.965. By rank (RRF, k=60) c would come first: 1/63 + 1/61 > 2/62.
     assert [hit.node.node_id for hit in fused] == ["b", "c", "a", "d"]
-    assert [round(hit.score, 4) for hit in fused] == [0.965, 0.7, 0.64, 0.325]
+    # Each passage is its own document here: (score + 0.3 x score / 0.965) / 1.3.
+    assert [round(hit.score, 4) for hit in fused] == [0.9731, 0.7059, 0.6454, 0.3277]
     assert fuse_scores(meaning, words, similarity={"d": 0.30}, bm25={"a": 2.0}, top_k=2) == fused[:2]
+
+
+@pytest.mark.quick
+def test_fusion_prefers_the_document_of_the_best_passage_and_keeps_the_order_inside_one():
+    def hits(**scores: float) -> list[NodeWithScore]:
+        return [NodeWithScore(node=TextNode(id_=name, text=name, relationships={
+            NodeRelationship.SOURCE: RelatedNodeInfo(node_id=name[0].upper())}), score=score) for name, score in scores.items()]
+
+    meaning = hits(x1=0.80, y1=0.70, x2=0.68)
+    words = hits(x1=10.0, y1=6.0, x2=5.0)
+    fused = fuse_scores(meaning, words, similarity={}, bm25={}, top_k=3)
+    # Alone, y1 (0.765) beats x2 (0.71); x2's document holds the best passage: (0.71 + 0.3) / 1.3 = 0.777.
+    assert [(hit.node.node_id, round(hit.score, 3)) for hit in fused] == [("x1", 1.0), ("x2", 0.777), ("y1", 0.765)]
 
 
 @pytest.mark.quick
@@ -157,7 +171,7 @@ def test_fusion_scores_a_passage_one_search_missed_on_both_and_breaks_ties_by_id
     assert fused([], words, {"z": 0.5, "y": 0.5}, {}) == [("y", 1.0), ("z", 1.0)]
     assert [node for node, _ in fused([], words, {"z": 0.5, "y": 0.1}, {})] == ["z", "y"]
     meaning = _hits(m=0.6)
-    assert fused(meaning, [], {}, {}) == [("m", 0.6)], "no word in common"
+    assert fused(meaning, [], {}, {}) == [("m", round((0.6 + 0.3) / 1.3, 4))], "no word in common; its document is the best"
     assert fused(meaning, [], {}, {"m": 3.0}) == [("m", 1.0)]
     assert fuse_scores([], [], similarity={}, bm25={}, top_k=5) == []
 

@@ -31,8 +31,9 @@ from rag.status import DocStatus
 from rag.storage.catalog import CollectionInfo, DocumentRecord, milvus_str
 
 QUERY_MODES = {"dense": VectorStoreQueryMode.DEFAULT, "keyword": VectorStoreQueryMode.TEXT_SEARCH}
-FUSION_DEPTH = 20  # passages each leg of a hybrid search hands to the fusion
+FUSION_DEPTH = 30  # passages each leg of a hybrid search hands to the fusion
 MEANING_WEIGHT = 0.6  # the dense search's share of a hybrid score; BM25 has the rest
+DOCUMENT_WEIGHT = 0.3  # how much a passage's score owes to the best passage of its document (`fuse_scores`)
 # As LlamaIndex's own BM25 search asks: the query's least weighted 20% of terms are skipped.
 BM25_SEARCH = {"metric_type": "BM25", "params": {"drop_ratio_search": 0.2}}
 
@@ -219,12 +220,21 @@ def fuse_scores(
     top_k: int,
 ) -> list[NodeWithScore]:
     """The passages of both searches, best first by MEANING_WEIGHT x similarity / best similarity
-    + the rest x BM25 / best BM25: 1.0 is the best passage of both.
+    + the rest x BM25 / best BM25, then leaning towards the documents that match best: 1.0 is the
+    best passage of both.
 
     Each search is scaled by its own best score, so a clear winner keeps its margin (RRF forgets
     it) and neither scale (similarities near 0.5, BM25 in the tens) swamps the other.
     `similarity` holds the similarities of the passages only the BM25 search returned, `bm25` the
     BM25 scores of those only the dense search returned (missing: 0, no word in common).
+
+    Each passage then gets DOCUMENT_WEIGHT x the score of its document's best passage (over the
+    best of all), and the sum is scaled back to at most 1. Passages of one document keep their
+    order; between documents, the one whose best passage matches the question best is preferred.
+    In a library of a thousand documents the right passage is often beaten by a look-alike from
+    another document (another package's NEWS, a sibling module) while its own document has the
+    best passage: there this moved 4 right passages into the top 5 and 1 out of it, of 66
+    questions; with a dozen documents no ranking changed (README, "Large libraries").
     Equal scores go by chunk id.
     """
     nodes: dict[str, BaseNode] = {hit.node.node_id: hit.node for hit in (*words, *meaning)}
@@ -235,10 +245,19 @@ def fuse_scores(
     def share(value: float, best: float) -> float:
         return value / best if best > 0 else 0.0
 
-    score = {
+    fused = {
         node_id: MEANING_WEIGHT * share(dense.get(node_id, 0.0), best_dense)
         + (1 - MEANING_WEIGHT) * share(words_score.get(node_id, 0.0), best_bm25)
         for node_id in nodes
+    }
+    document = {node_id: node.ref_doc_id or node_id for node_id, node in nodes.items()}
+    best_of: dict[str, float] = {}
+    for node_id, value in fused.items():
+        best_of[document[node_id]] = max(best_of.get(document[node_id], 0.0), value)
+    best = max(fused.values(), default=0.0)
+    score = {
+        node_id: (value + DOCUMENT_WEIGHT * share(best_of[document[node_id]], best)) / (1 + DOCUMENT_WEIGHT)
+        for node_id, value in fused.items()
     }
     ranked = sorted(nodes, key=lambda node_id: (-round(score[node_id], 9), node_id))[:top_k]
     return [NodeWithScore(node=nodes[node_id], score=score[node_id]) for node_id in ranked]
