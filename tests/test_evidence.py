@@ -76,6 +76,16 @@ def test_a_label_on_its_own_line_is_set_apart_from_the_sentence_it_names():
         assert one_line(wrapped) == " ".join(wrapped.split()), "a wrapped sentence or a clause is one line, as before"
 
 
+def test_a_gutter_down_the_lines_is_left_out_of_the_quote():
+    pydoc = "class HtmlDiff(builtins.object)\n |  HtmlDiff(tabsize=8)\n |  \n |  For producing HTML side by side comparison."
+    assert one_line(pydoc) == "class HtmlDiff(builtins.object) — HtmlDiff(tabsize=8) For producing HTML side by side comparison."
+    assert one_line("If\n |  ensure_ascii is false, the output can contain\n |  non-ASCII characters.\n    ") == (
+        "If ensure_ascii is false, the output can contain non-ASCII characters.")
+    for kept in ("cat pumps.txt\n  | grep seal", "Types:\n |  | Python | JSON |\n |  | dict   | object |",
+                 "| pump | seal |\n|  A  |  B  |", "The pump | seal\nis rated | 4 bar"):
+        assert one_line(kept) == " ".join(kept.split()), "a pipeline, a table or a pipe inside a line stays"
+
+
 def test_markers_that_point_nowhere_are_never_shown():
     assert keep_valid_markers("A [1]. B [7]. C [2, 9]. D [3][4].", 3) == "A [1]. B . C [2]. D [3]."
     stream = MarkerFilter(2)

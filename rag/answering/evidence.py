@@ -62,6 +62,7 @@ LABEL_WORDS = 8  # a first line this short, ending no sentence or clause, before
 _LABEL_END = re.compile(r"[.!?;:,\-]$")
 _LEADING_MARK = re.compile(r"^(?:[-*+•]|#{1,6})\s+(?=\S)")
 _TYPESET_HYPHEN = re.compile(r"([a-z])\u2010[ \t]*\n\s*([a-z])")
+_GUTTER = re.compile(r"^[ \t]*\|(?:  |[ \t]*$)")  # pydoc's " |  " before each line of a class's help
 _NUMBERED_HEADING = re.compile(r"^(?:#+\s|(?:\d+\.)+\d*\s+[A-Z]|[A-Z]\.\d)")
 _BOILERPLATE = re.compile(
     r"\b(?:licen[cs]\w*|warrant\w*|copyright|permission is hereby granted|all rights reserved|merchantability"
@@ -117,8 +118,9 @@ def one_line(quote: str) -> str:
     a manual page hyphenated at a line end ("num‐" / "ber", U+2010) is whole again. (Mending those
     at ingestion, for search too, was measured and not kept: README, "Answers".) A list item's
     bullet or a Markdown heading's hashes do not start the quote: an answer shown as Markdown
-    would make the quote a list or a heading."""
-    quote = _TYPESET_HYPHEN.sub(r"\1\2", quote)
+    would make the quote a list or a heading. The gutter pydoc draws down a class's help (" |  ")
+    is left out, not shown as pipes between the words ("If | ensure_ascii is false")."""
+    quote = _without_gutter(_TYPESET_HYPHEN.sub(r"\1\2", quote))
     first, newline, rest = quote.strip().partition("\n")
     label, rest = " ".join(first.split()), " ".join(rest.split())
     words = label.lower().split()
@@ -128,6 +130,18 @@ def one_line(quote: str) -> str:
     else:
         line = " ".join(quote.split())
     return _LEADING_MARK.sub("", line)
+
+
+def _without_gutter(quote: str) -> str:
+    """`quote` without a gutter that starts every line after its first (blank lines aside). Not a
+    table's rows (a line ending with "|") nor a shell pipeline continued on the next line
+    ("  | grep x": one space after the pipe)."""
+    first, *rest = quote.split("\n")
+    gutters = [bool(_GUTTER.match(line)) for line in rest]
+    if not any(gutters) or not all(g or not line.strip() for g, line in zip(gutters, rest, strict=True)):
+        return quote
+    lines = [first] + [_GUTTER.sub("", line) for line in rest]
+    return quote if any(line.rstrip().endswith("|") for line in lines) else "\n".join(lines)
 
 
 def _short_heading(text: str, words: list[str]) -> bool:
