@@ -121,8 +121,12 @@ def test_a_real_pdf_reads_as_prose_and_keeps_its_physical_pages(tmp_path):
 # Fusion of the dense and BM25 legs (pure) ---------------------------------------------------------
 
 
-def _hits(**scores: float) -> list[NodeWithScore]:
-    return [NodeWithScore(node=TextNode(id_=name, text=name), score=score) for name, score in scores.items()]
+def _hits(by_document: bool = False, **scores: float) -> list[NodeWithScore]:
+    """Hits named by chunk id; `by_document`: each chunk's document is its id's first letter, upper case."""
+    def node(name: str) -> TextNode:
+        source = {NodeRelationship.SOURCE: RelatedNodeInfo(node_id=name[0].upper())} if by_document else {}
+        return TextNode(id_=name, text=name, relationships=source)
+    return [NodeWithScore(node=node(name), score=score) for name, score in scores.items()]
 
 
 @pytest.mark.quick
@@ -139,12 +143,8 @@ def test_fusion_keeps_a_passage_close_to_the_top_of_both_searches_first():
 
 @pytest.mark.quick
 def test_fusion_prefers_the_document_of_the_best_passage_and_keeps_the_order_inside_one():
-    def hits(**scores: float) -> list[NodeWithScore]:
-        return [NodeWithScore(node=TextNode(id_=name, text=name, relationships={
-            NodeRelationship.SOURCE: RelatedNodeInfo(node_id=name[0].upper())}), score=score) for name, score in scores.items()]
-
-    meaning = hits(x1=0.80, y1=0.70, x2=0.68)
-    words = hits(x1=10.0, y1=6.0, x2=5.0)
+    meaning = _hits(by_document=True, x1=0.80, y1=0.70, x2=0.68)
+    words = _hits(by_document=True, x1=10.0, y1=6.0, x2=5.0)
     fused = fuse_scores(meaning, words, similarity={}, bm25={}, top_k=3)
     # Alone, y1 (0.765) beats x2 (0.71); x2's document holds the best passage: (0.71 + 0.3) / 1.3 = 0.777.
     assert [(hit.node.node_id, round(hit.score, 3)) for hit in fused] == [("x1", 1.0), ("x2", 0.777), ("y1", 0.765)]
