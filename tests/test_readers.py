@@ -52,6 +52,19 @@ def test_html_that_stops_the_standard_parser_is_read_whole(tmp_path):
     assert "Before" in text and "enable_if_t" in text and "After the odd markup." in text
 
 
+def test_a_gutter_drawn_down_plain_text_is_dropped_and_tables_keep_their_pipes(tmp_path):
+    """pydoc's " |  " down a class's help: out, so its blank lines part paragraphs again."""
+    path = tmp_path / "pumps.txt"
+    path.write_text(
+        "class Pump(builtins.object)\n |  Pump(rate)\n |  \n |  A pump of the given rate.\n |  \n"
+        " |  start(self)\n |      Start the pump.\n\n"
+        "| pump |  seal  |\n|  A   |  B     |\n|  C   |  D     |\n\ncat pumps.txt\n  | grep seal\n")
+    text = read_file(path)[0].text
+    assert "class Pump(builtins.object)\n Pump(rate)\n\n A pump of the given rate.\n\n start(self)\n     Start" in text
+    assert "| pump |  seal  |\n|  A   |  B     |\n|  C   |  D     |" in text, "a table keeps its pipes"
+    assert "cat pumps.txt\n  | grep seal" in text, "so does a pipeline"
+
+
 def test_csv_rows_keep_their_column_names(corpus):
     text = read_file(corpus["table.csv"])[0].text
     assert "city: Tromso; country: Norway; population: 77000" in text

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from rag.ingestion.sentences import SENTENCE_END, sentence_spans
+from rag.ingestion.textclean import GUTTER
 
 Embed = Callable[[list[str]], list[list[float]]]
 
@@ -62,7 +63,6 @@ LABEL_WORDS = 8  # a first line this short, ending no sentence or clause, before
 _LABEL_END = re.compile(r"[.!?;:,\-]$")
 _LEADING_MARK = re.compile(r"^(?:[-*+•]|#{1,6})\s+(?=\S)")
 _TYPESET_HYPHEN = re.compile(r"([a-z])\u2010[ \t]*\n\s*([a-z])")
-_GUTTER = re.compile(r"^[ \t]*\|(?:  |[ \t]*$)")  # pydoc's " |  " before each line of a class's help
 _NUMBERED_HEADING = re.compile(r"^(?:#+\s|(?:\d+\.)+\d*\s+[A-Z]|[A-Z]\.\d)")
 _BOILERPLATE = re.compile(
     r"\b(?:licen[cs]\w*|warrant\w*|copyright|permission is hereby granted|all rights reserved|merchantability"
@@ -135,12 +135,13 @@ def one_line(quote: str) -> str:
 def _without_gutter(quote: str) -> str:
     """`quote` without a gutter that starts every line after its first (blank lines aside). Not a
     table's rows (a line ending with "|") nor a shell pipeline continued on the next line
-    ("  | grep x": one space after the pipe)."""
+    ("  | grep x": one space after the pipe). Ingestion drops such gutters from plain text
+    (`rag.ingestion.textclean.clean_plain_text`); this is for passages indexed before it did."""
     first, *rest = quote.split("\n")
-    gutters = [bool(_GUTTER.match(line)) for line in rest]
+    gutters = [bool(GUTTER.match(line)) for line in rest]
     if not any(gutters) or not all(g or not line.strip() for g, line in zip(gutters, rest, strict=True)):
         return quote
-    lines = [first] + [_GUTTER.sub("", line) for line in rest]
+    lines = [first] + [GUTTER.sub("", line) for line in rest]
     return quote if any(line.rstrip().endswith("|") for line in lines) else "\n".join(lines)
 
 

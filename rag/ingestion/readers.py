@@ -17,7 +17,7 @@ from rag.config import OcrMode
 from rag.errors import ParseError, first_line
 from rag.ingestion.html_text import html_text
 from rag.ingestion.ocr import IMAGE_EXTENSIONS, MIN_TEXT_CHARS, OcrJob, image_pages, pdf_page_images
-from rag.ingestion.textclean import clean_pdf_pages
+from rag.ingestion.textclean import clean_pdf_pages, clean_plain_text
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def decode_text(data: bytes, name: str) -> str:
 
 
 def read_text(path: Path, ocr: OcrJob | None = None) -> list[Section]:
-    return [Section(decode_text(path.read_bytes(), path.name))]
+    return [Section(clean_plain_text(decode_text(path.read_bytes(), path.name)))]
 
 
 def read_html(path: Path, ocr: OcrJob | None = None) -> list[Section]:

@@ -1,4 +1,5 @@
-"""PDF page text as prose: page furniture and tables of contents out, paragraphs joined, hyphens mended.
+"""Text as prose: a PDF page's furniture and tables of contents out, paragraphs joined, hyphens
+mended; the gutter a plain-text document draws down its lines out.
 
 A PDF's text layer keeps every line break of the printed page, the running header of every
 page and the dot leaders of its table of contents. Left in, they split words for BM25 and the
@@ -22,6 +23,14 @@ the results. The rules here are deterministic and only look at the document itse
   hyphen ("manip-" + "ulation" -> "manipulation") unless the document itself writes the hyphenated
   form elsewhere and never the joined one ("glob-" + "deleteall" -> "glob-deleteall"); a hyphen
   before a capital letter or a digit is always kept ("Front-" + "Cover" -> "Front-Cover").
+
+Plain text (`clean_plain_text`): a line of spaces is a blank line, as it reads, so it parts
+paragraphs (pydoc indents a docstring's blank lines). pydoc also draws " |  " down every line of a
+class's help. Left in, the pipes cost the embedding a word piece per line and hide the blank
+lines that part the help's paragraphs, so a method's signature and the sentences of the next
+method read as one passage. A run of at least GUTTER_RUN such lines loses the gutter; a table's
+rows (most lines of the run ending with "|") and a shell pipeline continued on the next line
+("  | grep x") keep their pipes.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ LIST_ITEM = re.compile(r"^\s*(?:[•·▪◦‣*–-]\s|\(?\d{1,3}[.)]\s|\(?[a-z
 HYPHENATED_END = re.compile(r"([A-Za-z]*[a-z])-$")
 WORD_START = re.compile(r"^([a-z][A-Za-z]*)")
 CARRIES_ON = re.compile(r"^[a-z0-9]")  # a line that starts so after one that ends no sentence goes on with it
+GUTTER = re.compile(r"^([ \t]*)\|(?:  |[ \t]*$)")  # pydoc's " |  " before each line of a class's help
+GUTTER_RUN = 3
 LONG_LINE = 0.7
 FURNITURE_SHARE = 0.5
 TOC_SHARE = 1 / 3
@@ -128,3 +139,19 @@ def join_lines(left: str, right: str, vocabulary: Counter[str]) -> str:
     if vocabulary[hyphenated] and not vocabulary[joined]:
         return left + right
     return left[:-1] + right
+
+
+def clean_plain_text(text: str) -> str:
+    """`text` without trailing spaces on its lines, nor the gutter drawn down a run of lines (see
+    the module's docstring)."""
+    lines = [line.rstrip() for line in text.split("\n")]
+    start = 0
+    while start < len(lines):
+        end = start
+        while end < len(lines) and GUTTER.match(lines[end]):
+            end += 1
+        run = [line for line in lines[start:end] if line.strip() != "|"]
+        if end - start >= GUTTER_RUN and 2 * sum(line.rstrip().endswith("|") for line in run) < len(run):
+            lines[start:end] = [GUTTER.sub(r"\1", line).rstrip() for line in lines[start:end]]
+        start = max(end, start + 1)
+    return "\n".join(lines)
