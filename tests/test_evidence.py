@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag.answering.events import MarkerFilter, keep_valid_markers
-from rag.answering.evidence import one_line, quotable, terms
+from rag.answering.evidence import _with_neighbours, one_line, quotable, terms
 from rag.answering.source_view import SourceUnavailable, locate, render_pdf_page, text_context
 from rag.ingestion.sentences import MAX_CONTEXT_CHARS, sentence_context, sentence_spans
 from rag.storage.catalog import DocumentRecord
@@ -74,6 +74,37 @@ def test_a_label_on_its_own_line_is_set_apart_from_the_sentence_it_names():
     for wrapped in ("The pump must be serviced by a\n  Certified engineer.", "Some web servers run as\n www-data.",
                     "Example:\n  Pump A.", "The pump runs at 4 bar.\nSeals are changed yearly."):
         assert one_line(wrapped) == " ".join(wrapped.split()), "a wrapped sentence or a clause is one line, as before"
+
+
+def quote_of(text: str, sentence: str) -> str:
+    """The quote `weigh` makes of the sentence of `text` starting with `sentence`, as shown."""
+    spans = sentence_spans(text)
+    start, end = next(span for span in spans if text[span[0]:span[1]].startswith(sentence))
+    return one_line(text[slice(*_with_neighbours(text, spans, start, end))])
+
+
+def test_a_quote_names_what_it_defines_and_holds_what_it_announces():
+    manual = ("       --exclude-vcs-ignores\n\t      Exclude files that match patterns read from VCS ignore files.\tSupported\n"
+              "\t      files are: .cvsignore and .gitignore.\n\n       -h, --dereference\n\t      Follow symlinks.\n")
+    assert quote_of(manual, "Supported") == ("--exclude-vcs-ignores — Exclude files that match patterns read from VCS "
+                                             "ignore files. Supported files are: .cvsignore and .gitignore.")
+    pydoc = ("    median_low(data)\n        Return the low median of numeric data.\n\n"
+             "        When it is even, the smaller of the two middle values is returned.\n\n        >>> median_low([1, 3])\n")
+    assert quote_of(pydoc, "When it is even") == ("median_low(data) — Return the low median of numeric data. When it is "
+                                                  "even, the smaller of the two middle values is returned.")
+    spec = ('dpkg will run the postinst script as:\n\n   postinst triggered "<name> ..."\n\n'
+            "by passing the names as the second argument.\n\nThis is attempted at the end of each run.")
+    assert quote_of(spec, "dpkg will") == ('dpkg will run the postinst script as: postinst triggered "<name> ..." '
+                                           "by passing the names as the second argument.")
+    sections = "DESCRIPTION\n\n       The pump runs at 4 bar.\n\n       -k\n\t      Keep the pump. It is dry."
+    assert quote_of(sections, "The pump") == "The pump runs at 4 bar.", "a section heading is not a label"
+    assert quote_of(sections, "-k") == "-k — Keep the pump. It is dry.", "a quote that starts with its label"
+    wrapped = "Members of this\n\t    group can read logs.\n\n\t    HELP: Perhaps rename it."
+    assert quote_of(wrapped, "HELP") == "HELP: Perhaps rename it.", "a wrapped sentence's first line is no label"
+    heading = "   Searching files by age\n       •      Search for files changed today.\n"
+    assert quote_of(heading, "•") == "Search for files changed today.", "nor is a heading of plain words"
+    far = "    pump(rate)\n        " + "The pump is described here at length. " * 8 + "\n\n        It runs at 4 bar.\n"
+    assert quote_of(far, "It runs") == "It runs at 4 bar.", "a label too far above is left out"
 
 
 def test_a_gutter_down_the_lines_is_left_out_of_the_quote():

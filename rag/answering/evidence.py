@@ -60,6 +60,8 @@ _TOC_LINE = re.compile(r"(?:\.\s*){4,}\s*[0-9ivxlcdm]+\s*$|…+\s*\d+\s*$", re.I
 # "Harbour log, volume two"), whatever its capitals; longer ones need a heading's look.
 HEADING_WORDS = 6
 LABEL_WORDS = 8  # a first line this short, ending no sentence or clause, before a capital: a label
+DEFINITION_REACH = 250  # characters from a label to the quote under it that the quote may take
+_TERM_MARK = re.compile(r"[-_()\[\]=<>~/$@]")  # in a signature or an option, not in a heading's words
 _LABEL_END = re.compile(r"[.!?;:,\-]$")
 _LEADING_MARK = re.compile(r"^(?:[-*+•]|#{1,6})\s+(?=\S)")
 _TYPESET_HYPHEN = re.compile(r"([a-z])\u2010[ \t]*\n\s*([a-z])")
@@ -244,7 +246,66 @@ def _with_neighbours(text: str, spans: list[tuple[int, int]], start: int, end: i
         start = spans[k - 1][0]
     if k + 1 < len(spans) and same_paragraph(spans[k], spans[k + 1]) and spans[k + 1][1] - start <= MAX_QUOTE_CHARS:
         end = spans[k + 1][1]
-    return start, end
+    start = _definition_start(text, start, end)
+    return start, _announced_end(text, spans, start, end)
+
+
+def _indent(line: str) -> int:
+    line = line.expandtabs(8)
+    return len(line) - len(line.lstrip())
+
+
+def _is_label(line: str) -> bool:
+    words = line.split()
+    return 0 < len(words) <= LABEL_WORDS and not _LABEL_END.search(line.strip())
+
+
+def _names_a_term(line: str) -> bool:
+    """A label that names what the lines under it define: one word ("adm", "60") or a signature or
+    option ("median_low(data)", "-mtime n"); not a heading of plain words ("Searching files by
+    age", "Chapter 1. Introduction"), nor one in capitals ("DESCRIPTION")."""
+    return _is_label(line) and not line.strip().isupper() and (len(line.split()) == 1 or bool(_TERM_MARK.search(line)))
+
+
+def _definition_start(text: str, start: int, end: int) -> int:
+    """Where the quote text[start:end] starts once it names what it is about: a sentence indented
+    under a label ("--exclude-vcs-ignores", "median_low(data)", "-mtime n") takes the label and
+    what comes before it under that label ("--exclude-vcs-ignores — Exclude files that match
+    patterns read from VCS-specific ignore files. Supported files are: .cvsignore, .gitignore,
+    ..." rather than "Supported files are: ..."), within DEFINITION_REACH characters. Not a
+    heading (`_names_a_term`), and not when the quote starts with a label."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", start)
+    first_line = text[line_start:line_end if line_end >= 0 else len(text)]
+    indent = _indent(first_line)
+    if indent == 0 or (not text[line_start:start].strip() and _is_label(first_line)):
+        return start
+    position = line_start
+    while position > 0 and start - position <= DEFINITION_REACH:
+        above = text.rfind("\n", 0, position - 1) + 1
+        line = text[above:position - 1]
+        if line.strip() and _indent(line) < indent:
+            head = above + len(line) - len(line.lstrip())
+            fits = start - head <= DEFINITION_REACH and end - head <= MAX_QUOTE_CHARS
+            return head if fits and _names_a_term(line) else start
+        position = above
+    return start
+
+
+def _announced_end(text: str, spans: list[tuple[int, int]], start: int, end: int) -> int:
+    """Where the quote text[start:end] ends once it holds what it announces: a quote ending with a
+    colon ("dpkg will run the postinst script as:") takes the next sentence or line, whatever its
+    paragraph (the command it announces), and the one after when it carries the sentence on in
+    lower case ("by passing a space-separated list ..."); within MAX_QUOTE_CHARS."""
+    if not text[start:end].rstrip().endswith(":"):
+        return end
+    following = [span for span in spans if span[0] >= end]
+    if not following or following[0][1] - start > MAX_QUOTE_CHARS:
+        return end
+    end = following[0][1]
+    if len(following) > 1 and text[following[1][0]].islower() and following[1][1] - start <= MAX_QUOTE_CHARS:
+        end = following[1][1]
+    return end
 
 
 def _joined(quotes: list[Quote], source: int, text: str, start: int, end: int) -> list[Quote] | None:
