@@ -12,11 +12,13 @@ Quotes are whole sentences: a passage comes with the parts of its first and last
 its chunk boundaries cut off (`rag.ingestion.sentences`, stored with each chunk at ingestion), so a
 sentence is scored and quoted whole and only its part inside the passage is highlighted. A quote
 is the answering sentence with what it needs to stand alone: the sentence before it when it refers
-back ("Members of this group..."), and the next one of its paragraph, where the answer often goes
-on. Headings, bare URLs, table-of-contents lines and licence boilerplate are not quoted as answers
-(licence text is, when the question asks about licensing); a sentence already quoted is not quoted
-again, and quotes of touching sentences of one passage are joined into one. A quote is shown as
-one line (`one_line`): a label on its own line is set apart from its sentence by a dash.
+back ("Members of this group..."), the next one of its paragraph, where the answer often goes
+on, the label it is indented under (an option, a function's signature: what it defines), and the
+line its closing colon announces. Headings, bare URLs, table-of-contents lines and licence
+boilerplate are not quoted as answers (licence text is, when the question asks about licensing);
+a sentence already quoted is not quoted again, and quotes of touching sentences of one passage
+are joined into one. A quote is shown as one line (`one_line`): a label on its own line is set
+apart from its sentence by a dash.
 """
 
 from __future__ import annotations
@@ -236,7 +238,9 @@ def _with_neighbours(text: str, spans: list[tuple[int, int]], start: int, end: i
     """The sentence at text[start:end] (one of `spans`, its passage's sentences) as a quote: with
     the sentence before it when it refers back ("Members of this group can read..."), and with the
     next one of its paragraph, which is where the answer often goes on ("Some web servers run as
-    www-data. Web content should not be owned by this user, ..."), within MAX_QUOTE_CHARS."""
+    www-data. Web content should not be owned by this user, ..."), within MAX_QUOTE_CHARS; then
+    with the label it is indented under and what its colon announces (`_definition_start`,
+    `_announced_end`)."""
     k = spans.index((start, end)) if (start, end) in spans else None
     if k is None:
         return start, end
