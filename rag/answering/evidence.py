@@ -128,7 +128,7 @@ def one_line(quote: str) -> str:
     first, newline, rest = quote.strip().partition("\n")
     label, rest = " ".join(first.split()), " ".join(rest.split())
     words = label.lower().split()
-    if newline and rest[:1].isupper() and len(words) <= LABEL_WORDS and not _LABEL_END.search(label) \
+    if newline and rest[:1].isupper() and _is_label(label) \
             and sum(w in STOPWORDS for w in words) <= 1:  # a wrapped sentence's first line has more
         line = f"{label} — {rest}"
     else:
@@ -260,6 +260,7 @@ def _indent(line: str) -> int:
 
 
 def _is_label(line: str) -> bool:
+    """A line short enough, and ending no sentence or clause, to name what follows it."""
     words = line.split()
     return 0 < len(words) <= LABEL_WORDS and not _LABEL_END.search(line.strip())
 
